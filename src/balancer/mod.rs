@@ -1,0 +1,14 @@
+//! Choosing an endpoint: the config snapshot, the runtime state of endpoints, `origin_steering`
+//! policies, and the routing decision that ties them together.
+
+pub mod route;
+pub mod snapshot;
+pub mod state;
+pub mod steering;
+
+#[cfg(test)]
+mod route_tests;
+
+pub use route::{route, Decision, Outcome, PinAction, Refusal, RequestFacts};
+pub use snapshot::{Balancer, Endpoint, EndpointRef, Pool, Snapshot};
+pub use state::{EndpointState, Lifecycle, RuntimeState};

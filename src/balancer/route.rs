@@ -1,0 +1,205 @@
+//! The routing decision: a plain function of the snapshot, the request's facts and the time.
+//! The proxy adapter collects the facts and carries out the decision; nothing here does I/O.
+
+use std::net::IpAddr;
+
+use crate::affinity::cookies::cflb_values;
+use crate::affinity::rendezvous::HashKey;
+use crate::affinity::token::TokenError;
+use crate::config::{Affinity, SteeringPolicy};
+
+use super::snapshot::{Balancer, EndpointRef, Snapshot};
+use super::state::Lifecycle;
+use super::steering::{pick_by_key, PickFacts};
+
+/// What the router needs to know about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The `Host` header (or the authority of an absolute or HTTP/2 target).
+    pub host: &'a str,
+    pub client_ip: IpAddr,
+    /// The raw values of every `Cookie` header, in order.
+    pub cookies: &'a [&'a str],
+    /// A fresh random number for steering.
+    pub random: u64,
+}
+
+/// What happened to the request's session, as the access log and metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The balancer has no affinity.
+    Unpinned,
+    /// No affinity cookie: a first visit.
+    New,
+    /// A valid pin was honoured.
+    Kept,
+    /// The cookie was authentic but expired.
+    Expired,
+    /// The cookie was malformed, forged, or named an endpoint that no longer exists.
+    Invalid,
+    /// The pinned endpoint is unhealthy: re-pinned.
+    Unhealthy,
+    /// The pinned endpoint is drained past its drain duration: re-pinned.
+    Drained,
+    /// Failed over without changing the pin.
+    FailoverTemporary,
+    /// Failed over and re-pinned.
+    FailoverSticky,
+}
+
+impl Outcome {
+    /// The name used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Unpinned => "none",
+            Outcome::New => "new",
+            Outcome::Kept => "kept",
+            Outcome::Expired => "expired",
+            Outcome::Invalid => "invalid",
+            Outcome::Unhealthy => "unhealthy",
+            Outcome::Drained => "drained",
+            Outcome::FailoverTemporary => "failover-temporary",
+            Outcome::FailoverSticky => "failover-sticky",
+        }
+    }
+}
+
+/// What the response must do about the client's pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinAction {
+    /// No affinity, or nothing to change.
+    None,
+    /// Mint a new pin to the chosen endpoint that lasts until `expires` (unix seconds).
+    Set { expires: u64 },
+}
+
+/// Where a request goes and what happens to its pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub balancer: usize,
+    pub target: EndpointRef,
+    pub pin: PinAction,
+    pub outcome: Outcome,
+}
+
+/// Why a request cannot be routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No balancer answers this Host: 404, nothing forwarded.
+    NoBalancer,
+    /// No usable endpoint in any pool: 503.
+    NoEndpoint { balancer: usize },
+}
+
+/// Decides where a request goes (SPEC §3.1, §3.2, §3.3, §3.6).
+pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Decision, Refusal> {
+    let b = snap
+        .balancer_for_host(facts.host)
+        .ok_or(Refusal::NoBalancer)?;
+    let lb = &snap.balancers[b];
+    let pick = PickFacts {
+        client: HashKey::of_ip(facts.client_ip),
+        random: facts.random,
+    };
+    let fresh = |outcome, key| {
+        let target =
+            pick_new(snap, lb, pick, key, &[]).ok_or(Refusal::NoEndpoint { balancer: b })?;
+        let pin = match lb.affinity.mode {
+            Affinity::None | Affinity::Header => PinAction::None,
+            Affinity::Cookie | Affinity::IpCookie => PinAction::Set {
+                expires: now + lb.affinity.ttl,
+            },
+        };
+        Ok(Decision {
+            balancer: b,
+            target,
+            pin,
+            outcome,
+        })
+    };
+    match lb.affinity.mode {
+        Affinity::None | Affinity::Header => fresh(Outcome::Unpinned, None),
+        Affinity::Cookie | Affinity::IpCookie => {
+            let key = (lb.affinity.mode == Affinity::IpCookie).then_some(pick.client);
+            match pinned(snap, lb, facts.cookies, now) {
+                Ok(target) => Ok(Decision {
+                    balancer: b,
+                    target,
+                    pin: PinAction::None,
+                    outcome: Outcome::Kept,
+                }),
+                Err(outcome) => fresh(outcome, key),
+            }
+        }
+    }
+}
+
+/// The endpoint a valid `__cflb` cookie pins to, if it may still serve the session; otherwise
+/// why not. The first cookie that verifies is the one honoured.
+fn pinned(
+    snap: &Snapshot,
+    lb: &Balancer,
+    cookies: &[&str],
+    now: u64,
+) -> Result<EndpointRef, Outcome> {
+    let mut why = Outcome::New;
+    for value in cflb_values(cookies) {
+        match snap.keys.verify(&lb.name, value, now) {
+            Ok(pin) => {
+                let Some(&target) = lb.pins.get(&pin.endpoint) else {
+                    why = Outcome::Invalid;
+                    continue;
+                };
+                let e = snap.endpoint(target);
+                if !e.state.healthy() {
+                    return Err(Outcome::Unhealthy);
+                }
+                return match e.lifecycle(lb.affinity.drain_duration, now) {
+                    Lifecycle::Serving | Lifecycle::Draining { .. } => Ok(target),
+                    Lifecycle::Drained => Err(Outcome::Drained),
+                };
+            }
+            Err(TokenError::Expired) if why != Outcome::Invalid => why = Outcome::Expired,
+            Err(_) => why = Outcome::Invalid,
+        }
+    }
+    Err(why)
+}
+
+/// Picks the endpoint of a new session (SPEC §3.6): the first eligible pool of `default_pools`
+/// (or a random one), else the fallback pool; inside it, the pool's steering policy or, when the
+/// session has a `key`, rendezvous hashing of that key. Endpoints in `exclude` are never chosen.
+pub fn pick_new(
+    snap: &Snapshot,
+    lb: &Balancer,
+    facts: PickFacts,
+    key: Option<HashKey>,
+    exclude: &[EndpointRef],
+) -> Option<EndpointRef> {
+    let in_pool = |pool: usize| {
+        let p = &snap.pools[pool];
+        let usable = |i: usize| {
+            p.endpoints[i].takes_new() && !exclude.contains(&EndpointRef { pool, endpoint: i })
+        };
+        let endpoint = match key {
+            Some(k) => pick_by_key(&p.endpoints, &usable, k),
+            None => p.steering.pick(&p.endpoints, &usable, facts),
+        }?;
+        Some(EndpointRef { pool, endpoint })
+    };
+    let eligible = |&&pool: &&usize| snap.pools[pool].eligible();
+    let n = lb.pools.iter().filter(eligible).count();
+    if n > 0 {
+        let start = match lb.steering {
+            SteeringPolicy::Off => 0,
+            SteeringPolicy::Random => (facts.random % n as u64) as usize,
+        };
+        let ordered = lb.pools.iter().filter(eligible).cycle().skip(start).take(n);
+        for &pool in ordered {
+            if let Some(found) = in_pool(pool) {
+                return Some(found);
+            }
+        }
+    }
+    in_pool(lb.fallback)
+}

@@ -1,0 +1,237 @@
+//! Unit tests of the routing decision over snapshots built from YAML.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::config::Config;
+
+const NOW: u64 = 1_700_000_000;
+
+fn snap(yaml: &str) -> Snapshot {
+    let config = Config::from_yaml(yaml, "test").unwrap_or_else(|e| panic!("{e}"));
+    Snapshot::build(config, &RuntimeState::default(), NOW).unwrap()
+}
+
+const BASE: &str = r#"
+listeners: [{ address: "127.0.0.1:8080" }]
+cookie_secret: "unit test secret that is long enough"
+pools:
+  - id: web
+    endpoints:
+      - { name: a, address: "127.0.0.1:9001" }
+      - { name: b, address: "127.0.0.1:9002" }
+      - { name: c, address: "127.0.0.1:9003", weight: 0 }
+  - id: spare
+    endpoints:
+      - { name: s, address: "127.0.0.1:9009" }
+load_balancers:
+  - name: shop.example.com
+    default_pools: [web]
+    fallback_pool: spare
+    session_affinity: cookie
+  - name: "*"
+    default_pools: [spare]
+"#;
+
+fn facts<'a>(host: &'a str, cookies: &'a [&'a str], random: u64) -> RequestFacts<'a> {
+    RequestFacts {
+        host,
+        client_ip: IpAddr::from([192, 0, 2, 1]),
+        cookies,
+        random,
+    }
+}
+
+fn name(s: &Snapshot, d: &Decision) -> String {
+    s.endpoint(d.target).name.clone()
+}
+
+#[test]
+fn host_picks_balancer_exact_then_wildcard() {
+    let s = snap(BASE);
+    assert_eq!(
+        route(&s, &facts("SHOP.example.com:8080", &[], 1), NOW)
+            .unwrap()
+            .balancer,
+        0
+    );
+    assert_eq!(
+        route(&s, &facts("shop.example.com.", &[], 1), NOW)
+            .unwrap()
+            .balancer,
+        0
+    );
+    assert_eq!(
+        route(&s, &facts("other.example", &[], 1), NOW)
+            .unwrap()
+            .balancer,
+        1
+    );
+    let no_wildcard = BASE.replace("- name: \"*\"", "- name: blog");
+    assert_eq!(
+        route(&snap(&no_wildcard), &facts("other", &[], 1), NOW),
+        Err(Refusal::NoBalancer)
+    );
+}
+
+#[test]
+fn first_visit_mints_a_pin_that_is_then_kept() {
+    let s = snap(BASE);
+    let first = route(&s, &facts("shop.example.com", &[], 7), NOW).unwrap();
+    assert_eq!(first.outcome, Outcome::New);
+    assert_eq!(
+        first.pin,
+        PinAction::Set {
+            expires: NOW + 82_800
+        }
+    );
+    let lb = &s.balancers[0];
+    let token = s
+        .keys
+        .mint(&lb.name, s.endpoint(first.target).id, NOW + 82_800);
+    let cookie = format!("a=1; __cflb={token}");
+    for r in 0..50 {
+        let again = route(&s, &facts("shop.example.com", &[&cookie], r), NOW + 10).unwrap();
+        assert_eq!(
+            (again.target, again.pin, again.outcome),
+            (first.target, PinAction::None, Outcome::Kept)
+        );
+    }
+}
+
+#[test]
+fn bad_cookies_are_treated_as_absent() {
+    let s = snap(BASE);
+    let lb = &s.balancers[0];
+    let a = s.pools[0].endpoints[0].id;
+    let expired = format!("__cflb={}", s.keys.mint(&lb.name, a, NOW - 1));
+    let gone = format!(
+        "__cflb={}",
+        s.keys
+            .mint(&lb.name, crate::affinity::EndpointId(42), NOW + 100)
+    );
+    for (cookie, outcome) in [
+        ("__cflb=garbage", Outcome::Invalid),
+        ("__cflb=", Outcome::Invalid),
+        (expired.as_str(), Outcome::Expired),
+        (gone.as_str(), Outcome::Invalid),
+    ] {
+        let d = route(&s, &facts("shop.example.com", &[cookie], 3), NOW).unwrap();
+        assert_eq!(d.outcome, outcome, "{cookie}");
+        assert!(matches!(d.pin, PinAction::Set { .. }));
+    }
+}
+
+#[test]
+fn first_valid_of_several_cookies_wins() {
+    let s = snap(BASE);
+    let lb = &s.balancers[0];
+    let b = s.pools[0].endpoints[1].id;
+    let valid = s.keys.mint(&lb.name, b, NOW + 100);
+    let header = format!("__cflb=forged; __cflb={valid}");
+    let d = route(&s, &facts("shop.example.com", &[&header], 0), NOW).unwrap();
+    assert_eq!((name(&s, &d).as_str(), d.outcome), ("b", Outcome::Kept));
+}
+
+#[test]
+fn weight_zero_gets_no_new_sessions_and_weights_spread() {
+    let s = snap(BASE);
+    let mut counts = std::collections::HashMap::new();
+    for r in 0..2000u64 {
+        let d = route(
+            &s,
+            &facts(
+                "shop.example.com",
+                &[],
+                r.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
+            NOW,
+        )
+        .unwrap();
+        *counts.entry(name(&s, &d)).or_insert(0) += 1;
+    }
+    assert_eq!(counts.get("c"), None);
+    let (a, b) = (counts["a"], counts["b"]);
+    assert!(a > 800 && b > 800, "{counts:?}");
+}
+
+#[test]
+fn unhealthy_or_drained_pin_is_repinned_and_draining_pin_kept() {
+    let yaml = BASE.replace(
+        "session_affinity: cookie",
+        "session_affinity: cookie\n    session_affinity_attributes: { drain_duration: 60 }",
+    );
+    let s = snap(&yaml);
+    let lb = &s.balancers[0];
+    let a = &s.pools[0].endpoints[0];
+    let cookie = format!("__cflb={}", s.keys.mint(&lb.name, a.id, NOW + 1000));
+    a.state.set_healthy(false);
+    let d = route(&s, &facts("shop.example.com", &[&cookie], 0), NOW).unwrap();
+    assert_eq!(
+        (name(&s, &d).as_str(), d.outcome),
+        ("b", Outcome::Unhealthy)
+    );
+    a.state.set_healthy(true);
+    a.state.set_admin_drained(true);
+    a.state.sync_enabled(false, NOW);
+    let d = route(&s, &facts("shop.example.com", &[&cookie], 0), NOW + 30).unwrap();
+    assert_eq!((name(&s, &d).as_str(), d.outcome), ("a", Outcome::Kept));
+    let d = route(&s, &facts("shop.example.com", &[], 0), NOW + 30).unwrap();
+    assert_eq!(
+        name(&s, &d),
+        "b",
+        "a draining endpoint takes no new session"
+    );
+    let d = route(&s, &facts("shop.example.com", &[&cookie], 0), NOW + 60).unwrap();
+    assert_eq!((name(&s, &d).as_str(), d.outcome), ("b", Outcome::Drained));
+}
+
+#[test]
+fn fallback_pool_then_503() {
+    let s = snap(BASE);
+    for e in &s.pools[0].endpoints {
+        e.state.set_healthy(false);
+    }
+    let d = route(&s, &facts("shop.example.com", &[], 0), NOW).unwrap();
+    assert_eq!(name(&s, &d), "s");
+    s.pools[1].endpoints[0].state.set_healthy(false);
+    assert_eq!(
+        route(&s, &facts("shop.example.com", &[], 0), NOW),
+        Err(Refusal::NoEndpoint { balancer: 0 })
+    );
+}
+
+#[test]
+fn minimum_origins_makes_a_pool_ineligible() {
+    let yaml = BASE.replace("  - id: web\n", "  - id: web\n    minimum_origins: 3\n");
+    let s = snap(&yaml);
+    s.pools[0].endpoints[1].state.set_healthy(false);
+    let d = route(&s, &facts("shop.example.com", &[], 0), NOW).unwrap();
+    assert_eq!(
+        name(&s, &d),
+        "s",
+        "web has 2 healthy of minimum 3: fallback"
+    );
+}
+
+#[test]
+fn affinity_none_sets_no_pin() {
+    let s = snap(&BASE.replace("session_affinity: cookie", "session_affinity: none"));
+    let d = route(&s, &facts("shop.example.com", &[], 0), NOW).unwrap();
+    assert_eq!((d.pin, d.outcome), (PinAction::None, Outcome::Unpinned));
+}
+
+#[test]
+fn ip_cookie_pins_first_pick_by_client_ip() {
+    let s = snap(&BASE.replace("session_affinity: cookie", "session_affinity: ip_cookie"));
+    let first = route(&s, &facts("shop.example.com", &[], 1), NOW).unwrap();
+    for r in 0..20 {
+        assert_eq!(
+            route(&s, &facts("shop.example.com", &[], r), NOW)
+                .unwrap()
+                .target,
+            first.target
+        );
+    }
+    assert!(matches!(first.pin, PinAction::Set { .. }));
+}

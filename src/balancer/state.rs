@@ -1,0 +1,167 @@
+//! Runtime state of endpoints: health, drain, in-flight counters. It outlives config snapshots
+//! (a reload re-attaches the same state to an endpoint with the same pool id and name), and it is
+//! read and written with atomics only, so the request path takes no lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use crate::affinity::token::CookieKeys;
+
+/// Where an endpoint is in its life: serving new sessions, draining old ones, or drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    Serving,
+    /// Disabled, but sessions pinned to it still go to it for `remaining` seconds.
+    Draining {
+        remaining: u64,
+    },
+    /// Disabled and past its drain: its sessions are re-pinned.
+    Drained,
+}
+
+/// The live state of one endpoint, shared by every snapshot that contains it.
+#[derive(Debug)]
+pub struct EndpointState {
+    healthy: AtomicBool,
+    /// Drained through the admin API, whatever the file says.
+    admin_drained: AtomicBool,
+    /// Unix seconds when the current drain began; 0 while enabled.
+    drain_since: AtomicU64,
+    /// Requests sent to it and not yet finished.
+    pub inflight: AtomicUsize,
+    /// Requests sent to it since start.
+    pub requests: AtomicU64,
+}
+
+impl Default for EndpointState {
+    fn default() -> Self {
+        EndpointState {
+            // SPEC §2: an endpoint counts as healthy until its first check.
+            healthy: AtomicBool::new(true),
+            admin_drained: AtomicBool::new(false),
+            drain_since: AtomicU64::new(0),
+            inflight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
+}
+
+impl EndpointState {
+    /// What the health monitor last said (true until the first check).
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Relaxed)
+    }
+
+    /// Records a monitor verdict; returns true when it changed.
+    pub fn set_healthy(&self, healthy: bool) -> bool {
+        self.healthy.swap(healthy, Relaxed) != healthy
+    }
+
+    /// Drained through the admin API.
+    pub fn admin_drained(&self) -> bool {
+        self.admin_drained.load(Relaxed)
+    }
+
+    /// Marks a runtime drain (true) or its end (false).
+    pub fn set_admin_drained(&self, drained: bool) {
+        self.admin_drained.store(drained, Relaxed);
+    }
+
+    /// Starts the drain clock at `now` if it is not running, or stops it when `enabled`.
+    pub fn sync_enabled(&self, enabled: bool, now: u64) {
+        if enabled {
+            self.drain_since.store(0, Relaxed);
+        } else {
+            let _ = self
+                .drain_since
+                .compare_exchange(0, now.max(1), Relaxed, Relaxed);
+        }
+    }
+
+    /// The lifecycle for an endpoint whose effective `enabled` flag is given.
+    pub fn lifecycle(&self, enabled: bool, drain_duration: u64, now: u64) -> Lifecycle {
+        if enabled {
+            return Lifecycle::Serving;
+        }
+        let since = self.drain_since.load(Relaxed);
+        let ends = since.saturating_add(drain_duration);
+        if since != 0 && now < ends {
+            Lifecycle::Draining {
+                remaining: ends - now,
+            }
+        } else {
+            Lifecycle::Drained
+        }
+    }
+}
+
+/// State that survives reloads: endpoint states keyed by (pool id, endpoint name), and the random
+/// cookie key used when the file sets no `cookie_secret` (so a reload does not void every cookie).
+#[derive(Debug)]
+pub struct RuntimeState {
+    endpoints: Mutex<HashMap<(String, String), Arc<EndpointState>>>,
+    pub random_keys: CookieKeys,
+}
+
+impl Default for RuntimeState {
+    fn default() -> Self {
+        RuntimeState {
+            endpoints: Mutex::new(HashMap::new()),
+            random_keys: CookieKeys::random(),
+        }
+    }
+}
+
+impl RuntimeState {
+    /// The states for `keys`, reusing existing ones; states of endpoints not listed are dropped.
+    /// Called when a snapshot is built, never per request.
+    pub fn attach(&self, keys: &[(String, String)]) -> Vec<Arc<EndpointState>> {
+        let mut map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        let states: Vec<_> = keys
+            .iter()
+            .map(|k| map.entry(k.clone()).or_default().clone())
+            .collect();
+        let keep: std::collections::HashSet<_> = keys.iter().collect();
+        map.retain(|k, _| keep.contains(k));
+        states
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_clock_runs_from_first_disable() {
+        let s = EndpointState::default();
+        assert_eq!(s.lifecycle(true, 60, 100), Lifecycle::Serving);
+        s.sync_enabled(false, 100);
+        s.sync_enabled(false, 130); // a later reload does not restart the clock
+        assert_eq!(
+            s.lifecycle(false, 60, 130),
+            Lifecycle::Draining { remaining: 30 }
+        );
+        assert_eq!(s.lifecycle(false, 60, 160), Lifecycle::Drained);
+        assert_eq!(s.lifecycle(false, 0, 100), Lifecycle::Drained);
+        s.sync_enabled(true, 170);
+        assert_eq!(s.lifecycle(true, 60, 170), Lifecycle::Serving);
+    }
+
+    #[test]
+    fn attach_keeps_state_of_surviving_endpoints() {
+        let rt = RuntimeState::default();
+        let a = ("web".to_string(), "a".to_string());
+        let b = ("web".to_string(), "b".to_string());
+        let first = rt.attach(&[a.clone(), b.clone()]);
+        first[0].set_healthy(false);
+        let second = rt.attach(std::slice::from_ref(&a));
+        assert!(Arc::ptr_eq(&first[0], &second[0]));
+        assert!(!second[0].healthy());
+        let third = rt.attach(&[a, b]);
+        assert!(
+            !Arc::ptr_eq(&first[1], &third[1]),
+            "a removed endpoint starts afresh"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! `origin_steering`: how a pool picks the endpoint of a new session. Each policy is a type
+//! behind [`Steering`], so adding one touches neither the router nor the proxy.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::affinity::rendezvous::{self, HashKey};
+use crate::config::OriginPolicy;
+
+use super::snapshot::Endpoint;
+
+/// Per-request inputs a policy may use.
+#[derive(Debug, Clone, Copy)]
+pub struct PickFacts {
+    /// The client address's hash key.
+    pub client: HashKey,
+    /// A fresh random number for this request.
+    pub random: u64,
+}
+
+/// A policy that picks one endpoint among those `usable` says may take a new session.
+pub trait Steering: Send + Sync + std::fmt::Debug {
+    /// The index of the chosen endpoint, or `None` when no usable endpoint has weight.
+    fn pick(
+        &self,
+        endpoints: &[Endpoint],
+        usable: &dyn Fn(usize) -> bool,
+        facts: PickFacts,
+    ) -> Option<usize>;
+}
+
+/// The policy object for a configured `origin_steering.policy`.
+pub fn policy(p: OriginPolicy) -> Box<dyn Steering> {
+    match p {
+        OriginPolicy::Random => Box::new(WeightedRandom),
+        OriginPolicy::Hash => Box::new(ClientHash),
+        // Over HTTP/1 every in-flight request holds one upstream connection and idle pooled
+        // connections cost the endpoint nothing, so both count in-flight requests.
+        OriginPolicy::LeastOutstandingRequests | OriginPolicy::LeastConnections => {
+            Box::new(LeastOutstanding)
+        }
+    }
+}
+
+/// A uniform float in [0, 1) from the top 53 bits of `r`.
+pub fn unit(r: u64) -> f64 {
+    (r >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `random`: each endpoint with probability proportional to its weight.
+#[derive(Debug)]
+pub struct WeightedRandom;
+
+impl Steering for WeightedRandom {
+    fn pick(
+        &self,
+        endpoints: &[Endpoint],
+        usable: &dyn Fn(usize) -> bool,
+        facts: PickFacts,
+    ) -> Option<usize> {
+        let candidates =
+            || (0..endpoints.len()).filter(|&i| usable(i) && endpoints[i].weight > 0.0);
+        let total: f64 = candidates().map(|i| endpoints[i].weight).sum();
+        if total <= 0.0 {
+            return None;
+        }
+        let mut target = unit(facts.random) * total;
+        let mut last = None;
+        for i in candidates() {
+            target -= endpoints[i].weight;
+            last = Some(i);
+            if target < 0.0 {
+                return Some(i);
+            }
+        }
+        last
+    }
+}
+
+/// `hash`: weighted rendezvous hashing of the client address.
+#[derive(Debug)]
+pub struct ClientHash;
+
+impl Steering for ClientHash {
+    fn pick(
+        &self,
+        endpoints: &[Endpoint],
+        usable: &dyn Fn(usize) -> bool,
+        facts: PickFacts,
+    ) -> Option<usize> {
+        pick_by_key(endpoints, usable, facts.client)
+    }
+}
+
+/// Rendezvous pick by `key` among usable endpoints; shared by `hash`, `ip_cookie` and `header`.
+pub fn pick_by_key(
+    endpoints: &[Endpoint],
+    usable: &dyn Fn(usize) -> bool,
+    key: HashKey,
+) -> Option<usize> {
+    let candidates = (0..endpoints.len())
+        .filter(|&i| usable(i))
+        .map(|i| (i, endpoints[i].id.0, endpoints[i].weight));
+    rendezvous::pick(key, candidates)
+}
+
+/// `least_outstanding_requests`: the fewest in-flight requests per unit of weight; ties at random.
+#[derive(Debug)]
+pub struct LeastOutstanding;
+
+impl Steering for LeastOutstanding {
+    fn pick(
+        &self,
+        endpoints: &[Endpoint],
+        usable: &dyn Fn(usize) -> bool,
+        facts: PickFacts,
+    ) -> Option<usize> {
+        let n = endpoints.len();
+        let start = (facts.random % n.max(1) as u64) as usize;
+        let mut best: Option<(f64, usize)> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let e = &endpoints[i];
+            if !usable(i) || e.weight <= 0.0 {
+                continue;
+            }
+            let load = (e.state.inflight.load(Relaxed) as f64 + 1.0) / e.weight;
+            if best.is_none_or(|(b, _)| load < b) {
+                best = Some((load, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+}

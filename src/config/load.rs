@@ -1,0 +1,248 @@
+//! Reading a file into a [`Config`], collecting every error rather than stopping at the first.
+//!
+//! Serde stops at the first error it meets, so the file is first read as a YAML tree and then
+//! each top-level section, and each element of each list, is deserialized on its own: a bad
+//! `pools[0]` does not hide a bad `load_balancers[2]`.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde_yaml::{Mapping, Value};
+
+use super::error::{ConfigError, ConfigErrors};
+use super::schema::*;
+use super::validate::validate;
+
+/// A parsed, validated configuration file. Paths inside it are as written in the file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSection,
+    pub listeners: Vec<Listener>,
+    pub admin: Option<Admin>,
+    pub limits: Limits,
+    /// `None` when the file sets no `cookie_secret`: a random key is generated at start.
+    pub cookie_secret: Option<Secrets>,
+    pub monitors: Vec<Monitor>,
+    pub pools: Vec<PoolConfig>,
+    pub load_balancers: Vec<LoadBalancer>,
+    pub trusted_proxies: Vec<String>,
+}
+
+/// A pool with its endpoints parsed.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub pool: Pool,
+    pub endpoints: Vec<Endpoint>,
+}
+
+const SECTIONS: &[&str] = &[
+    "server",
+    "listeners",
+    "admin",
+    "limits",
+    "cookie_secret",
+    "monitors",
+    "pools",
+    "load_balancers",
+    "trusted_proxies",
+];
+
+impl Config {
+    /// Reads, parses and validates `file`; on failure returns every error found.
+    pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            ConfigErrors(vec![ConfigError::Unreadable {
+                file: file.display().to_string(),
+                reason: e.to_string(),
+            }])
+        })?;
+        Self::from_yaml(&text, &file.display().to_string())
+    }
+
+    /// Parses and validates YAML text; `origin` names it in syntax errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        Self::from_yaml_with_env(text, origin, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::from_yaml`], reading `${NAME}` expansions through `env`.
+    pub fn from_yaml_with_env(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let syntax = |reason: String| {
+            ConfigErrors(vec![ConfigError::Syntax {
+                file: origin.to_string(),
+                reason,
+            }])
+        };
+        let root: Value = serde_yaml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        let root = match root {
+            Value::Mapping(m) => m,
+            Value::Null => Mapping::new(),
+            _ => return Err(syntax("the top level must be a mapping".into())),
+        };
+
+        let mut errs = Vec::new();
+        for key in root.keys() {
+            let name = key.as_str().unwrap_or("?");
+            if !SECTIONS.contains(&name) {
+                errs.push(ConfigError::schema(
+                    name,
+                    format!("unknown field, expected one of {}", SECTIONS.join(", ")),
+                ));
+            }
+        }
+
+        let server = one(&root, "server", &mut errs).unwrap_or_default();
+        let listeners = list::<Listener>(&root, "listeners", &mut errs);
+        let admin = one::<Admin>(&root, "admin", &mut errs);
+        let limits = one(&root, "limits", &mut errs).unwrap_or_default();
+        let cookie_secret = one::<Secrets>(&root, "cookie_secret", &mut errs);
+        let monitors = list::<Monitor>(&root, "monitors", &mut errs);
+        let pools = list::<Pool>(&root, "pools", &mut errs)
+            .into_iter()
+            .enumerate()
+            .map(|(i, pool)| {
+                let path = format!("pools[{i}].endpoints");
+                let endpoints = elements::<Endpoint>(&pool.endpoints, &path, &mut errs);
+                PoolConfig { pool, endpoints }
+            })
+            .collect();
+        let load_balancers = list::<LoadBalancer>(&root, "load_balancers", &mut errs);
+        let trusted_proxies = list::<String>(&root, "trusted_proxies", &mut errs);
+
+        let mut config = Config {
+            server,
+            listeners,
+            admin,
+            limits,
+            cookie_secret,
+            monitors,
+            pools,
+            load_balancers,
+            trusted_proxies,
+        };
+        expand_env(&mut config, env, &mut errs);
+        // A section that failed to parse is absent, so cross-checks against it would only add
+        // noise ("no pool with id ..."): validate only what parsed cleanly.
+        if errs.is_empty() {
+            errs.extend(validate(&config));
+        }
+        if errs.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+}
+
+/// Deserializes one value, prefixing serde's inner path with `path` in any error.
+fn at<T: DeserializeOwned>(value: &Value, path: &str, errs: &mut Vec<ConfigError>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = match inner.as_str() {
+                "." => path.to_string(),
+                s if s.starts_with('[') => format!("{path}{s}"),
+                s => format!("{path}.{s}"),
+            };
+            errs.push(ConfigError::schema(full, e.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+fn one<T: DeserializeOwned>(root: &Mapping, key: &str, errs: &mut Vec<ConfigError>) -> Option<T> {
+    match root.get(key) {
+        None | Some(Value::Null) => None,
+        Some(v) => at(v, key, errs),
+    }
+}
+
+fn list<T: DeserializeOwned>(root: &Mapping, key: &str, errs: &mut Vec<ConfigError>) -> Vec<T> {
+    match root.get(key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Sequence(items)) => elements(items, key, errs),
+        Some(_) => {
+            errs.push(ConfigError::schema(key, "expected a list"));
+            Vec::new()
+        }
+    }
+}
+
+fn elements<T: DeserializeOwned>(
+    items: &[Value],
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Vec<T> {
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| at(item, &format!("{path}[{i}]"), errs))
+        .collect()
+}
+
+/// Expands `${NAME}` in the fields that hold secrets; an unset variable is an error, not "".
+fn expand_env(
+    config: &mut Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Vec<ConfigError>,
+) {
+    if let Some(secrets) = &mut config.cookie_secret {
+        let list: Vec<String> = secrets.as_slice().to_vec();
+        let many = matches!(secrets, Secrets::Many(_));
+        let expanded: Vec<String> = list
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let path = if many {
+                    format!("cookie_secret[{i}]")
+                } else {
+                    "cookie_secret".into()
+                };
+                expand(s, &path, env, errs)
+            })
+            .collect();
+        *secrets = if many {
+            Secrets::Many(expanded)
+        } else {
+            Secrets::One(expanded.into_iter().next().unwrap_or_default())
+        };
+    }
+    if let Some(admin) = &mut config.admin {
+        if let Some(token) = &admin.token {
+            admin.token = Some(expand(token, "admin.token", env, errs));
+        }
+    }
+}
+
+fn expand(
+    s: &str,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Vec<ConfigError>,
+) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            errs.push(ConfigError::invalid(path, "\"${\"", "is not closed by '}'"));
+            return out;
+        };
+        let name = &after[..end];
+        match env(name).filter(|v| !v.is_empty()) {
+            Some(v) => out.push_str(&v),
+            None => errs.push(ConfigError::schema(
+                path,
+                format!("environment variable {name} is not set"),
+            )),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}

@@ -1,0 +1,351 @@
+//! The YAML schema of SPEC §2, as serde types.
+//!
+//! Every struct refuses unknown fields, and every optional knob has exactly one default, written
+//! here beside the field. Semantic checks (ranges, references, duplicates) live in `validate`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Process settings, mapped onto Pingora's `ServerConf`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default = "one")]
+    pub threads: usize,
+    #[serde(default = "yes")]
+    pub work_stealing: bool,
+    #[serde(default = "default_pid_file")]
+    pub pid_file: String,
+    #[serde(default = "default_upgrade_sock")]
+    pub upgrade_sock: String,
+    #[serde(default = "five")]
+    pub grace_period_seconds: u64,
+    #[serde(default = "ten")]
+    pub graceful_shutdown_timeout_seconds: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            threads: 1,
+            work_stealing: true,
+            pid_file: default_pid_file(),
+            upgrade_sock: default_upgrade_sock(),
+            grace_period_seconds: 5,
+            graceful_shutdown_timeout_seconds: 10,
+        }
+    }
+}
+
+/// One listening socket; with `tls` it terminates TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub address: String,
+    pub tls: Option<Tls>,
+}
+
+/// PEM certificate chain and private key of a TLS listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert_path: String,
+    pub key_path: String,
+}
+
+/// The optional admin listener (SPEC §4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    #[serde(default = "default_admin_address")]
+    pub address: String,
+    /// Bearer token; `${ENV}` is expanded at load.
+    pub token: Option<String>,
+}
+
+/// Request limits (SPEC §3.7).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_max_header_bytes")]
+    pub max_request_header_bytes: usize,
+    #[serde(default = "ten")]
+    pub request_header_timeout_seconds: u64,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_header_bytes: default_max_header_bytes(),
+            request_header_timeout_seconds: 10,
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+/// `cookie_secret`: one key, or a list whose first entry signs and every entry verifies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Secrets {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Secrets {
+    /// The keys in order: the first signs, all verify.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Secrets::One(one) => std::slice::from_ref(one),
+            Secrets::Many(many) => many,
+        }
+    }
+}
+
+/// A health monitor (Cloudflare's field names and defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitor {
+    pub id: String,
+    #[serde(default, rename = "type")]
+    pub kind: MonitorKind,
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// 0 means the endpoint's own port.
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub header: BTreeMap<String, Vec<String>>,
+    #[serde(default = "default_expected_codes")]
+    pub expected_codes: String,
+    #[serde(default)]
+    pub expected_body: String,
+    #[serde(default = "sixty")]
+    pub interval: u64,
+    #[serde(default = "five")]
+    pub timeout: u64,
+    #[serde(default = "one_u32")]
+    pub consecutive_up: u32,
+    #[serde(default = "one_u32")]
+    pub consecutive_down: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MonitorKind {
+    #[default]
+    Http,
+    Https,
+    Tcp,
+}
+
+/// A pool of endpoints with one health monitor and one steering policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub id: String,
+    pub monitor: Option<String>,
+    #[serde(default = "one")]
+    pub minimum_origins: usize,
+    #[serde(default)]
+    pub origin_steering: OriginSteering,
+    /// Parsed element by element by `parse`, so that each endpoint's errors carry its own path.
+    #[serde(alias = "origins")]
+    pub endpoints: Vec<serde_yaml::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginSteering {
+    #[serde(default)]
+    pub policy: OriginPolicy,
+}
+
+/// How a pool picks the endpoint of a new session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginPolicy {
+    #[default]
+    Random,
+    Hash,
+    LeastOutstandingRequests,
+    LeastConnections,
+}
+
+/// One endpoint (Cloudflare: origin) of a pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub name: String,
+    pub address: String,
+    #[serde(default = "one_f64")]
+    pub weight: f64,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub header: BTreeMap<String, Vec<String>>,
+}
+
+/// A load balancer: the Host it answers and how it pins sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancer {
+    pub name: String,
+    pub default_pools: Vec<String>,
+    pub fallback_pool: Option<String>,
+    #[serde(default)]
+    pub steering_policy: SteeringPolicy,
+    #[serde(default)]
+    pub always_use_https: bool,
+    #[serde(default)]
+    pub session_affinity: Affinity,
+    pub session_affinity_ttl: Option<u64>,
+    #[serde(default)]
+    pub session_affinity_attributes: AffinityAttributes,
+    #[serde(default)]
+    pub adaptive_routing: AdaptiveRouting,
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SteeringPolicy {
+    #[default]
+    Off,
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Affinity {
+    #[default]
+    None,
+    Cookie,
+    IpCookie,
+    Header,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffinityAttributes {
+    #[serde(default)]
+    pub samesite: SameSite,
+    #[serde(default)]
+    pub secure: Secure,
+    #[serde(default)]
+    pub drain_duration: u64,
+    #[serde(default)]
+    pub zero_downtime_failover: Failover,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    #[serde(default)]
+    pub require_all_headers: bool,
+}
+
+impl Default for AffinityAttributes {
+    fn default() -> Self {
+        AffinityAttributes {
+            samesite: SameSite::Auto,
+            secure: Secure::Auto,
+            drain_duration: 0,
+            zero_downtime_failover: Failover::None,
+            headers: Vec::new(),
+            require_all_headers: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum SameSite {
+    #[default]
+    #[serde(alias = "auto")]
+    Auto,
+    #[serde(alias = "lax")]
+    Lax,
+    #[serde(alias = "none")]
+    None,
+    #[serde(alias = "strict")]
+    Strict,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Secure {
+    #[default]
+    #[serde(alias = "auto")]
+    Auto,
+    #[serde(alias = "always")]
+    Always,
+    #[serde(alias = "never")]
+    Never,
+}
+
+/// Zero-downtime failover mode (SPEC §3.4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failover {
+    #[default]
+    None,
+    Temporary,
+    Sticky,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveRouting {
+    #[serde(default)]
+    pub failover_across_pools: bool,
+}
+
+fn one() -> usize {
+    1
+}
+fn one_u32() -> u32 {
+    1
+}
+fn one_f64() -> f64 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+fn five() -> u64 {
+    5
+}
+fn ten() -> u64 {
+    10
+}
+fn sixty() -> u64 {
+    60
+}
+fn default_pid_file() -> String {
+    "/tmp/tether.pid".into()
+}
+fn default_upgrade_sock() -> String {
+    "/tmp/tether_upgrade.sock".into()
+}
+fn default_admin_address() -> String {
+    "127.0.0.1:9901".into()
+}
+fn default_max_header_bytes() -> usize {
+    65536
+}
+fn default_max_connections() -> usize {
+    10000
+}
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_path() -> String {
+    "/".into()
+}
+fn default_expected_codes() -> String {
+    "2xx".into()
+}
+fn default_max_sessions() -> u64 {
+    1_000_000
+}

@@ -1,0 +1,489 @@
+//! Semantic checks of SPEC §2 over a parsed [`Config`]: ranges, references, duplicates.
+//!
+//! Each check names the YAML path of the value it refuses; all problems are returned together.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use super::error::ConfigError;
+use super::load::Config;
+use super::schema::*;
+use super::values::{ExpectedCodes, SessionHeader};
+
+/// Cookie-affinity TTL range (seconds), as Cloudflare.
+pub const COOKIE_TTL: std::ops::RangeInclusive<u64> = 1800..=604_800;
+/// Header-affinity idle TTL range (seconds), as Cloudflare.
+pub const HEADER_TTL: std::ops::RangeInclusive<u64> = 30..=3600;
+
+/// Parses `host:port`, resolving a host name once; used at load and by the snapshot builder.
+pub fn resolve_address(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if !s.contains(':') {
+        return Err("is not an address: expected host:port".into());
+    }
+    match s.to_socket_addrs() {
+        Ok(mut addrs) => addrs.next().ok_or_else(|| "resolves to no address".into()),
+        Err(e) => Err(format!("is not an address: {e}")),
+    }
+}
+
+/// Returns every semantic error in `config`.
+pub fn validate(config: &Config) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
+    let e = &mut errs;
+    server(&config.server, e);
+    listeners(&config.listeners, e);
+    if let Some(admin) = &config.admin {
+        if let Err(reason) = admin.address.parse::<SocketAddr>() {
+            e.push(ConfigError::invalid(
+                "admin.address",
+                &admin.address,
+                format!("is not an ip:port address ({reason})"),
+            ));
+        }
+        if admin.token.as_deref() == Some("") {
+            e.push(ConfigError::schema("admin.token", "is empty"));
+        }
+    }
+    limits(&config.limits, e);
+    if let Some(secrets) = &config.cookie_secret {
+        if secrets.as_slice().is_empty() {
+            e.push(ConfigError::schema("cookie_secret", "the list is empty"));
+        }
+        for (i, s) in secrets.as_slice().iter().enumerate() {
+            if s.is_empty() {
+                e.push(ConfigError::schema(
+                    format!("cookie_secret[{i}]"),
+                    "is empty",
+                ));
+            }
+        }
+    }
+    let monitor_ids = unique(
+        config.monitors.iter().map(|m| m.id.as_str()),
+        "monitors",
+        "id",
+        "monitor",
+        e,
+    );
+    for (i, m) in config.monitors.iter().enumerate() {
+        monitor(m, &format!("monitors[{i}]"), e);
+    }
+    let pool_ids = unique(
+        config.pools.iter().map(|p| p.pool.id.as_str()),
+        "pools",
+        "id",
+        "pool",
+        e,
+    );
+    for (i, p) in config.pools.iter().enumerate() {
+        pool(p, &format!("pools[{i}]"), &monitor_ids, e);
+    }
+    let names = config
+        .load_balancers
+        .iter()
+        .map(|lb| lb.name.to_ascii_lowercase());
+    let names: Vec<String> = names.collect();
+    unique(
+        names.iter().map(String::as_str),
+        "load_balancers",
+        "name",
+        "load balancer",
+        e,
+    );
+    for (i, lb) in config.load_balancers.iter().enumerate() {
+        load_balancer(lb, &format!("load_balancers[{i}]"), &pool_ids, e);
+    }
+    for (i, cidr) in config.trusted_proxies.iter().enumerate() {
+        if parse_cidr(cidr).is_none() {
+            e.push(ConfigError::invalid(
+                format!("trusted_proxies[{i}]"),
+                cidr,
+                "is not an IP address or CIDR",
+            ));
+        }
+    }
+    errs
+}
+
+/// Parses a CIDR, or a bare address as a single-host network.
+pub fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// Checks that `ids` are non-empty and distinct; returns a map id → index of the first use.
+fn unique<'a>(
+    ids: impl Iterator<Item = &'a str>,
+    list: &str,
+    field: &str,
+    what: &'static str,
+    e: &mut Vec<ConfigError>,
+) -> HashMap<&'a str, usize> {
+    let mut seen = HashMap::new();
+    for (i, id) in ids.enumerate() {
+        let path = format!("{list}[{i}].{field}");
+        if id.is_empty() {
+            e.push(ConfigError::schema(path, "must not be empty"));
+        } else if let Some(first) = seen.get(id) {
+            let first = format!("{list}[{first}].{field}");
+            e.push(ConfigError::Duplicate {
+                path,
+                what,
+                name: id.into(),
+                first,
+            });
+        } else {
+            seen.insert(id, i);
+        }
+    }
+    seen
+}
+
+fn server(s: &ServerSection, e: &mut Vec<ConfigError>) {
+    if !(1..=1024).contains(&s.threads) {
+        e.push(ConfigError::invalid(
+            "server.threads",
+            s.threads,
+            "is outside 1..1024",
+        ));
+    }
+    for (field, v) in [("pid_file", &s.pid_file), ("upgrade_sock", &s.upgrade_sock)] {
+        if v.is_empty() {
+            e.push(ConfigError::schema(
+                format!("server.{field}"),
+                "must not be empty",
+            ));
+        }
+    }
+}
+
+fn listeners(list: &[Listener], e: &mut Vec<ConfigError>) {
+    if list.is_empty() {
+        e.push(ConfigError::schema(
+            "listeners",
+            "at least one listener is required",
+        ));
+    }
+    let mut seen = HashMap::new();
+    for (i, l) in list.iter().enumerate() {
+        let path = format!("listeners[{i}].address");
+        match l.address.parse::<SocketAddr>() {
+            Err(_) => e.push(ConfigError::invalid(
+                &path,
+                &l.address,
+                "is not an ip:port address",
+            )),
+            Ok(addr) => {
+                if let Some(first) = seen.insert(addr, i) {
+                    let first = format!("listeners[{first}].address");
+                    e.push(ConfigError::Duplicate {
+                        path,
+                        what: "address",
+                        name: l.address.clone(),
+                        first,
+                    });
+                }
+            }
+        }
+        if let Some(tls) = &l.tls {
+            for (field, file) in [("cert_path", &tls.cert_path), ("key_path", &tls.key_path)] {
+                if let Err(err) = std::fs::read(file) {
+                    let path = format!("listeners[{i}].tls.{field}");
+                    e.push(ConfigError::invalid(
+                        path,
+                        file,
+                        format!("cannot be read: {err}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn limits(l: &Limits, e: &mut Vec<ConfigError>) {
+    if !(1024..=1_048_576).contains(&l.max_request_header_bytes) {
+        let v = l.max_request_header_bytes;
+        e.push(ConfigError::invalid(
+            "limits.max_request_header_bytes",
+            v,
+            "is outside 1024..1048576",
+        ));
+    }
+    if !(1..=3600).contains(&l.request_header_timeout_seconds) {
+        let v = l.request_header_timeout_seconds;
+        e.push(ConfigError::invalid(
+            "limits.request_header_timeout_seconds",
+            v,
+            "is outside 1..3600",
+        ));
+    }
+    if l.max_connections == 0 {
+        e.push(ConfigError::invalid(
+            "limits.max_connections",
+            0,
+            "must be at least 1",
+        ));
+    }
+}
+
+fn monitor(m: &Monitor, path: &str, e: &mut Vec<ConfigError>) {
+    if m.kind != MonitorKind::Tcp {
+        if m.method.is_empty() || !m.method.bytes().all(|b| b.is_ascii_uppercase()) {
+            e.push(ConfigError::invalid(
+                format!("{path}.method"),
+                &m.method,
+                "is not an HTTP method",
+            ));
+        }
+        if !m.path.starts_with('/') {
+            e.push(ConfigError::invalid(
+                format!("{path}.path"),
+                &m.path,
+                "must start with '/'",
+            ));
+        }
+        if let Err(reason) = ExpectedCodes::parse(&m.expected_codes) {
+            e.push(ConfigError::invalid(
+                format!("{path}.expected_codes"),
+                &m.expected_codes,
+                reason,
+            ));
+        }
+        header_map(&m.header, &format!("{path}.header"), e);
+    }
+    if !(1..=3600).contains(&m.interval) {
+        e.push(ConfigError::invalid(
+            format!("{path}.interval"),
+            m.interval,
+            "is outside 1..3600",
+        ));
+    }
+    if m.timeout < 1 || m.timeout > m.interval {
+        let reason = format!("is outside 1..{} (the interval)", m.interval);
+        e.push(ConfigError::invalid(
+            format!("{path}.timeout"),
+            m.timeout,
+            reason,
+        ));
+    }
+    for (field, v) in [
+        ("consecutive_up", m.consecutive_up),
+        ("consecutive_down", m.consecutive_down),
+    ] {
+        if v == 0 {
+            e.push(ConfigError::invalid(
+                format!("{path}.{field}"),
+                v,
+                "must be at least 1",
+            ));
+        }
+    }
+}
+
+fn header_map(
+    h: &std::collections::BTreeMap<String, Vec<String>>,
+    path: &str,
+    e: &mut Vec<ConfigError>,
+) {
+    for (name, values) in h {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            e.push(ConfigError::invalid(
+                format!("{path}.{name}"),
+                name,
+                "is not a header name",
+            ));
+        }
+        for (i, v) in values.iter().enumerate() {
+            if http::HeaderValue::from_str(v).is_err() {
+                e.push(ConfigError::invalid(
+                    format!("{path}.{name}[{i}]"),
+                    v,
+                    "is not a valid header value",
+                ));
+            }
+        }
+    }
+}
+
+fn pool(p: &PoolConfig, path: &str, monitors: &HashMap<&str, usize>, e: &mut Vec<ConfigError>) {
+    if let Some(m) = &p.pool.monitor {
+        if !monitors.contains_key(m.as_str()) {
+            e.push(ConfigError::UnknownRef {
+                path: format!("{path}.monitor"),
+                what: "monitor",
+                name: m.clone(),
+            });
+        }
+    }
+    if p.endpoints.is_empty() {
+        e.push(ConfigError::schema(
+            format!("{path}.endpoints"),
+            "a pool needs at least one endpoint",
+        ));
+    }
+    let min = p.pool.minimum_origins;
+    if min == 0 || min > p.endpoints.len().max(1) {
+        let reason = format!(
+            "is outside 1..{} (the number of endpoints)",
+            p.endpoints.len()
+        );
+        e.push(ConfigError::invalid(
+            format!("{path}.minimum_origins"),
+            min,
+            reason,
+        ));
+    }
+    let list = format!("{path}.endpoints");
+    unique(
+        p.endpoints.iter().map(|ep| ep.name.as_str()),
+        &list,
+        "name",
+        "endpoint",
+        e,
+    );
+    for (j, ep) in p.endpoints.iter().enumerate() {
+        let path = format!("{list}[{j}]");
+        if let Err(reason) = resolve_address(&ep.address) {
+            e.push(ConfigError::invalid(
+                format!("{path}.address"),
+                &ep.address,
+                reason,
+            ));
+        }
+        if !(0.0..=1.0).contains(&ep.weight) {
+            e.push(ConfigError::invalid(
+                format!("{path}.weight"),
+                ep.weight,
+                "is outside 0..1",
+            ));
+        }
+        for (name, values) in &ep.header {
+            let hpath = format!("{path}.header.{name}");
+            if !name.eq_ignore_ascii_case("host") {
+                e.push(ConfigError::invalid(
+                    hpath,
+                    name,
+                    "is not supported: only Host may be overridden",
+                ));
+            } else if values.len() != 1 {
+                e.push(ConfigError::schema(hpath, "needs exactly one value"));
+            }
+        }
+        header_map(&ep.header, &format!("{path}.header"), e);
+    }
+}
+
+use super::load::PoolConfig;
+
+fn load_balancer(
+    lb: &LoadBalancer,
+    path: &str,
+    pools: &HashMap<&str, usize>,
+    e: &mut Vec<ConfigError>,
+) {
+    if lb.default_pools.is_empty() {
+        e.push(ConfigError::schema(
+            format!("{path}.default_pools"),
+            "needs at least one pool",
+        ));
+    }
+    for (i, p) in lb.default_pools.iter().enumerate() {
+        if !pools.contains_key(p.as_str()) {
+            e.push(ConfigError::UnknownRef {
+                path: format!("{path}.default_pools[{i}]"),
+                what: "pool",
+                name: p.clone(),
+            });
+        }
+    }
+    if let Some(p) = &lb.fallback_pool {
+        if !pools.contains_key(p.as_str()) {
+            e.push(ConfigError::UnknownRef {
+                path: format!("{path}.fallback_pool"),
+                what: "pool",
+                name: p.clone(),
+            });
+        }
+    }
+    let attrs = &lb.session_affinity_attributes;
+    let apath = format!("{path}.session_affinity_attributes");
+    if let Some(ttl) = lb.session_affinity_ttl {
+        let range = match lb.session_affinity {
+            Affinity::Header => Some(HEADER_TTL),
+            Affinity::Cookie | Affinity::IpCookie => Some(COOKIE_TTL),
+            Affinity::None => None,
+        };
+        if let Some(range) = range.filter(|r| !r.contains(&ttl)) {
+            let reason = format!(
+                "is outside {}..{} for {:?} affinity",
+                range.start(),
+                range.end(),
+                lb.session_affinity
+            );
+            e.push(ConfigError::invalid(
+                format!("{path}.session_affinity_ttl"),
+                ttl,
+                reason,
+            ));
+        }
+    }
+    if attrs.samesite == SameSite::None && attrs.secure == Secure::Never {
+        e.push(ConfigError::invalid(
+            format!("{apath}.samesite"),
+            "None",
+            "needs secure Auto or Always: browsers drop SameSite=None cookies that are not Secure",
+        ));
+    }
+    if lb.session_affinity == Affinity::Header {
+        if attrs.headers.is_empty() {
+            e.push(ConfigError::schema(
+                format!("{apath}.headers"),
+                "header affinity needs at least one header",
+            ));
+        }
+        if attrs.zero_downtime_failover == Failover::Sticky {
+            e.push(ConfigError::invalid(
+                format!("{apath}.zero_downtime_failover"),
+                "sticky",
+                "is not supported with header affinity (as Cloudflare): use temporary",
+            ));
+        }
+    }
+    if attrs.headers.len() > 5 {
+        e.push(ConfigError::invalid(
+            format!("{apath}.headers"),
+            attrs.headers.len(),
+            "entries: at most 5 are allowed",
+        ));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, h) in attrs.headers.iter().enumerate() {
+        let hpath = format!("{apath}.headers[{i}]");
+        match SessionHeader::parse(h) {
+            Err(reason) => e.push(ConfigError::invalid(hpath, format!("{h:?}"), reason)),
+            Ok(parsed) => {
+                let key = parsed.to_string();
+                if let Some(first) = seen.insert(key.clone(), i) {
+                    let first = format!("{apath}.headers[{first}]");
+                    e.push(ConfigError::Duplicate {
+                        path: hpath,
+                        what: "header",
+                        name: key,
+                        first,
+                    });
+                }
+            }
+        }
+    }
+    if lb.max_sessions == 0 {
+        e.push(ConfigError::invalid(
+            format!("{path}.max_sessions"),
+            0,
+            "must be at least 1",
+        ));
+    }
+}

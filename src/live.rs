@@ -1,0 +1,59 @@
+//! The live configuration: the current snapshot behind an `ArcSwap`, and the runtime state that
+//! outlives snapshots. Requests load the snapshot once; a reload swaps in a new one whole.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::balancer::{RuntimeState, Snapshot};
+use crate::clock::unix_now;
+use crate::config::{Config, ConfigErrors};
+
+/// The running instance's config and state.
+#[derive(Debug)]
+pub struct Live {
+    current: ArcSwap<Snapshot>,
+    pub runtime: RuntimeState,
+    path: PathBuf,
+}
+
+impl Live {
+    /// Loads `path` and builds the first snapshot.
+    pub fn load(path: &Path) -> Result<Live, ConfigErrors> {
+        let runtime = RuntimeState::default();
+        let config = Config::load(path)?;
+        Ok(Self::new(
+            Snapshot::build(config, &runtime, unix_now())?,
+            runtime,
+            path,
+        ))
+    }
+
+    /// A live instance around an already built snapshot.
+    pub fn new(snapshot: Snapshot, runtime: RuntimeState, path: &Path) -> Live {
+        Live {
+            current: ArcSwap::from_pointee(snapshot),
+            runtime,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// The snapshot in effect now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The config file this instance reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-reads the file; on success swaps the new snapshot in, on failure changes nothing.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let config = Config::load(&self.path)?;
+        let snapshot = Snapshot::build(config, &self.runtime, unix_now())?;
+        self.current.store(Arc::new(snapshot));
+        Ok(())
+    }
+}

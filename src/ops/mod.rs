@@ -1,0 +1,3 @@
+//! Operating a running instance: reload on SIGHUP (and later the admin API and metrics).
+
+pub mod reload;

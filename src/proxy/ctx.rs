@@ -1,0 +1,80 @@
+//! The per-request context: the snapshot the request reads, its facts, the decision, the
+//! endpoints tried, and timings.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::balancer::{Decision, EndpointRef, EndpointState, Snapshot};
+
+/// Facts kept for later hooks.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    /// The socket peer.
+    pub peer: IpAddr,
+    /// The client, after `trusted_proxies`.
+    pub client: IpAddr,
+    pub tls: bool,
+    /// Unix seconds when routing happened.
+    pub now: u64,
+}
+
+/// Counts a request as in flight at an endpoint until dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<EndpointState>);
+
+impl InFlight {
+    pub fn start(state: &Arc<EndpointState>) -> Self {
+        state.inflight.fetch_add(1, Relaxed);
+        state.requests.fetch_add(1, Relaxed);
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Endpoints this request has been sent to, in order.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    pub tried: Vec<EndpointRef>,
+    pub inflight: Option<InFlight>,
+}
+
+/// Timings for the access log.
+#[derive(Debug)]
+pub struct Timing {
+    pub started: Instant,
+    pub upstream_started: Option<Instant>,
+    pub upstream: Option<Duration>,
+}
+
+/// The `ProxyHttp::CTX` of tether.
+#[derive(Debug)]
+pub struct RequestCtx {
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub facts: Option<Facts>,
+    pub decision: Option<Decision>,
+    pub attempts: Attempts,
+    pub timing: Timing,
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        RequestCtx {
+            snapshot: None,
+            facts: None,
+            decision: None,
+            attempts: Attempts::default(),
+            timing: Timing {
+                started: Instant::now(),
+                upstream_started: None,
+                upstream: None,
+            },
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The Pingora adapter: each hook collects facts or carries out a decision of
+//! `balancer::route`; no routing logic lives here.
+
+mod access_log;
+mod ctx;
+mod facts;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+use pingora_proxy::{ProxyHttp, Session};
+
+use crate::affinity::cookies::{set_cookie, strip_cflb};
+use crate::balancer::{route, PinAction, Refusal, RequestFacts};
+use crate::clock::unix_now;
+use crate::live::Live;
+
+pub use ctx::RequestCtx;
+use ctx::{Facts, InFlight};
+
+/// How long tether waits for an upstream TCP connect before calling it failed (Cloudflare 522).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The proxy service: routes every request through the live snapshot.
+pub struct Tether {
+    live: Arc<Live>,
+}
+
+impl Tether {
+    pub fn new(live: Arc<Live>) -> Self {
+        Tether { live }
+    }
+}
+
+/// Writes a short plain-text answer that tether gives itself (404, 503).
+async fn respond_plain(session: &mut Session, status: u16, body: &'static str) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+    resp.insert_header("content-length", body.len())?;
+    resp.insert_header("cache-control", "no-store")?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        .await
+}
+
+#[async_trait]
+impl ProxyHttp for Tether {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snap = self.live.snapshot();
+        let req = session.req_header();
+        let peer = facts::peer_ip(session);
+        let client = facts::client_ip(&snap, req, peer);
+        let tls = facts::is_tls(session);
+        let now = unix_now();
+        let cookies = facts::cookie_headers(req);
+        let request = RequestFacts {
+            host: facts::host(req),
+            client_ip: client,
+            cookies: &cookies,
+            random: fastrand::u64(..),
+        };
+        let decision = route(&snap, &request, now);
+        ctx.facts = Some(Facts {
+            peer,
+            client,
+            tls,
+            now,
+        });
+        ctx.snapshot = Some(snap);
+        match decision {
+            Ok(d) => {
+                ctx.decision = Some(d);
+                Ok(false)
+            }
+            Err(Refusal::NoBalancer) => {
+                respond_plain(session, 404, "no load balancer answers this host\n").await?;
+                Ok(true)
+            }
+            Err(Refusal::NoEndpoint { .. }) => {
+                respond_plain(session, 503, "no healthy endpoint is available\n").await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let (Some(snap), Some(decision)) = (&ctx.snapshot, &ctx.decision) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "upstream_peer before routing",
+            ));
+        };
+        let target = decision.target;
+        if !ctx.attempts.tried.is_empty() {
+            return Err(Error::explain(
+                ErrorType::ConnectError,
+                "no failover endpoint",
+            ));
+        }
+        let endpoint = snap.endpoint(target);
+        ctx.attempts.tried.push(target);
+        ctx.attempts.inflight = Some(InFlight::start(&endpoint.state));
+        ctx.timing.upstream_started = Some(Instant::now());
+        let mut peer = HttpPeer::new(endpoint.addr, false, String::new());
+        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(snap), Some(decision), Some(facts)) = (&ctx.snapshot, &ctx.decision, &ctx.facts)
+        else {
+            return Ok(());
+        };
+        if let Some(host) = &snap.endpoint(decision.target).host {
+            upstream.insert_header(http::header::HOST, host.as_str())?;
+        }
+        forward_cookies_without_cflb(upstream)?;
+        let peer = facts.peer.to_string();
+        let xff = match upstream
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prior) => format!("{prior}, {peer}"),
+            None => peer,
+        };
+        upstream.insert_header("x-forwarded-for", xff)?;
+        upstream.insert_header(
+            "x-forwarded-proto",
+            if facts.tls { "https" } else { "http" },
+        )?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.timing.upstream = ctx.timing.upstream_started.map(|t| t.elapsed());
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(snap), Some(decision), Some(facts)) = (&ctx.snapshot, &ctx.decision, &ctx.facts)
+        else {
+            return Ok(());
+        };
+        if let PinAction::Set { expires } = decision.pin {
+            let lb = &snap.balancers[decision.balancer];
+            let token = snap
+                .keys
+                .mint(&lb.name, snap.endpoint(decision.target).id, expires);
+            let value = set_cookie(&token, lb.affinity.cookie, facts.tls, facts.now, expires);
+            resp.append_header(http::header::SET_COOKIE, value)?;
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.attempts.inflight = None;
+        access_log::write(session, e, ctx);
+    }
+}
+
+/// Rewrites the upstream `Cookie` header without `__cflb`, leaving other cookies' text intact;
+/// untouched when the request carries no `__cflb`.
+fn forward_cookies_without_cflb(upstream: &mut RequestHeader) -> Result<()> {
+    let values: Vec<&str> = upstream
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let stripped: Vec<Option<String>> = values.iter().map(|v| strip_cflb(v)).collect();
+    if stripped.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    let kept: Vec<String> = values
+        .iter()
+        .zip(stripped)
+        .map(|(v, s)| s.unwrap_or_else(|| v.to_string()))
+        .filter(|v| !v.is_empty())
+        .collect();
+    upstream.remove_header(&http::header::COOKIE);
+    if !kept.is_empty() {
+        upstream.insert_header(http::header::COOKIE, kept.join("; "))?;
+    }
+    Ok(())
+}

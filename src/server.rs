@@ -1,0 +1,89 @@
+//! Building the Pingora server from a config: `server:` mapped onto `ServerConf`, one proxy
+//! service with every listener, and the background services.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+
+use crate::config::ServerSection;
+use crate::live::Live;
+use crate::ops::reload::SighupReload;
+use crate::proxy::Tether;
+
+/// Command-line switches that Pingora itself acts on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessMode {
+    pub upgrade: bool,
+    pub daemon: bool,
+}
+
+/// Relative paths are taken from the directory tether was started in, also after `--daemon`.
+fn absolute(base: &Path, p: &str) -> String {
+    base.join(p).display().to_string()
+}
+
+/// Pingora's `ServerConf` for tether's `server:` section.
+pub fn server_conf(s: &ServerSection, mode: ProcessMode, base: &Path) -> ServerConf {
+    ServerConf {
+        threads: s.threads,
+        work_stealing: s.work_stealing,
+        pid_file: absolute(base, &s.pid_file),
+        upgrade_sock: absolute(base, &s.upgrade_sock),
+        grace_period_seconds: Some(s.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
+        daemon: mode.daemon,
+        // Daemon mode changes directory to this; keep it where relative paths make sense.
+        working_directory: Some(PathBuf::from(base)),
+        ..ServerConf::default()
+    }
+}
+
+/// Builds and runs the server until it is told to stop.
+pub fn run(
+    live: Arc<Live>,
+    mode: ProcessMode,
+    base: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let snap = live.snapshot();
+    let conf = server_conf(&snap.config.server, mode, base);
+    let opt = Opt {
+        upgrade: mode.upgrade,
+        daemon: mode.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Tether::new(live.clone()),
+        "tether",
+    );
+    for l in &snap.config.listeners {
+        match &l.tls {
+            None => proxy.add_tcp(&l.address),
+            Some(tls) => {
+                let cert = absolute(base, &tls.cert_path);
+                let key = absolute(base, &tls.key_path);
+                let mut settings = TlsSettings::intermediate(&cert, &key)?;
+                settings.enable_h2();
+                proxy.add_tls_with_settings(&l.address, None, settings);
+            }
+        }
+        log::info!(
+            "listening on {}{}",
+            l.address,
+            if l.tls.is_some() { " (TLS)" } else { "" }
+        );
+    }
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "reload on SIGHUP",
+        SighupReload { live },
+    ));
+    server.run_forever();
+}
