@@ -230,6 +230,18 @@ pub enum Affinity {
     Header,
 }
 
+impl Affinity {
+    /// The name as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Affinity::None => "none",
+            Affinity::Cookie => "cookie",
+            Affinity::IpCookie => "ip_cookie",
+            Affinity::Header => "header",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AffinityAttributes {

@@ -357,7 +357,7 @@ fn pool(p: &PoolConfig, path: &str, monitors: &HashMap<&str, usize>, e: &mut Vec
         if !(0.0..=1.0).contains(&ep.weight) {
             e.push(ConfigError::invalid(
                 format!("{path}.weight"),
-                ep.weight,
+                format!("{:?}", ep.weight),
                 "is outside 0..1",
             ));
         }
@@ -419,10 +419,10 @@ fn load_balancer(
         };
         if let Some(range) = range.filter(|r| !r.contains(&ttl)) {
             let reason = format!(
-                "is outside {}..{} for {:?} affinity",
+                "is outside {}..{} for {} affinity",
                 range.start(),
                 range.end(),
-                lb.session_affinity
+                lb.session_affinity.as_str()
             );
             e.push(ConfigError::invalid(
                 format!("{path}.session_affinity_ttl"),

@@ -1,0 +1,49 @@
+# tether — the two commands a new user needs: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# A demo-only secret so the example config starts; set your own in production.
+export TETHER_COOKIE_SECRET ?= demo-only-cookie-secret-change-me-0123456789
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_BACKENDS := web-1 127.0.0.1:9001 web-2 127.0.0.1:9002 web-3 127.0.0.1:9003
+
+.PHONY: help deps build run test fmt lint
+
+help:
+	@echo "make run    build tether, start three demo backends and tether on conf/example.yaml"
+	@echo "make test   format check, clippy -D warnings, unit and end-to-end tests"
+
+# Pingora needs cmake, pkg-config and OpenSSL's headers to build; install what is missing.
+deps:
+	@missing=""; \
+	command -v cmake >/dev/null || missing="$$missing cmake"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	pkg-config --exists openssl 2>/dev/null || missing="$$missing libssl-dev"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	cargo build --bin tether --example demo_backend
+
+run: build
+	@./target/debug/examples/demo_backend $(DEMO_BACKENDS) & demo=$$!; \
+	trap 'kill $$demo 2>/dev/null' EXIT; \
+	echo; \
+	echo "tether on http://127.0.0.1:8080  (Ctrl-C stops it and the demo backends)"; \
+	echo "try:  curl -i -c /tmp/tether.jar -b /tmp/tether.jar http://127.0.0.1:8080/"; \
+	echo; \
+	./target/debug/tether --config conf/example.yaml
+
+fmt:
+	cargo fmt
+
+lint: deps
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+test: lint
+	cargo test

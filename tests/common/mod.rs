@@ -1,0 +1,237 @@
+//! The end-to-end harness: real upstreams, a real `tether` process, and an HTTP client.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use upstream::Upstream;
+
+/// The secret every test config signs cookies with.
+pub const SECRET: &str = "end-to-end test secret, 32 bytes or more";
+
+/// A free loopback port (bound and released; good enough on a test machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` every 20 ms until it holds or `within` passes; panics with `what` on timeout.
+pub fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The standard head of a test config: server files in `dir`, one listener, the test secret.
+pub fn head(dir: &std::path::Path, port: u16) -> String {
+    format!(
+        "server:\n  pid_file: {d}/tether.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n\
+         listeners:\n  - address: 127.0.0.1:{port}\n\
+         cookie_secret: \"{SECRET}\"\n",
+        d = dir.display()
+    )
+}
+
+/// The `tether` binary under test.
+pub fn tether_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tether"))
+}
+
+/// Runs `tether --config <yaml> --test` and returns (success, stdout + stderr).
+pub fn config_test(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tether.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(tether_bin())
+        .arg("--config")
+        .arg(&path)
+        .arg("--test")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A running tether process, ended (by its own pid) when dropped.
+pub struct Tether {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Tether {
+    /// Starts tether with `head()` followed by `body` (pools, load balancers, ...).
+    pub fn start(body: &str) -> Tether {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let yaml = format!("{}{body}", head(dir.path(), port));
+        Self::start_with(dir, port, &yaml)
+    }
+
+    /// Starts tether on a complete config that listens on `port`.
+    pub fn start_with(dir: tempfile::TempDir, port: u16, yaml: &str) -> Tether {
+        let config = dir.path().join("tether.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let log = std::fs::File::create(dir.path().join("tether.log")).unwrap();
+        let child = Command::new(tether_bin())
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut t = Tether {
+            child,
+            port,
+            dir,
+            config,
+        };
+        t.wait_listening();
+        t
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect(self.addr()).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("tether exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tether did not listen:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything tether logged so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("tether.log")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Tether {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    /// The endpoint that answered (`x-endpoint`), or "" when tether answered itself.
+    pub fn endpoint(&self) -> &str {
+        self.headers
+            .get("x-endpoint")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Every `Set-Cookie` value.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The `__cflb` token minted by this response, if any.
+    pub fn cflb(&self) -> Option<String> {
+        self.set_cookies().iter().find_map(|c| {
+            c.strip_prefix("__cflb=")
+                .map(|rest| rest.split(';').next().unwrap().to_string())
+        })
+    }
+}
+
+/// A client without cookie jar, redirects or proxies, so every test states what it sends.
+pub fn client() -> reqwest::blocking::Client {
+    client_from("127.0.0.1".parse().unwrap())
+}
+
+/// As [`client`], with connections made from `local` (any 127.0.0.0/8 address works).
+pub fn client_from(local: std::net::IpAddr) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .local_address(local)
+        .build()
+        .unwrap()
+}
+
+/// GET `url` with an optional `Host` and extra headers.
+pub fn get(
+    c: &reqwest::blocking::Client,
+    url: &str,
+    host: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Resp {
+    let mut req = c.get(url);
+    if let Some(h) = host {
+        req = req.header("host", h);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.text().unwrap();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A YAML list of endpoints `{ name, address }` for upstreams.
+pub fn endpoints(ups: &[&Upstream]) -> String {
+    ups.iter()
+        .map(|u| format!("      - {{ name: {}, address: \"{}\" }}\n", u.name, u.addr))
+        .collect()
+}
