@@ -50,7 +50,7 @@ async fn serve(name: &'static str, addr: SocketAddr) -> std::io::Result<()> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() || args.len() % 2 != 0 {
+    if args.is_empty() || !args.len().is_multiple_of(2) {
         eprintln!("usage: demo_backend NAME ADDR [NAME ADDR ...]");
         std::process::exit(2);
     }
