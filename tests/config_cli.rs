@@ -1,5 +1,7 @@
 //! SPEC §1 `--test` and §2 validation: every kind of invalid config is refused with its YAML path.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! SPEC §3.1 (the `__cflb` cookie) and §3.2 `none` / `cookie`, end to end.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! SPEC §3.6 (balancers and pools) and the proxying contract of §1, end to end.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
