@@ -69,6 +69,7 @@ impl ProxyHttp for Tether {
             host: facts::host(req),
             client_ip: client,
             cookies: &cookies,
+            headers: &req.headers,
             random: fastrand::u64(..),
         };
         let decision = route(&snap, &request, now);
@@ -173,13 +174,20 @@ impl ProxyHttp for Tether {
         else {
             return Ok(());
         };
-        if let PinAction::Set { expires } = decision.pin {
-            let lb = &snap.balancers[decision.balancer];
-            let token = snap
-                .keys
-                .mint(&lb.name, snap.endpoint(decision.target).id, expires);
-            let value = set_cookie(&token, lb.affinity.cookie, facts.tls, facts.now, expires);
-            resp.append_header(http::header::SET_COOKIE, value)?;
+        let lb = &snap.balancers[decision.balancer];
+        let endpoint = snap.endpoint(decision.target).id;
+        match decision.pin {
+            PinAction::None => {}
+            PinAction::Set { expires } => {
+                let token = snap.keys.mint(&lb.name, endpoint, expires);
+                let value = set_cookie(&token, lb.affinity.cookie, facts.tls, facts.now, expires);
+                resp.append_header(http::header::SET_COOKIE, value)?;
+            }
+            PinAction::Remember { session } => {
+                if let Some(store) = &lb.sessions {
+                    store.pin(session, endpoint);
+                }
+            }
         }
         Ok(())
     }
