@@ -8,7 +8,7 @@ export TETHER_COOKIE_SECRET ?= demo-only-cookie-secret-change-me-0123456789
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_BACKENDS := web-1 127.0.0.1:9001 web-2 127.0.0.1:9002 web-3 127.0.0.1:9003
 
-.PHONY: help deps build run test fmt lint
+.PHONY: help deps build run test fmt lint bench-sessions
 
 help:
 	@echo "make run    build tether, start three demo backends and tether on conf/example.yaml"
@@ -37,6 +37,10 @@ run: build
 	echo "try:  curl -i -c /tmp/tether.jar -b /tmp/tether.jar http://127.0.0.1:8080/"; \
 	echo; \
 	./target/debug/tether --config conf/example.yaml
+
+# Header-session memory and lookup cost (bench/README.md).
+bench-sessions: deps
+	cargo run --release --example bench_sessions
 
 fmt:
 	cargo fmt
