@@ -4,6 +4,8 @@
 mod access_log;
 mod ctx;
 mod facts;
+pub mod guard;
+pub mod limits;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +57,27 @@ impl ProxyHttp for Tether {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::default()
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        guard::header_complete();
+        let limit = self.live.snapshot().config.limits.max_request_header_bytes;
+        let req = session.req_header();
+        let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
+        if let Err(refused) = limits::check(req, raw.as_deref(), limit) {
+            log::warn!(target: "refused", "{} {:?} from {}", refused.status(), refused, facts::peer_ip(session));
+            respond_plain(session, refused.status(), refused.body()).await?;
+            // Nothing more is read from a connection whose framing cannot be trusted.
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(refused.status()),
+                "request refused",
+            ));
+        }
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
