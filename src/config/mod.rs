@@ -8,7 +8,6 @@ mod validate;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{Config, PoolConfig};
 pub use schema::*;
 pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
 pub use values::{ExpectedCodes, SessionHeader};

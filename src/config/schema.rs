@@ -7,6 +7,28 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+/// A parsed, validated configuration file. Paths inside it are as written in the file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSection,
+    pub listeners: Vec<Listener>,
+    pub admin: Option<Admin>,
+    pub limits: Limits,
+    /// `None` when the file sets no `cookie_secret`: a random key is generated at start.
+    pub cookie_secret: Option<Secrets>,
+    pub monitors: Vec<Monitor>,
+    pub pools: Vec<PoolConfig>,
+    pub load_balancers: Vec<LoadBalancer>,
+    pub trusted_proxies: Vec<String>,
+}
+
+/// A pool with its endpoints parsed.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub pool: Pool,
+    pub endpoints: Vec<Endpoint>,
+}
+
 /// Process settings, mapped onto Pingora's `ServerConf`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::error::ConfigError;
-use super::load::Config;
 use super::schema::*;
 use super::values::{ExpectedCodes, SessionHeader};
 
@@ -376,8 +375,6 @@ fn pool(p: &PoolConfig, path: &str, monitors: &HashMap<&str, usize>, e: &mut Vec
         header_map(&ep.header, &format!("{path}.header"), e);
     }
 }
-
-use super::load::PoolConfig;
 
 fn load_balancer(
     lb: &LoadBalancer,
