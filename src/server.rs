@@ -11,6 +11,7 @@ use pingora::services::background::background_service;
 
 use crate::config::ServerSection;
 use crate::live::Live;
+use crate::ops::admin::AdminApi;
 use crate::ops::reload::SighupReload;
 use crate::proxy::Tether;
 
@@ -56,7 +57,9 @@ pub fn run(
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
+    // As a service, bootstrap runs after every listener is declared, so in an upgrade Pingora
+    // closes inherited sockets no listener claims instead of leaving them open unserved.
+    let bootstrap = server.bootstrap_as_a_service();
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -80,7 +83,17 @@ pub fn run(
             if l.tls.is_some() { " (TLS)" } else { "" }
         );
     }
-    server.add_service(proxy);
+    server.add_service(proxy).add_dependency(&bootstrap);
+    if let Some(admin) = &snap.config.admin {
+        let mut service = pingora::services::listening::Service::new(
+            "tether admin".to_string(),
+            AdminApi { live: live.clone() },
+        );
+        service.threads = Some(1);
+        service.add_tcp(&admin.address);
+        log::info!("admin API on http://{}", admin.address);
+        server.add_service(service).add_dependency(&bootstrap);
+    }
     server.add_service(background_service(
         "reload on SIGHUP",
         SighupReload { live },
