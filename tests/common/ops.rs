@@ -134,7 +134,7 @@ impl RequestLoop {
                     req = req.header(*k, *v);
                 }
                 match req.send() {
-                    Err(e) => report.failures.push(format!("request {i}: {e}")),
+                    Err(e) => report.failures.push(format!("request {i}: {e:?}")),
                     Ok(r) => {
                         let status = r.status().as_u16();
                         let ep = r

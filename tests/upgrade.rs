@@ -1,0 +1,90 @@
+//! SPEC §1 graceful upgrade, end to end: a new process started with `--upgrade` takes the
+//! listening sockets over when the old one gets SIGQUIT; under a request loop nothing is lost,
+//! the old process exits, and the new one answers on the same ports (admin included).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::ops::*;
+use common::*;
+
+#[test]
+fn graceful_upgrade_under_load_loses_no_request() {
+    let ups = [Upstream::start("a"), Upstream::start("b")];
+    let admin_port = free_port();
+    // The old process lets in-flight requests finish for grace_period_seconds after it stops
+    // accepting; Pingora then drops whatever is left, so it must not be 0 here.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let head = head(dir.path(), port).replace("grace_period_seconds: 0", "grace_period_seconds: 2");
+    let mut old = Tether::start_with(dir, port, &format!(
+        "{head}admin:\n  address: 127.0.0.1:{admin_port}\n\
+         pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n    session_affinity: cookie\n",
+        endpoints(&[&ups[0], &ups[1]])
+    ));
+    let (cookie, home) = pin(&old.url("/"));
+    // Requests on new connections (what accept() must not drop), on a kept-alive connection
+    // (closed by the old process when it drains), and of one pinned session.
+    let fresh = RequestLoop::start(old.url("/"), None, None, true, 20_000);
+    let keepalive = RequestLoop::start(old.url("/"), None, None, false, 20_000);
+    let pinned = RequestLoop::start(old.url("/"), Some(cookie), Some(home), true, 20_000);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let new_log = old.dir.path().join("tether-new.log");
+    let mut new = spawn_tether(&old.config, &new_log, &["--upgrade"]);
+    let sock = old.dir.path().join("upgrade.sock");
+    wait_for(
+        "the new process's upgrade socket",
+        Duration::from_secs(20),
+        || sock.exists(),
+    );
+    let quit = Instant::now();
+    signal(old.pid(), "QUIT");
+    wait_for("the old process to exit", Duration::from_secs(60), || {
+        old.exited()
+    });
+    let handover = quit.elapsed();
+    // Keep the loops going on the new process alone for a while.
+    std::thread::sleep(Duration::from_millis(500));
+    let (fresh, pinned) = (fresh.finish(), pinned.finish());
+    let keepalive = keepalive.finish();
+
+    let new_alive = new.try_wait().unwrap().is_none();
+    let answers = get(&client(), &old.url("/"), None, &[]).status;
+    let admin_answers = admin(admin_port, "GET", "/status", None).status;
+    let _ = new.kill();
+    let _ = new.wait();
+    let logs = format!(
+        "old:\n{}\nnew:\n{}",
+        old.log(),
+        std::fs::read_to_string(&new_log).unwrap_or_default()
+    );
+    assert!(new_alive, "the new process runs\n{logs}");
+    assert!(
+        count_in(&new_log, "INFO  access") > 0,
+        "the new process served part of the loop\n{logs}"
+    );
+    assert!(
+        fresh.failures.is_empty() && pinned.failures.is_empty() && keepalive.failures.is_empty(),
+        "lost requests: {:?} {:?} {:?}\n{logs}",
+        fresh.failures,
+        pinned.failures,
+        keepalive.failures
+    );
+    assert!(
+        fresh.ok > 50 && pinned.ok > 50 && keepalive.ok > 50,
+        "{} {} {}",
+        fresh.ok,
+        pinned.ok,
+        keepalive.ok
+    );
+    assert_eq!(answers, 200, "the new process answers on the port");
+    assert_eq!(admin_answers, 200, "and on the admin port");
+    assert!(
+        handover < Duration::from_secs(30),
+        "old process took {handover:?}"
+    );
+}
