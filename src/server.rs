@@ -57,9 +57,7 @@ pub fn run(
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
-    // As a service, bootstrap runs after every listener is declared, so in an upgrade Pingora
-    // closes inherited sockets no listener claims instead of leaving them open unserved.
-    let bootstrap = server.bootstrap_as_a_service();
+    server.bootstrap();
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -83,7 +81,7 @@ pub fn run(
             if l.tls.is_some() { " (TLS)" } else { "" }
         );
     }
-    server.add_service(proxy).add_dependency(&bootstrap);
+    server.add_service(proxy);
     if let Some(admin) = &snap.config.admin {
         let mut service = pingora::services::listening::Service::new(
             "tether admin".to_string(),
@@ -92,7 +90,7 @@ pub fn run(
         service.threads = Some(1);
         service.add_tcp(&admin.address);
         log::info!("admin API on http://{}", admin.address);
-        server.add_service(service).add_dependency(&bootstrap);
+        server.add_service(service);
     }
     server.add_service(background_service(
         "reload on SIGHUP",

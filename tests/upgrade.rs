@@ -11,6 +11,23 @@ use std::time::{Duration, Instant};
 use common::ops::*;
 use common::*;
 
+/// The operator's steps: start `tether --upgrade` on the same config, wait until it listens on
+/// the upgrade socket, SIGQUIT the old process; returns the new process once the old one exited.
+fn upgrade(old: &mut Tether, new_log: &std::path::Path) -> std::process::Child {
+    let new = spawn_tether(&old.config, new_log, &["--upgrade"]);
+    let sock = old.dir.path().join("upgrade.sock");
+    wait_for(
+        "the new process's upgrade socket",
+        Duration::from_secs(20),
+        || sock.exists(),
+    );
+    signal(old.pid(), "QUIT");
+    wait_for("the old process to exit", Duration::from_secs(60), || {
+        old.exited()
+    });
+    new
+}
+
 #[test]
 fn graceful_upgrade_under_load_loses_no_request() {
     let ups = [Upstream::start("a"), Upstream::start("b")];
@@ -34,18 +51,8 @@ fn graceful_upgrade_under_load_loses_no_request() {
     std::thread::sleep(Duration::from_millis(300));
 
     let new_log = old.dir.path().join("tether-new.log");
-    let mut new = spawn_tether(&old.config, &new_log, &["--upgrade"]);
-    let sock = old.dir.path().join("upgrade.sock");
-    wait_for(
-        "the new process's upgrade socket",
-        Duration::from_secs(20),
-        || sock.exists(),
-    );
     let quit = Instant::now();
-    signal(old.pid(), "QUIT");
-    wait_for("the old process to exit", Duration::from_secs(60), || {
-        old.exited()
-    });
+    let mut new = upgrade(&mut old, &new_log);
     let handover = quit.elapsed();
     // Keep the loops going on the new process alone for a while.
     std::thread::sleep(Duration::from_millis(500));
@@ -86,5 +93,66 @@ fn graceful_upgrade_under_load_loses_no_request() {
     assert!(
         handover < Duration::from_secs(30),
         "old process took {handover:?}"
+    );
+}
+
+#[test]
+fn upgrade_binds_added_listeners_and_closes_removed_ones() {
+    let a = Upstream::start("a");
+    let (kept, removed, added) = (free_port(), free_port(), free_port());
+    let listeners = |ports: [u16; 2]| {
+        format!(
+            "listeners:\n  - address: 127.0.0.1:{}\n  - address: 127.0.0.1:{}\n",
+            ports[0], ports[1]
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let base = head(dir.path(), kept);
+    let (server, rest) = base.split_once("listeners:").unwrap();
+    let rest = rest.split_once("cookie_secret:").unwrap().1;
+    let body = format!(
+        "cookie_secret:{rest}pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+        endpoints(&[&a])
+    );
+    let mut old = Tether::start_with(
+        dir,
+        kept,
+        &format!("{server}{}{body}", listeners([kept, removed])),
+    );
+    assert_eq!(
+        get(
+            &client(),
+            &format!("http://127.0.0.1:{removed}/"),
+            None,
+            &[]
+        )
+        .status,
+        200
+    );
+    std::fs::write(
+        &old.config,
+        format!("{server}{}{body}", listeners([kept, added])),
+    )
+    .unwrap();
+    let new_log = old.dir.path().join("tether-new.log");
+    let mut new = upgrade(&mut old, &new_log);
+    let c = client();
+    let on = |port: u16| {
+        c.get(format!("http://127.0.0.1:{port}/"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .map(|r| r.status().as_u16())
+    };
+    let (k, ad) = (on(kept), on(added));
+    // An inherited socket nobody serves would still complete TCP handshakes (a black hole).
+    let rm = std::net::TcpStream::connect(("127.0.0.1", removed));
+    let _ = new.kill();
+    let _ = new.wait();
+    let log = std::fs::read_to_string(&new_log).unwrap_or_default();
+    assert_eq!(k.ok(), Some(200), "{log}");
+    assert_eq!(ad.ok(), Some(200), "{log}");
+    assert!(
+        rm.is_err(),
+        "a removed listener is closed, not left open unserved: {rm:?}\n{log}"
     );
 }
