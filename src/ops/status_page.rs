@@ -78,11 +78,15 @@ pub fn render(snap: &Snapshot, now: u64) -> String {
          <th>Affinity</th><th>Drain duration</th></tr>"
     );
     for b in &snap.balancers {
+        let host = if b.name == "*" {
+            "* <span class=muted>(any other host)</span>".to_string()
+        } else {
+            esc(&b.name)
+        };
         let pools: Vec<&str> = b.pools.iter().map(|&p| snap.pools[p].id.as_str()).collect();
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=num>{} s</td></tr>",
-            esc(&b.name),
+            "<tr><td>{host}</td><td>{}</td><td>{}</td><td>{}</td><td class=num>{} s</td></tr>",
             esc(&pools.join(", ")),
             esc(&snap.pools[b.fallback].id),
             b.affinity.mode.as_str(),
