@@ -203,16 +203,40 @@ impl RequestHandles {
 /// The handles of the most recent snapshot seen on the request path.
 static HANDLES: ArcSwapOption<RequestHandles> = ArcSwapOption::const_empty();
 
-fn handles_for(snap: &Arc<Snapshot>) -> Arc<RequestHandles> {
+/// The handles for `snap` when it is the one cached, or when it is the live one (the first
+/// request after a reload builds them, a concurrent one may too, harmlessly); `None` for a
+/// request that finished on a snapshot a reload has replaced, so it cannot evict the new one.
+fn handles_for(snap: &Arc<Snapshot>, is_live: bool) -> Option<Arc<RequestHandles>> {
     if let Some(h) = HANDLES.load_full() {
         if h.is_for(snap) {
-            return h;
+            return Some(h);
         }
     }
-    // The first request after a reload builds them; a concurrent one may too, harmlessly.
+    if !is_live {
+        return None;
+    }
     let h = Arc::new(RequestHandles::build(snap));
     HANDLES.store(Some(h.clone()));
-    h
+    Some(h)
+}
+
+/// The slow path for a request on a replaced snapshot: label lookups.
+fn record_by_labels(snap: &Snapshot, d: &Decision, class: usize, done: &Finished<'_>) {
+    let m = &*METRICS;
+    let lb = &snap.balancers[d.balancer].name;
+    let pool = &snap.pools[d.target.pool].id;
+    let ep = &snap.endpoint(d.target).name;
+    m.requests
+        .with_label_values(&[lb.as_str(), pool, ep, CLASSES[class]])
+        .inc();
+    if let Some(t) = done.upstream {
+        m.upstream_latency
+            .with_label_values(&[pool.as_str(), ep])
+            .observe(t.as_secs_f64());
+    }
+    m.affinity
+        .with_label_values(&[lb.as_str(), d.outcome.as_str()])
+        .inc();
 }
 
 fn class_index(status: u16) -> usize {
@@ -231,10 +255,13 @@ pub struct Finished<'a> {
     pub upstream: Option<std::time::Duration>,
     /// The balancer that answered when no routing decision was made (404, 503, redirect).
     pub balancer_without_decision: Option<&'a str>,
+    /// `snap` is still the live snapshot (no reload since the request began).
+    pub snapshot_is_live: bool,
 }
 
 /// Counts a finished request: status class per endpoint, affinity outcome, upstream latency.
-/// Lock-free for routed requests; requests tether answered itself use a label lookup.
+/// Lock-free for routed requests; requests tether answered itself, and requests that straddled
+/// a reload, use label lookups.
 pub fn record_request(snap: &Arc<Snapshot>, decision: Option<&Decision>, done: Finished<'_>) {
     let class = class_index(done.status);
     let Some(d) = decision else {
@@ -245,7 +272,10 @@ pub fn record_request(snap: &Arc<Snapshot>, decision: Option<&Decision>, done: F
             .inc();
         return;
     };
-    let h = handles_for(snap);
+    let Some(h) = handles_for(snap, done.snapshot_is_live) else {
+        record_by_labels(snap, d, class, &done);
+        return;
+    };
     if let Some(Some(ep)) = h
         .endpoints
         .get(d.balancer)

@@ -2,13 +2,14 @@
 
 use pingora_proxy::Session;
 
+use crate::live::Live;
 use crate::ops::metrics::{self, Finished};
 
 use super::ctx::RequestCtx;
 use super::facts;
 
 /// Records the finished request; a request that never read the snapshot is not counted.
-pub fn record(session: &Session, ctx: &RequestCtx) {
+pub fn record(session: &Session, ctx: &RequestCtx, live: &Live) {
     let Some(snap) = &ctx.snapshot else {
         return;
     };
@@ -26,6 +27,7 @@ pub fn record(session: &Session, ctx: &RequestCtx) {
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
             upstream: ctx.timing.upstream,
             balancer_without_decision,
+            snapshot_is_live: live.is_current(snap),
         },
     );
 }

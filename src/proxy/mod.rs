@@ -196,7 +196,7 @@ impl ProxyHttp for Tether {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.attempts.inflight = None;
         access_log::write(session, e, ctx);
-        count::record(session, ctx);
+        count::record(session, ctx, &self.live);
     }
 }
 
