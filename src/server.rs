@@ -12,6 +12,7 @@ use pingora::services::background::background_service;
 use crate::config::ServerSection;
 use crate::live::Live;
 use crate::ops::admin::AdminApi;
+use crate::ops::graceful::LateCleanup;
 use crate::ops::reload::SighupReload;
 use crate::proxy::Tether;
 
@@ -57,12 +58,18 @@ pub fn run(
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
+    // Bootstrap as a service, not before run(): with --daemon, run() forks first, so
+    // `tether --upgrade --daemon` returns at once and the daemon waits for the sockets. Called
+    // directly, it would block in the foreground until the old process sends them, and the
+    // operator's SIGQUIT to the old one would come too late. Listeners wait for it.
+    let bootstrap = server.bootstrap_as_a_service();
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Tether::new(live.clone()),
-        "tether",
+    let mut proxy = pingora::services::listening::Service::new(
+        "tether".to_string(),
+        LateCleanup::new(
+            pingora_proxy::http_proxy(&server.configuration, Tether::new(live.clone())),
+            snap.config.server.grace_period_seconds,
+        ),
     );
     for l in &snap.config.listeners {
         match &l.tls {
@@ -81,7 +88,7 @@ pub fn run(
             if l.tls.is_some() { " (TLS)" } else { "" }
         );
     }
-    server.add_service(proxy);
+    server.add_service(proxy).add_dependency(&bootstrap);
     if let Some(admin) = &snap.config.admin {
         let mut service = pingora::services::listening::Service::new(
             "tether admin".to_string(),
@@ -90,7 +97,7 @@ pub fn run(
         service.threads = Some(1);
         service.add_tcp(&admin.address);
         log::info!("admin API on http://{}", admin.address);
-        server.add_service(service);
+        server.add_service(service).add_dependency(&bootstrap);
     }
     server.add_service(background_service(
         "reload on SIGHUP",

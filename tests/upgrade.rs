@@ -156,3 +156,97 @@ fn upgrade_binds_added_listeners_and_closes_removed_ones() {
         "a removed listener is closed, not left open unserved: {rm:?}\n{log}"
     );
 }
+
+/// True while a process with this pid exists (`kill -0`).
+fn alive(pid: u32) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Daemons this test started, stopped (SIGINT, by pid) when it ends, also on a panic.
+struct Daemons(Vec<u32>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            if alive(p) {
+                signal(p, "INT");
+            }
+        }
+    }
+}
+
+/// The pid in a pid file, once the daemon has written it.
+fn read_pid(path: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[test]
+fn daemon_upgrade_command_returns_at_once_and_takes_over() {
+    let a = Upstream::start("a");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("tether.yaml");
+    let yaml = format!(
+        "{}pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+        head(dir.path(), port).replace("grace_period_seconds: 0", "grace_period_seconds: 2"),
+        endpoints(&[&a])
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let pid_file = dir.path().join("tether.pid");
+    let url = format!("http://127.0.0.1:{port}/");
+    let daemon = |log: &str, extra: &[&str]| {
+        let started = Instant::now();
+        let status = spawn_tether(&config, &dir.path().join(log), extra)
+            .wait()
+            .unwrap();
+        (status.success(), started.elapsed())
+    };
+
+    let (ok, _) = daemon("old.log", &["--daemon"]);
+    assert!(ok);
+    wait_for("the daemon's pid file", Duration::from_secs(20), || {
+        read_pid(&pid_file).is_some()
+    });
+    let old = read_pid(&pid_file).unwrap();
+    let mut daemons = Daemons(vec![old]);
+    wait_for("the daemon to answer", Duration::from_secs(20), || {
+        client().get(&url).send().is_ok()
+    });
+    let requests = RequestLoop::start(url.clone(), None, None, true, 20_000);
+
+    // The operator's steps: remember the old pid, start the new daemon, SIGQUIT the old one.
+    let (ok, took) = daemon("new.log", &["--upgrade", "--daemon"]);
+    // The new daemon moves the old pid file to tether.pid.old and writes its own.
+    wait_for("the new daemon's pid file", Duration::from_secs(20), || {
+        read_pid(&pid_file).is_some_and(|p| p != old)
+    });
+    let new = read_pid(&pid_file).unwrap();
+    daemons.0.push(new);
+    assert!(
+        ok && took < Duration::from_secs(3),
+        "`--upgrade --daemon` must return at once (ok {ok}, took {took:?})"
+    );
+    signal(old, "QUIT");
+    let gone = Instant::now() + Duration::from_secs(60);
+    while alive(old) && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let old_gone = !alive(old);
+    std::thread::sleep(Duration::from_millis(300));
+    let report = requests.finish();
+    let answers = get(&client(), &url, None, &[]).status;
+    let new_alive = alive(new);
+    assert!(old_gone, "the old daemon exited");
+    assert!(
+        new_alive && new != old,
+        "a new daemon runs ({old} -> {new})"
+    );
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(report.ok > 50, "{}", report.ok);
+    assert_eq!(answers, 200);
+}

@@ -2,6 +2,7 @@
 //! status views and runtime drain, and Prometheus metrics.
 
 pub mod admin;
+pub mod graceful;
 pub mod metrics;
 pub mod reload;
 pub mod status;
