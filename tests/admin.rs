@@ -278,3 +278,36 @@ fn no_admin_listener_without_admin_section() {
     ));
     assert!(!t.log().contains("admin API on"), "{}", t.log());
 }
+
+#[test]
+fn metrics_count_requests_tether_answers_itself() {
+    let a = Upstream::start("a");
+    let admin_port = free_port();
+    let t = Tether::start(&format!(
+        "admin:\n  address: 127.0.0.1:{admin_port}\n\
+         pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: shop.example.com\n    default_pools: [web]\n    always_use_https: true\n",
+        endpoints(&[&a])
+    ));
+    wait_for("the admin listener", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let c = client();
+    assert_eq!(
+        get(&c, &t.url("/"), Some("unknown.example"), &[]).status,
+        404
+    );
+    assert_eq!(
+        get(&c, &t.url("/"), Some("shop.example.com"), &[]).status,
+        301
+    );
+    let m = admin(admin_port, "GET", "/metrics", None).body;
+    let has = |s: &str| m.lines().any(|l| l == s);
+    assert!(
+        has("tether_requests_total{balancer=\"-\",endpoint=\"-\",pool=\"-\",status=\"4xx\"} 1"),
+        "{m}"
+    );
+    assert!(
+        has("tether_requests_total{balancer=\"shop.example.com\",endpoint=\"-\",pool=\"-\",status=\"3xx\"} 1"),
+        "{m}"
+    );
+}
