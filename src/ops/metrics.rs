@@ -154,7 +154,7 @@ struct EndpointHandles {
 }
 
 /// The counters one snapshot's requests touch, looked up once so recording is lock-free.
-pub struct RequestHandles {
+struct RequestHandles {
     /// The snapshot these were built for; a `Weak` keeps its address from being reused.
     snapshot: Weak<Snapshot>,
     /// `[balancer][pool][endpoint]`; `None` where the balancer cannot route to the endpoint.
