@@ -16,6 +16,9 @@ pub struct Live {
     current: ArcSwap<Snapshot>,
     pub runtime: RuntimeState,
     path: PathBuf,
+    /// The config the process started with: its listeners, admin address and `server:` are
+    /// what is actually bound and running until a graceful upgrade.
+    started_with: Config,
 }
 
 impl Live {
@@ -33,6 +36,7 @@ impl Live {
     /// A live instance around an already built snapshot.
     pub fn new(snapshot: Snapshot, runtime: RuntimeState, path: &Path) -> Live {
         Live {
+            started_with: snapshot.config.clone(),
             current: ArcSwap::from_pointee(snapshot),
             runtime,
             path: path.to_path_buf(),
@@ -44,16 +48,27 @@ impl Live {
         self.current.load_full()
     }
 
+    /// True when `snap` is the snapshot in effect now (no reload since it was loaded); lock-free.
+    pub fn is_current(&self, snap: &Arc<Snapshot>) -> bool {
+        Arc::ptr_eq(&self.current.load(), snap)
+    }
+
     /// The config file this instance reads.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Re-reads the file; on success swaps the new snapshot in, on failure changes nothing.
-    pub fn reload(&self) -> Result<(), ConfigErrors> {
+    /// The config the process started with (see [`Live::reload`] for what a reload cannot change).
+    pub fn started_with(&self) -> &Config {
+        &self.started_with
+    }
+
+    /// Re-reads the file; on success swaps the new snapshot in and returns it, on failure
+    /// changes nothing.
+    pub fn reload(&self) -> Result<Arc<Snapshot>, ConfigErrors> {
         let config = Config::load(&self.path)?;
-        let snapshot = Snapshot::build(config, &self.runtime, unix_now())?;
-        self.current.store(Arc::new(snapshot));
-        Ok(())
+        let snapshot = Arc::new(Snapshot::build(config, &self.runtime, unix_now())?);
+        self.current.store(snapshot.clone());
+        Ok(snapshot)
     }
 }

@@ -12,6 +12,8 @@ use pingora::services::listening::Service;
 
 use crate::config::ServerSection;
 use crate::live::Live;
+use crate::ops::admin::AdminApi;
+use crate::ops::graceful::LateCleanup;
 use crate::ops::reload::SighupReload;
 use crate::proxy::guard::Guarded;
 use crate::proxy::Tether;
@@ -58,11 +60,18 @@ pub fn run(
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
+    // Bootstrap as a service, not before run(): with --daemon, run() forks first, so
+    // `tether --upgrade --daemon` returns at once and the daemon waits for the sockets. Called
+    // directly, it would block in the foreground until the old process sends them, and the
+    // operator's SIGQUIT to the old one would come too late. Listeners wait for it.
+    let bootstrap = server.bootstrap_as_a_service();
 
-    // The guard counts connections and enforces the whole-header deadline (SPEC 3.7).
+    // Inside out: the proxy; the guard that counts connections and enforces the whole-header
+    // deadline (SPEC 3.7); the late cleanup that keeps an upgrade from dropping a request.
     let app = pingora_proxy::http_proxy(&server.configuration, Tether::new(live.clone()));
-    let mut proxy = Service::new("tether".to_string(), Guarded::new(app, live.clone()));
+    let guarded = Guarded::new(app, live.clone());
+    let late = LateCleanup::new(guarded, snap.config.server.grace_period_seconds);
+    let mut proxy = Service::new("tether".to_string(), late);
     for l in &snap.config.listeners {
         match &l.tls {
             None => proxy.add_tcp(&l.address),
@@ -80,7 +89,17 @@ pub fn run(
             if l.tls.is_some() { " (TLS)" } else { "" }
         );
     }
-    server.add_service(proxy);
+    server.add_service(proxy).add_dependency(&bootstrap);
+    if let Some(admin) = &snap.config.admin {
+        let mut service = pingora::services::listening::Service::new(
+            "tether admin".to_string(),
+            AdminApi { live: live.clone() },
+        );
+        service.threads = Some(1);
+        service.add_tcp(&admin.address);
+        log::info!("admin API on http://{}", admin.address);
+        server.add_service(service).add_dependency(&bootstrap);
+    }
     server.add_service(background_service(
         "reload on SIGHUP",
         SighupReload { live },

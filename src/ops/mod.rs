@@ -1,3 +1,9 @@
-//! Operating a running instance: reload on SIGHUP (and later the admin API and metrics).
+//! Operating a running instance: reload (SIGHUP and the admin API), the admin listener with its
+//! status views and runtime drain, and Prometheus metrics.
 
+pub mod admin;
+pub mod graceful;
+pub mod metrics;
 pub mod reload;
+pub mod status;
+pub mod status_page;

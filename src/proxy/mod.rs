@@ -2,10 +2,12 @@
 //! `balancer::route`; no routing logic lives here.
 
 mod access_log;
+mod count;
 mod ctx;
 mod facts;
 pub mod guard;
 pub mod limits;
+mod redirect;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,6 +88,13 @@ impl ProxyHttp for Tether {
         let peer = facts::peer_ip(session);
         let client = facts::client_ip(&snap, req, peer);
         let tls = facts::is_tls(session);
+        if !tls {
+            if let Some(location) = redirect::https_location(&snap, req) {
+                ctx.snapshot = Some(snap);
+                redirect::respond(session, &location).await?;
+                return Ok(true);
+            }
+        }
         let now = unix_now();
         let cookies = facts::cookie_headers(req);
         let request = RequestFacts {
@@ -218,6 +227,7 @@ impl ProxyHttp for Tether {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.attempts.inflight = None;
         access_log::write(session, e, ctx);
+        count::record(session, ctx, &self.live);
     }
 }
 

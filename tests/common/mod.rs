@@ -1,6 +1,7 @@
 //! The end-to-end harness: real upstreams, a real `tether` process, and an HTTP client.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod ops;
 pub mod upstream;
 
 use std::io::Read;
@@ -134,6 +135,11 @@ impl Tether {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// True once the process has exited (it is reaped here).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Everything tether logged so far.

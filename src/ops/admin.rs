@@ -1,0 +1,161 @@
+//! The admin listener (SPEC §4): a small HTTP app on its own socket, separate from the proxy's
+//! listeners, so operating tether never competes with — or is reachable through — client
+//! traffic. It reads the live snapshot per request, so a reload changes what it shows and the
+//! token it accepts at once; only its address needs a graceful upgrade.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::clock::unix_now;
+use crate::live::Live;
+
+use super::status::{self, NotFound};
+use super::{metrics, reload, status_page};
+
+/// The admin API over the live instance.
+pub struct AdminApi {
+    pub live: Arc<Live>,
+}
+
+/// True when `token` is unset, or `authorization` is exactly `Bearer <token>`.
+fn authorized(token: Option<&str>, authorization: Option<&[u8]>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(given) = authorization.and_then(|h| h.strip_prefix(b"Bearer ")) else {
+        return false;
+    };
+    bool::from(given.ct_eq(token.as_bytes()))
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let len = body.len();
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    if let Ok(v) = content_type.parse() {
+        h.insert(http::header::CONTENT_TYPE, v);
+    }
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    h.insert(http::header::CONTENT_LENGTH, len.into());
+    resp
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Vec<u8>> {
+    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    body.push(b'\n');
+    respond(status, "application/json", body)
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Vec<u8>> {
+    json_response(status, &json!({ "ok": false, "error": message }))
+}
+
+impl AdminApi {
+    /// Answers one admin request; `method` and `path` come from the request line.
+    fn route(&self, method: &Method, path: &str) -> Response<Vec<u8>> {
+        let snap = self.live.snapshot();
+        let now = unix_now();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            (&Method::GET, [""]) => respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                status_page::render(&snap, now).into_bytes(),
+            ),
+            (&Method::GET, ["status"]) => {
+                json_response(StatusCode::OK, &status::status_json(&snap, now))
+            }
+            (&Method::GET, ["metrics"]) => respond(
+                StatusCode::OK,
+                metrics::CONTENT_TYPE,
+                metrics::render(&snap).into_bytes(),
+            ),
+            (&Method::POST, ["reload"]) => match reload::reload_and_log(&self.live) {
+                Ok(()) => json_response(StatusCode::OK, &json!({ "ok": true })),
+                Err(errs) => {
+                    let errors: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+                    json_response(
+                        StatusCode::BAD_REQUEST,
+                        &json!({ "ok": false, "errors": errors }),
+                    )
+                }
+            },
+            (&Method::POST, ["pools", pool, "endpoints", name, action @ ("drain" | "undrain")]) => {
+                match status::set_drained(&snap, pool, name, *action == "drain", now) {
+                    Ok(view) => json_response(StatusCode::OK, &view.to_json()),
+                    Err(NotFound::Pool) => {
+                        error(StatusCode::NOT_FOUND, &format!("no pool {pool:?}"))
+                    }
+                    Err(NotFound::Endpoint) => error(
+                        StatusCode::NOT_FOUND,
+                        &format!("no endpoint {name:?} in pool {pool:?}"),
+                    ),
+                }
+            }
+            (_, [""] | ["status"] | ["metrics"] | ["reload"])
+            | (_, ["pools", _, "endpoints", _, "drain" | "undrain"]) => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApi {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // The API takes no request body; read it off so a kept-alive connection stays in sync.
+        let _ = session.drain_request_body().await;
+        let req = session.req_header();
+        let snap = self.live.snapshot();
+        let token = snap.config.admin.as_ref().and_then(|a| a.token.as_deref());
+        let auth = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if !authorized(token, auth) {
+            let mut resp = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"tether admin\""),
+            );
+            return resp;
+        }
+        let (method, path) = (req.method.clone(), req.uri.path().to_string());
+        let resp = self.route(&method, &path);
+        log::info!(
+            target: "admin",
+            "{} {} {}",
+            method,
+            path,
+            resp.status().as_u16()
+        );
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authorized;
+
+    #[test]
+    fn bearer_token_must_match_exactly() {
+        assert!(authorized(None, None));
+        assert!(authorized(Some("s3cret"), Some(b"Bearer s3cret")));
+        assert!(!authorized(Some("s3cret"), None));
+        assert!(!authorized(Some("s3cret"), Some(b"Bearer s3cre")));
+        assert!(!authorized(Some("s3cret"), Some(b"Bearer s3cretX")));
+        assert!(!authorized(Some("s3cret"), Some(b"bearer s3cret")));
+        assert!(!authorized(Some("s3cret"), Some(b"s3cret")));
+    }
+}

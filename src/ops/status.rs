@@ -1,0 +1,165 @@
+//! The state of the running instance as the admin API shows it: one view, built from the live
+//! snapshot, that `GET /status` serialises as JSON and `GET /` renders as HTML. Runtime drain
+//! and undrain live here too, because their answer is an endpoint's new state.
+
+use serde_json::{json, Value};
+
+use crate::balancer::{Endpoint, Lifecycle, Snapshot};
+
+/// One endpoint's state at one moment.
+#[derive(Debug, Clone)]
+pub struct EndpointView {
+    pub pool: String,
+    pub name: String,
+    pub address: String,
+    pub weight: f64,
+    pub healthy: bool,
+    /// Takes new sessions: enabled in the file and not drained through the admin API.
+    pub enabled: bool,
+    /// Drained through the admin API (survives reloads until undrained).
+    pub admin_drained: bool,
+    /// "serving", "draining" or "drained".
+    pub state: &'static str,
+    /// Seconds until a draining endpoint's sessions are re-pinned.
+    pub drain_remaining: Option<u64>,
+    pub inflight: usize,
+    pub requests: u64,
+}
+
+/// The longest `drain_duration` among the balancers that route to pool `pool`: sessions pinned
+/// through any of them may still reach a draining endpoint until then.
+fn drain_duration(snap: &Snapshot, pool: usize) -> u64 {
+    snap.balancers
+        .iter()
+        .filter(|b| b.pools.contains(&pool) || b.fallback == pool)
+        .map(|b| b.affinity.drain_duration)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The view of `e` (in pool `pool` of `snap`) at unix time `now`.
+pub fn endpoint_view(snap: &Snapshot, pool: usize, e: &Endpoint, now: u64) -> EndpointView {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (state, drain_remaining) = match e.lifecycle(drain_duration(snap, pool), now) {
+        Lifecycle::Serving => ("serving", None),
+        Lifecycle::Draining { remaining } => ("draining", Some(remaining)),
+        Lifecycle::Drained => ("drained", None),
+    };
+    EndpointView {
+        pool: snap.pools[pool].id.clone(),
+        name: e.name.clone(),
+        address: e.addr.to_string(),
+        weight: e.weight,
+        healthy: e.state.healthy(),
+        enabled: e.enabled_now(),
+        admin_drained: e.state.admin_drained(),
+        state,
+        drain_remaining,
+        inflight: e.state.inflight.load(Relaxed),
+        requests: e.state.requests.load(Relaxed),
+    }
+}
+
+impl EndpointView {
+    /// The JSON object `GET /status` lists and drain/undrain answer with.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "pool": self.pool,
+            "name": self.name,
+            "address": self.address,
+            "weight": self.weight,
+            "healthy": self.healthy,
+            "enabled": self.enabled,
+            "admin_drained": self.admin_drained,
+            "state": self.state,
+            "drain_remaining_seconds": self.drain_remaining,
+            "inflight": self.inflight,
+            "requests": self.requests,
+        })
+    }
+}
+
+/// Every pool's endpoints, in config order.
+pub fn pools(snap: &Snapshot, now: u64) -> Vec<(usize, Vec<EndpointView>)> {
+    snap.pools
+        .iter()
+        .enumerate()
+        .map(|(pi, p)| {
+            let eps = p
+                .endpoints
+                .iter()
+                .map(|e| endpoint_view(snap, pi, e, now))
+                .collect();
+            (pi, eps)
+        })
+        .collect()
+}
+
+/// The whole `GET /status` document.
+pub fn status_json(snap: &Snapshot, now: u64) -> Value {
+    let balancers: Vec<Value> = snap
+        .balancers
+        .iter()
+        .map(|b| {
+            json!({
+                "name": b.name,
+                "default_pools": b.pools.iter().map(|&p| &snap.pools[p].id).collect::<Vec<_>>(),
+                "fallback_pool": snap.pools[b.fallback].id,
+                "session_affinity": b.affinity.mode.as_str(),
+                "always_use_https": b.always_use_https,
+                "drain_duration": b.affinity.drain_duration,
+            })
+        })
+        .collect();
+    let pools: Vec<Value> = pools(snap, now)
+        .into_iter()
+        .map(|(pi, eps)| {
+            let p = &snap.pools[pi];
+            json!({
+                "id": p.id,
+                "healthy": p.eligible(),
+                "minimum_origins": p.minimum_origins,
+                "endpoints": eps.iter().map(EndpointView::to_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "load_balancers": balancers, "pools": pools })
+}
+
+/// Why a drain or undrain could not be done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotFound {
+    Pool,
+    Endpoint,
+}
+
+/// Drains (`drain: true`) or undrains the endpoint `pool`/`name` at runtime and returns its new
+/// state. The drain clock starts now (unless it already runs); an undrain returns the endpoint
+/// to what the file says. The choice is kept across reloads while the endpoint exists.
+pub fn set_drained(
+    snap: &Snapshot,
+    pool: &str,
+    name: &str,
+    drain: bool,
+    now: u64,
+) -> Result<EndpointView, NotFound> {
+    let pi = snap
+        .pools
+        .iter()
+        .position(|p| p.id == pool)
+        .ok_or(NotFound::Pool)?;
+    let e = snap.pools[pi]
+        .endpoints
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or(NotFound::Endpoint)?;
+    e.state.set_admin_drained(drain);
+    e.state.sync_enabled(!drain && e.enabled, now);
+    log::info!(
+        "{} {}/{} through the admin API",
+        if drain { "drained" } else { "undrained" },
+        pool,
+        name
+    );
+    Ok(endpoint_view(snap, pi, e, now))
+}

@@ -1,0 +1,313 @@
+//! SPEC §4, the admin listener, end to end: status JSON and page, runtime drain, reload,
+//! metrics, and the bearer token.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::ops::*;
+use common::*;
+
+/// Starts tether with an admin listener (plus `admin_extra` lines under `admin:`) in front of
+/// `ups` with cookie affinity; returns it with the admin port.
+fn start(ups: &[&Upstream], admin_extra: &str, attrs: &str) -> (Tether, u16) {
+    let admin_port = free_port();
+    let body = format!(
+        "admin:\n  address: 127.0.0.1:{admin_port}\n{admin_extra}\
+         pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n    session_affinity: cookie\n{attrs}",
+        endpoints(ups)
+    );
+    let t = Tether::start(&body);
+    wait_for("the admin listener", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    (t, admin_port)
+}
+
+fn endpoint_json(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["pools"][0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn status_lists_balancers_pools_and_endpoint_state() {
+    let ups = [Upstream::start("a"), Upstream::start("b")];
+    let (_t, port) = start(&[&ups[0], &ups[1]], "", "");
+    let r = admin(port, "GET", "/status", None);
+    assert_eq!(r.status, 200);
+    assert!(r.content_type.starts_with("application/json"));
+    let s = r.json();
+    assert_eq!(s["load_balancers"][0]["name"], "*");
+    assert_eq!(s["load_balancers"][0]["default_pools"][0], "web");
+    assert_eq!(s["pools"][0]["id"], "web");
+    let a = endpoint_json(&s, "a");
+    assert_eq!(a["address"], ups[0].addr.to_string());
+    assert_eq!(a["healthy"], true);
+    assert_eq!(a["enabled"], true);
+    assert_eq!(a["state"], "serving");
+    assert_eq!(a["weight"], 1.0);
+    assert!(a["drain_remaining_seconds"].is_null());
+}
+
+#[test]
+fn drain_through_admin_api_moves_sessions_and_undrain_restores() {
+    let ups = [Upstream::start("a"), Upstream::start("b")];
+    let (t, port) = start(&[&ups[0], &ups[1]], "", "");
+    let c = client();
+    let (cookie, _) = loop {
+        let p = pin(&t.url("/"));
+        if p.1 == "a" {
+            break p;
+        }
+    };
+    let r = admin(port, "POST", "/pools/web/endpoints/a/drain", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(
+        (j["name"].clone(), j["enabled"].clone()),
+        ("a".into(), false.into())
+    );
+    assert_eq!(j["state"], "drained", "drain_duration 0 drains at once");
+    // With drain_duration 0 the pinned session is re-pinned at once, and no new session lands on a.
+    let r = get(&c, &t.url("/"), None, &[("cookie", &cookie)]);
+    assert_eq!((r.status, r.endpoint()), (200, "b"));
+    assert!(r.cflb().is_some(), "re-pinned");
+    for _ in 0..30 {
+        assert_eq!(get(&c, &t.url("/"), None, &[]).endpoint(), "b");
+    }
+    let r = admin(port, "POST", "/pools/web/endpoints/a/undrain", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["state"], "serving");
+    wait_for("a new session on a again", Duration::from_secs(10), || {
+        get(&c, &t.url("/"), None, &[]).endpoint() == "a"
+    });
+    // Unknown names are 404; the wrong method is 405.
+    assert_eq!(
+        admin(port, "POST", "/pools/nope/endpoints/a/drain", None).status,
+        404
+    );
+    assert_eq!(
+        admin(port, "POST", "/pools/web/endpoints/zz/drain", None).status,
+        404
+    );
+    assert_eq!(
+        admin(port, "GET", "/pools/web/endpoints/a/drain", None).status,
+        405
+    );
+}
+
+#[test]
+fn drain_with_duration_counts_down_and_keeps_pinned_sessions() {
+    let ups = [Upstream::start("a"), Upstream::start("b")];
+    let attrs = "    session_affinity_attributes: { drain_duration: 120 }\n";
+    let (t, port) = start(&[&ups[0], &ups[1]], "", attrs);
+    let c = client();
+    let (cookie, home) = pin(&t.url("/"));
+    let other = if home == "a" { "b" } else { "a" };
+    let r = admin(
+        port,
+        "POST",
+        &format!("/pools/web/endpoints/{home}/drain"),
+        None,
+    );
+    let j = r.json();
+    assert_eq!(j["state"], "draining");
+    let left = j["drain_remaining_seconds"].as_u64().unwrap();
+    assert!((110..=120).contains(&left), "{left}");
+    for _ in 0..10 {
+        let r = get(&c, &t.url("/"), None, &[("cookie", &cookie)]);
+        assert_eq!(
+            (r.status, r.endpoint()),
+            (200, home.as_str()),
+            "pinned session kept"
+        );
+        assert_eq!(get(&c, &t.url("/"), None, &[]).endpoint(), other);
+    }
+    let s = admin(port, "GET", "/status", None).json();
+    assert_eq!(endpoint_json(&s, &home)["state"], "draining");
+    // A runtime drain survives a reload of an unchanged file.
+    assert_eq!(admin(port, "POST", "/reload", None).status, 200);
+    let s = admin(port, "GET", "/status", None).json();
+    assert_eq!(endpoint_json(&s, &home)["admin_drained"], true);
+}
+
+#[test]
+fn reload_through_admin_api_answers_every_error_and_keeps_config() {
+    let a = Upstream::start("a");
+    let (t, port) = start(&[&a], "", "");
+    let r = admin(port, "POST", "/reload", None);
+    assert_eq!((r.status, r.json()["ok"].clone()), (200, true.into()));
+    let good = std::fs::read_to_string(&t.config).unwrap();
+    let bad = good
+        .replace("default_pools: [web]", "default_pools: [gone]")
+        .replace("session_affinity: cookie", "session_affinity: sometimes");
+    std::fs::write(&t.config, bad).unwrap();
+    let r = admin(port, "POST", "/reload", None);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let errors = r.json()["errors"].as_array().unwrap().clone();
+    let text = format!("{errors:?}");
+    assert!(text.contains("session_affinity"), "{text}");
+    assert_eq!(get(&client(), &t.url("/"), None, &[]).endpoint(), "a");
+}
+
+#[test]
+fn metrics_count_requests_outcomes_and_reloads() {
+    let a = Upstream::start("a");
+    let (t, port) = start(&[&a], "", "");
+    let c = client();
+    let (cookie, _) = pin(&t.url("/"));
+    for _ in 0..5 {
+        get(&c, &t.url("/"), None, &[("cookie", &cookie)]);
+    }
+    admin(port, "POST", "/reload", None);
+    let r = admin(port, "GET", "/metrics", None);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.content_type.starts_with("text/plain"),
+        "{}",
+        r.content_type
+    );
+    let m = r.body;
+    for line in m.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        assert!(line.starts_with("tether_"), "unprefixed metric: {line}");
+    }
+    let has = |s: &str| m.lines().any(|l| l == s);
+    assert!(
+        has("tether_requests_total{balancer=\"*\",endpoint=\"a\",pool=\"web\",status=\"2xx\"} 6"),
+        "{m}"
+    );
+    assert!(
+        has("tether_affinity_outcomes_total{balancer=\"*\",outcome=\"new\"} 1"),
+        "{m}"
+    );
+    assert!(
+        has("tether_affinity_outcomes_total{balancer=\"*\",outcome=\"kept\"} 5"),
+        "{m}"
+    );
+    assert!(has("tether_config_reloads_total{result=\"ok\"} 1"), "{m}");
+    assert!(
+        has("tether_config_reloads_total{result=\"failed\"} 0"),
+        "{m}"
+    );
+    assert!(
+        has("tether_endpoint_healthy{endpoint=\"a\",pool=\"web\"} 1"),
+        "{m}"
+    );
+    assert!(
+        has("tether_upstream_latency_seconds_count{endpoint=\"a\",pool=\"web\"} 6"),
+        "{m}"
+    );
+}
+
+#[test]
+fn admin_token_guards_every_endpoint() {
+    let a = Upstream::start("a");
+    // The token comes from the environment through ${...} expansion, as in production.
+    std::env::set_var("TETHER_TEST_ADMIN_TOKEN", "correct horse battery staple");
+    let (_t, port) = start(&[&a], "  token: ${TETHER_TEST_ADMIN_TOKEN}\n", "");
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/status"),
+        ("GET", "/metrics"),
+        ("POST", "/reload"),
+        ("POST", "/pools/web/endpoints/a/drain"),
+    ] {
+        assert_eq!(
+            admin(port, method, path, None).status,
+            401,
+            "{path} without token"
+        );
+        assert_eq!(
+            admin(port, method, path, Some("wrong")).status,
+            401,
+            "{path}"
+        );
+    }
+    let ok = Some("correct horse battery staple");
+    assert_eq!(admin(port, "GET", "/status", ok).status, 200);
+    assert_eq!(
+        admin(port, "POST", "/pools/web/endpoints/a/undrain", ok).status,
+        200
+    );
+}
+
+#[test]
+fn status_page_is_self_contained_and_refreshes() {
+    let ups = [Upstream::start("a"), Upstream::start("b")];
+    let (_t, port) = start(&[&ups[0], &ups[1]], "", "");
+    admin(port, "POST", "/pools/web/endpoints/b/drain", None);
+    let r = admin(port, "GET", "/", None);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.content_type.starts_with("text/html"),
+        "{}",
+        r.content_type
+    );
+    let html = r.body;
+    assert!(html.contains("http-equiv=refresh"), "{html}");
+    assert!(html.contains(&ups[0].addr.to_string()), "{html}");
+    assert!(html.contains(">b<") && html.contains("drained"), "{html}");
+    for external in [
+        "<script src",
+        "<link",
+        "<img",
+        "@import",
+        "http://",
+        "https://",
+    ] {
+        assert!(
+            !html.contains(external),
+            "external asset {external:?}: {html}"
+        );
+    }
+}
+
+#[test]
+fn no_admin_listener_without_admin_section() {
+    let a = Upstream::start("a");
+    let t = Tether::start(&format!(
+        "pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+        endpoints(&[&a])
+    ));
+    assert!(!t.log().contains("admin API on"), "{}", t.log());
+}
+
+#[test]
+fn metrics_count_requests_tether_answers_itself() {
+    let a = Upstream::start("a");
+    let admin_port = free_port();
+    let t = Tether::start(&format!(
+        "admin:\n  address: 127.0.0.1:{admin_port}\n\
+         pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: shop.example.com\n    default_pools: [web]\n    always_use_https: true\n",
+        endpoints(&[&a])
+    ));
+    wait_for("the admin listener", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let c = client();
+    assert_eq!(
+        get(&c, &t.url("/"), Some("unknown.example"), &[]).status,
+        404
+    );
+    assert_eq!(
+        get(&c, &t.url("/"), Some("shop.example.com"), &[]).status,
+        301
+    );
+    let m = admin(admin_port, "GET", "/metrics", None).body;
+    let has = |s: &str| m.lines().any(|l| l == s);
+    assert!(
+        has("tether_requests_total{balancer=\"-\",endpoint=\"-\",pool=\"-\",status=\"4xx\"} 1"),
+        "{m}"
+    );
+    assert!(
+        has("tether_requests_total{balancer=\"shop.example.com\",endpoint=\"-\",pool=\"-\",status=\"3xx\"} 1"),
+        "{m}"
+    );
+}

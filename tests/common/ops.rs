@@ -1,0 +1,188 @@
+//! Harness pieces for operating tether: signals to a pid the test started, admin API calls,
+//! a bounded request loop, and a self-signed certificate.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{client, get, tether_bin};
+
+/// Sends `signal` (e.g. "HUP", "QUIT") to `pid`, a process this test started.
+pub fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid} failed");
+}
+
+/// Starts `tether --config <config> <extra...>` with its log in `log`; the caller ends it.
+pub fn spawn_tether(config: &Path, log: &Path, extra: &[&str]) -> Child {
+    Command::new(tether_bin())
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// How many times `needle` occurs in the file at `path`.
+pub fn count_in(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+/// A response from the admin API.
+#[derive(Debug)]
+pub struct AdminResp {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl AdminResp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Calls the admin API at `port`: `method` "GET" or "POST", with an optional bearer token.
+pub fn admin(port: u16, method: &str, path: &str, token: Option<&str>) -> AdminResp {
+    let c = client();
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let mut req = match method {
+        "GET" => c.get(&url),
+        "POST" => c.post(&url),
+        other => c.request(other.parse().unwrap(), &url),
+    };
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    AdminResp {
+        status,
+        content_type,
+        body: resp.text().unwrap(),
+    }
+}
+
+/// What a request loop saw.
+#[derive(Debug, Default)]
+pub struct LoopReport {
+    pub ok: usize,
+    /// Every failure: transport errors, unexpected statuses, answers from the wrong endpoint.
+    pub failures: Vec<String>,
+}
+
+/// A bounded request loop on its own thread: GETs `url` with `cookie` (if any) until stopped or
+/// `max` requests, checking each answer is 200 from `expect_endpoint` (if given).
+pub struct RequestLoop {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<LoopReport>,
+}
+
+impl RequestLoop {
+    /// `fresh_connections`: a new TCP connection per request, so every request goes through
+    /// accept() — what a socket handover must not lose.
+    pub fn start(
+        url: String,
+        cookie: Option<String>,
+        expect_endpoint: Option<String>,
+        fresh_connections: bool,
+        max: usize,
+    ) -> RequestLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut b = reqwest::blocking::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10));
+            if fresh_connections {
+                b = b.pool_max_idle_per_host(0);
+            }
+            let c = b.build().unwrap();
+            let mut report = LoopReport::default();
+            let headers: Vec<(&str, &str)> = cookie
+                .as_deref()
+                .map(|v| vec![("cookie", v)])
+                .unwrap_or_default();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            for i in 0..max {
+                if flag.load(SeqCst) || Instant::now() > deadline {
+                    break;
+                }
+                let mut req = c.get(&url);
+                for (k, v) in &headers {
+                    req = req.header(*k, *v);
+                }
+                match req.send() {
+                    Err(e) => report.failures.push(format!("request {i}: {e:?}")),
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let ep = r
+                            .headers()
+                            .get("x-endpoint")
+                            .map(|v| v.to_str().unwrap().to_string())
+                            .unwrap_or_default();
+                        let _ = r.bytes();
+                        let wrong = expect_endpoint.as_deref().is_some_and(|e| e != ep);
+                        if status != 200 || wrong {
+                            report
+                                .failures
+                                .push(format!("request {i}: {status} from {ep:?}"));
+                        } else {
+                            report.ok += 1;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            report
+        });
+        RequestLoop { stop, handle }
+    }
+
+    /// Stops the loop and returns what it saw.
+    pub fn finish(self) -> LoopReport {
+        self.stop.store(true, SeqCst);
+        self.handle.join().unwrap()
+    }
+}
+
+/// Pins a new session at `url` and returns (cookie header value, endpoint).
+pub fn pin(url: &str) -> (String, String) {
+    let r = get(&client(), url, None, &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let token = r.cflb().expect("a first visit sets __cflb");
+    (format!("__cflb={token}"), r.endpoint().to_string())
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM into `dir`;
+/// returns (cert path, key path).
+pub fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+    (c, k)
+}
