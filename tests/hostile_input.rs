@@ -265,3 +265,40 @@ fn connections_over_max_connections_are_closed() {
         || raw_status(t.addr(), &req("GET / HTTP/1.1\r\nHost: shop.example")) == Some(200),
     );
 }
+
+#[test]
+fn refusals_and_header_sessions_are_counted_in_metrics() {
+    let up = Upstream::start("a");
+    let admin_port = free_port();
+    let body = format!(
+        "admin:\n  address: 127.0.0.1:{admin_port}\npools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: shop.example\n    default_pools: [web]\n    session_affinity: header\n    session_affinity_attributes: {{ headers: [x-user] }}\n",
+        endpoints(&[&up])
+    );
+    let t = Tether::start(&body);
+    let big = req(&format!(
+        "GET / HTTP/1.1\r\nHost: shop.example\r\nX-Pad: {}",
+        "p".repeat(70_000)
+    ));
+    assert_eq!(raw_status(t.addr(), &big), Some(431));
+    let smuggle = b"POST / HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert_eq!(raw_status(t.addr(), smuggle), Some(400));
+    for user in ["u1", "u2", "u3"] {
+        assert_eq!(
+            raw_status(
+                t.addr(),
+                &req(&format!(
+                    "GET / HTTP/1.1\r\nHost: shop.example\r\nX-User: {user}"
+                ))
+            ),
+            Some(200)
+        );
+    }
+    let metrics = common::ops::admin(admin_port, "GET", "/metrics", None).body;
+    for line in [
+        "tether_refused_requests_total{reason=\"header_too_large\"} 1",
+        "tether_refused_requests_total{reason=\"content_length_with_transfer_encoding\"} 1",
+        "tether_header_sessions{balancer=\"shop.example\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
+    }
+}

@@ -333,6 +333,13 @@ pub fn record_reload(ok: bool) {
 /// `snap` at this moment (endpoints no longer configured disappear from them).
 pub fn render(snap: &Snapshot) -> String {
     let m = &*METRICS;
+    // Read at scrape time, so the request path never touches the gauge.
+    for lb in &snap.balancers {
+        if let Some(store) = &lb.sessions {
+            store.sync();
+            set_header_sessions(&lb.name, i64::try_from(store.len()).unwrap_or(i64::MAX));
+        }
+    }
     for g in [
         &m.endpoint_healthy,
         &m.endpoint_enabled,

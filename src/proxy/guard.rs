@@ -17,6 +17,7 @@ use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 
 use crate::live::Live;
+use crate::ops::metrics;
 
 /// How long a kept-alive connection may sit idle before its next request (Pingora's default).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
@@ -69,6 +70,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let _open = Open(&self.open);
         if open > limits.max_connections {
             log::warn!(target: "refused", "connection refused: {open} open, limits.max_connections is {}", limits.max_connections);
+            metrics::record_refusal("max_connections");
             return None;
         }
         let header_timeout = Duration::from_secs(limits.request_header_timeout_seconds);
@@ -98,6 +100,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                         request.await
                     } else {
                         log::warn!(target: "refused", "connection closed: request header not complete within {}s", deadline.as_secs());
+                        metrics::record_refusal("header_timeout");
                         return None;
                     }
                 }

@@ -26,6 +26,16 @@ impl Refused {
         }
     }
 
+    /// The `reason` label of `tether_refused_requests_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::HeaderTooLarge { .. } => "header_too_large",
+            Refused::AmbiguousLength => "content_length_with_transfer_encoding",
+            Refused::BadContentLength => "bad_content_length",
+            Refused::BadTarget => "bad_target",
+        }
+    }
+
     /// The short plain-text body sent to the client.
     pub fn body(self) -> &'static str {
         match self {
