@@ -10,6 +10,7 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 
 use crate::config::ServerSection;
+use crate::health::EndpointWatch;
 use crate::live::Live;
 use crate::ops::reload::SighupReload;
 use crate::proxy::Tether;
@@ -81,6 +82,10 @@ pub fn run(
         );
     }
     server.add_service(proxy);
+    server.add_service(background_service(
+        "health monitors and drains",
+        EndpointWatch { live: live.clone() },
+    ));
     server.add_service(background_service(
         "reload on SIGHUP",
         SighupReload { live },

@@ -14,6 +14,7 @@ use crate::config::{
     SessionHeader, SteeringPolicy,
 };
 
+use super::monitor::MonitorSpec;
 use super::state::{EndpointState, Lifecycle, RuntimeState};
 use super::steering::{self, Steering};
 
@@ -65,6 +66,8 @@ pub struct Pool {
     pub endpoints: Vec<Endpoint>,
     pub minimum_origins: usize,
     pub steering: Box<dyn Steering>,
+    /// The pool's health monitor; `None` = every enabled endpoint counts as healthy.
+    pub monitor: Option<Arc<MonitorSpec>>,
 }
 
 impl Pool {
@@ -155,6 +158,11 @@ impl Snapshot {
             .collect();
         let mut states = runtime.attach(&ids).into_iter();
 
+        let monitors: HashMap<&str, Arc<MonitorSpec>> = config
+            .monitors
+            .iter()
+            .map(|m| (m.id.as_str(), Arc::new(MonitorSpec::compile(m))))
+            .collect();
         let mut pools = Vec::with_capacity(config.pools.len());
         let mut pool_index = HashMap::new();
         for (pi, p) in config.pools.iter().enumerate() {
@@ -191,6 +199,11 @@ impl Snapshot {
                 endpoints,
                 minimum_origins: p.pool.minimum_origins,
                 steering: steering::policy(p.pool.origin_steering.policy),
+                monitor: p
+                    .pool
+                    .monitor
+                    .as_deref()
+                    .and_then(|id| monitors.get(id).cloned()),
             });
         }
 

@@ -1,0 +1,176 @@
+//! The background service that watches endpoints: it runs every pool's health monitor and
+//! reports drains as they start and end.
+//!
+//! Tether runs its own checks on Pingora's `BackgroundService` rather than
+//! pingora-load-balancing's `HttpHealthCheck`: that one cannot check `expected_body` (it
+//! discards the body), reports a bare bool without the reason tether must log, and keeps its
+//! verdicts per `Backends` set, while tether's endpoint set changes on every reload and its
+//! health lives in `EndpointState`, which survives reloads. The checks still use Pingora's
+//! HTTP client (see `probe`).
+//!
+//! Each round re-reads the live snapshot, so a reload is followed within [`TICK`]: a new
+//! endpoint (or one whose monitor or address changed) is checked at once, a removed one is
+//! forgotten, and an endpoint whose pool has no monitor counts as healthy.
+
+mod drain_log;
+mod probe;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::balancer::monitor::{CheckFailure, MonitorSpec, Streak};
+use crate::balancer::{EndpointState, Snapshot};
+use crate::clock::unix_now;
+use crate::live::Live;
+
+pub use probe::Prober;
+
+/// The longest the service sleeps before it looks at the live snapshot again.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// Runs health checks and logs drains for the live config until shutdown.
+pub struct EndpointWatch {
+    pub live: Arc<Live>,
+}
+
+/// One monitored endpoint, keyed by its `EndpointState` (stable across reloads).
+struct Tracked {
+    state: Arc<EndpointState>,
+    label: String,
+    monitor: Arc<MonitorSpec>,
+    addr: SocketAddr,
+    host: Option<String>,
+    streak: Streak,
+    next_due: Instant,
+    running: bool,
+}
+
+type Key = usize;
+
+fn key(state: &Arc<EndpointState>) -> Key {
+    Arc::as_ptr(state) as usize
+}
+
+/// Brings `tracked` in line with `snap`: adds new endpoints (due at once), refreshes changed
+/// ones, drops removed ones, and marks endpoints of unmonitored pools healthy.
+fn sync(snap: &Snapshot, tracked: &mut HashMap<Key, Tracked>, now: Instant) {
+    let mut seen = Vec::new();
+    for pool in &snap.pools {
+        for e in &pool.endpoints {
+            let Some(monitor) = &pool.monitor else {
+                if e.state.set_healthy(true) {
+                    report_transition(&e.label, true, "its pool has no monitor", 0);
+                }
+                continue;
+            };
+            let k = key(&e.state);
+            seen.push(k);
+            let t = tracked.entry(k).or_insert_with(|| Tracked {
+                state: e.state.clone(),
+                label: e.label.clone(),
+                monitor: monitor.clone(),
+                addr: e.addr,
+                host: e.host.clone(),
+                streak: Streak::default(),
+                next_due: now,
+                running: false,
+            });
+            if t.monitor != *monitor || t.addr != e.addr || t.host != e.host {
+                t.monitor = monitor.clone();
+                t.addr = e.addr;
+                t.host = e.host.clone();
+                t.next_due = now;
+            }
+        }
+    }
+    tracked.retain(|k, _| seen.contains(k));
+}
+
+/// The one place a health transition is reported: the log line here, and the metrics counter
+/// beside it.
+fn report_transition(label: &str, healthy: bool, reason: &str, in_a_row: u64) {
+    let run = if in_a_row > 0 {
+        format!(" ({in_a_row} in a row)")
+    } else {
+        String::new()
+    };
+    if healthy {
+        log::info!("{label} healthy: {reason}{run}");
+    } else {
+        log::warn!("{label} unhealthy: {reason}{run}");
+    }
+}
+
+/// Records one check result and reports a flip of the endpoint's health.
+fn record(t: &mut Tracked, result: Result<String, CheckFailure>) {
+    let m = &t.monitor;
+    let flip = t.streak.record(
+        result.is_ok(),
+        t.state.healthy(),
+        m.consecutive_up,
+        m.consecutive_down,
+    );
+    let reason = match &result {
+        Ok(passed) => passed.clone(),
+        Err(failure) => failure.to_string(),
+    };
+    match flip {
+        Some(healthy) => {
+            t.state.set_healthy(healthy);
+            report_transition(&t.label, healthy, &reason, t.streak.len());
+        }
+        None if result.is_err() => log::debug!("{} check failed: {reason}", t.label),
+        None => {}
+    }
+}
+
+#[async_trait]
+impl BackgroundService for EndpointWatch {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let prober = Arc::new(Prober::default());
+        let mut tracked: HashMap<Key, Tracked> = HashMap::new();
+        let mut drains = drain_log::DrainLog::default();
+        let mut checks = JoinSet::new();
+        loop {
+            let snap = self.live.snapshot();
+            let now = Instant::now();
+            sync(&snap, &mut tracked, now);
+            drains.observe(&snap, unix_now());
+            for (&k, t) in tracked.iter_mut() {
+                if t.running || t.next_due > now {
+                    continue;
+                }
+                t.running = true;
+                t.next_due = now + t.monitor.interval;
+                let (prober, spec, addr, host) =
+                    (prober.clone(), t.monitor.clone(), t.addr, t.host.clone());
+                checks.spawn(async move { (k, prober.check(&spec, addr, host.as_deref()).await) });
+            }
+            let wake = tracked
+                .values()
+                .filter(|t| !t.running)
+                .map(|t| t.next_due)
+                .fold(now + TICK, Instant::min);
+            tokio::select! {
+                Some(done) = checks.join_next(), if !checks.is_empty() => {
+                    if let Ok((k, result)) = done {
+                        if let Some(t) = tracked.get_mut(&k) {
+                            t.running = false;
+                            record(t, result);
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
