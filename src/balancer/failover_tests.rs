@@ -134,11 +134,12 @@ fn only_one_retry_per_request() {
 }
 
 #[test]
-fn an_endpoint_the_monitor_already_calls_unhealthy_is_not_failed_over() {
+fn a_monitor_flip_during_the_connect_still_fails_over() {
     let s = snap("temporary", false);
     let d = kept(&s, "a");
     s.endpoint(d.target).state.set_healthy(false);
-    assert_eq!(failover(&s, &d, &[d.target], pick(0), NOW), None);
+    let f = failover(&s, &d, &[d.target], pick(0), NOW).unwrap();
+    assert_eq!(name(&s, &f), "b");
 }
 
 #[test]

@@ -51,6 +51,8 @@ struct Tracked {
     streak: Streak,
     next_due: Instant,
     running: bool,
+    /// A check has completed since tether started tracking it.
+    checked: bool,
 }
 
 type Key = usize;
@@ -82,6 +84,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<Key, Tracked>, now: Instant) {
                 streak: Streak::default(),
                 next_due: now,
                 running: false,
+                checked: false,
             });
             if t.monitor != *monitor || t.addr != e.addr || t.host != e.host {
                 t.monitor = monitor.clone();
@@ -122,7 +125,19 @@ fn record(t: &mut Tracked, result: Result<String, CheckFailure>) {
         Ok(passed) => passed.clone(),
         Err(failure) => failure.to_string(),
     };
+    let first = !t.checked;
+    t.checked = true;
     match flip {
+        // An endpoint counts as healthy until its first check; say what that check found, so
+        // an operator (and a test) can tell "healthy" from "not checked yet".
+        None if first => match &result {
+            Ok(_) => log::info!("{} first check passed: {reason}", t.label),
+            Err(_) => log::info!(
+                "{} first check failed: {reason} (1 of {} in a row)",
+                t.label,
+                m.consecutive_down
+            ),
+        },
         Some(healthy) => {
             t.state.set_healthy(healthy);
             report_transition(&t.label, healthy, &reason, t.streak.len());

@@ -30,7 +30,7 @@ fn io(what: &str, e: impl std::fmt::Display) -> CheckFailure {
 }
 
 /// A Pingora error as its type and root cause, without the context chain that makes lines long.
-fn pingora(what: &str, e: Box<pingora::Error>) -> CheckFailure {
+fn pingora(what: &str, e: &pingora::Error) -> CheckFailure {
     let kind = e.etype().as_str();
     match &e.cause {
         Some(_) => CheckFailure::Io(format!("{what}: {kind} ({})", e.root_cause())),
@@ -93,7 +93,7 @@ impl Prober {
             .http
             .get_http_session(&peer)
             .await
-            .map_err(|e| pingora("connect", e))?;
+            .map_err(|e| pingora("connect", &e))?;
         let mut req = RequestHeader::build(spec.method.as_str(), spec.path.as_bytes(), None)
             .map_err(|e| io("request", e))?;
         let request = |e| io("request", e);
@@ -108,15 +108,15 @@ impl Prober {
         session
             .write_request_header(Box::new(req))
             .await
-            .map_err(|e| pingora("send", e))?;
+            .map_err(|e| pingora("send", &e))?;
         session
             .finish_body()
             .await
-            .map_err(|e| pingora("send", e))?;
+            .map_err(|e| pingora("send", &e))?;
         session
             .read_response()
             .await
-            .map_err(|e| pingora("response", e))?;
+            .map_err(|e| pingora("response", &e))?;
         let status = session.get_status().map_or(0, |s| s.as_u16());
         let mut body = Vec::new();
         if !spec.expected_body.is_empty() && spec.method != "HEAD" {
@@ -124,7 +124,7 @@ impl Prober {
                 match session.read_body_ref().await {
                     Ok(Some(chunk)) => body.extend_from_slice(chunk),
                     Ok(None) => break,
-                    Err(e) => return Err(pingora("response body", e)),
+                    Err(e) => return Err(pingora("response body", &e)),
                 }
             }
         }
