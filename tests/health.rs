@@ -80,6 +80,41 @@ fn unhealthy_endpoint_is_repinned() {
 }
 
 #[test]
+fn ip_cookie_session_is_repinned_when_unhealthy() {
+    let ups = [Upstream::start("a"), Upstream::start("b")];
+    let monitor = "{ id: m, path: /health, interval: 1, timeout: 1 }";
+    let body = cookie_lb(monitor, &[&ups[0], &ups[1]])
+        .replace("session_affinity: cookie", "session_affinity: ip_cookie");
+    let t = Tether::start(&body);
+    let c = client();
+    let first = get(&c, &t.url("/"), None, &[]);
+    let home = first.endpoint().to_string();
+    let cookie = format!("__cflb={}", first.cflb().unwrap());
+    for _ in 0..5 {
+        assert_eq!(
+            get(&c, &t.url("/"), None, &[]).endpoint(),
+            home,
+            "same IP, same endpoint"
+        );
+    }
+    let (sick, other) = if home == "a" {
+        (&ups[0], "b")
+    } else {
+        (&ups[1], "a")
+    };
+    sick.set_health(503);
+    wait_for("the pin to move", LONG, || {
+        let r = get(&c, &t.url("/"), None, &[("cookie", &cookie)]);
+        r.endpoint() == other && r.cflb().is_some()
+    });
+    assert_eq!(
+        get(&c, &t.url("/"), None, &[]).endpoint(),
+        other,
+        "a new session too"
+    );
+}
+
+#[test]
 fn recovery_needs_consecutive_up_successes() {
     let ups = [Upstream::start("a"), Upstream::start("b")];
     ups[0].set_health(500);

@@ -15,7 +15,7 @@
 mod drain_log;
 mod probe;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +64,7 @@ fn key(state: &Arc<EndpointState>) -> Key {
 /// Brings `tracked` in line with `snap`: adds new endpoints (due at once), refreshes changed
 /// ones, drops removed ones, and marks endpoints of unmonitored pools healthy.
 fn sync(snap: &Snapshot, tracked: &mut HashMap<Key, Tracked>, now: Instant) {
-    let mut seen = Vec::new();
+    let mut seen = HashSet::new();
     for pool in &snap.pools {
         for e in &pool.endpoints {
             let Some(monitor) = &pool.monitor else {
@@ -74,7 +74,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<Key, Tracked>, now: Instant) {
                 continue;
             };
             let k = key(&e.state);
-            seen.push(k);
+            seen.insert(k);
             let t = tracked.entry(k).or_insert_with(|| Tracked {
                 state: e.state.clone(),
                 label: e.label.clone(),
