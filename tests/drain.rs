@@ -110,6 +110,11 @@ fn drain_keeps_sessions_for_drain_duration_then_repins() {
         t.log()
             .contains("web/a drained on *: its sessions are re-pinned from now on")
     });
+    assert_eq!(
+        t.log().matches("web/a draining on *").count(),
+        1,
+        "logged once, across both reloads"
+    );
 }
 
 #[test]

@@ -25,6 +25,10 @@ impl DrainLog {
                     continue;
                 }
                 let k = (lb.name.clone(), e.label.clone());
+                // The fallback pool is often also a default pool: report each endpoint once.
+                if current.contains_key(&k) {
+                    continue;
+                }
                 let before = self.reported.get(&k).copied();
                 match (before, life) {
                     (None, Lifecycle::Draining { remaining }) => log::info!(

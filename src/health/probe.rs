@@ -98,8 +98,14 @@ impl Prober {
             .map_err(|e| io("request", e))?;
         let request = |e| io("request", e);
         req.insert_header("host", host.as_str()).map_err(request)?;
-        req.insert_header("user-agent", "tether-health-check")
-            .map_err(request)?;
+        if !spec
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
+        {
+            req.insert_header("user-agent", "tether-health-check")
+                .map_err(request)?;
+        }
         req.insert_header("connection", "close").map_err(request)?;
         for (name, value) in &spec.headers {
             req.append_header(name.clone(), value.as_str())
