@@ -44,6 +44,8 @@ pub struct EndpointWatch {
 /// One monitored endpoint, keyed by its `EndpointState` (stable across reloads).
 struct Tracked {
     state: Arc<EndpointState>,
+    pool: String,
+    name: String,
     label: String,
     monitor: Arc<MonitorSpec>,
     addr: SocketAddr,
@@ -69,7 +71,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<Key, Tracked>, now: Instant) {
         for e in &pool.endpoints {
             let Some(monitor) = &pool.monitor else {
                 if e.state.set_healthy(true) {
-                    report_transition(&e.label, true, "its pool has no monitor", 0);
+                    report_transition(&pool.id, &e.name, true, "its pool has no monitor", 0);
                 }
                 continue;
             };
@@ -77,6 +79,8 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<Key, Tracked>, now: Instant) {
             seen.insert(k);
             let t = tracked.entry(k).or_insert_with(|| Tracked {
                 state: e.state.clone(),
+                pool: pool.id.clone(),
+                name: e.name.clone(),
                 label: e.label.clone(),
                 monitor: monitor.clone(),
                 addr: e.addr,
@@ -99,16 +103,16 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<Key, Tracked>, now: Instant) {
 
 /// The one place a health transition is reported: the log line here, and the metrics counter
 /// beside it.
-fn report_transition(label: &str, healthy: bool, reason: &str, in_a_row: u64) {
+fn report_transition(pool: &str, endpoint: &str, healthy: bool, reason: &str, in_a_row: u64) {
     let run = if in_a_row > 0 {
         format!(" ({in_a_row} in a row)")
     } else {
         String::new()
     };
     if healthy {
-        log::info!("{label} healthy: {reason}{run}");
+        log::info!("{pool}/{endpoint} healthy: {reason}{run}");
     } else {
-        log::warn!("{label} unhealthy: {reason}{run}");
+        log::warn!("{pool}/{endpoint} unhealthy: {reason}{run}");
     }
 }
 
@@ -140,7 +144,7 @@ fn record(t: &mut Tracked, result: Result<String, CheckFailure>) {
         },
         Some(healthy) => {
             t.state.set_healthy(healthy);
-            report_transition(&t.label, healthy, &reason, t.streak.len());
+            report_transition(&t.pool, &t.name, healthy, &reason, t.streak.len());
         }
         None if result.is_err() => log::debug!("{} check failed: {reason}", t.label),
         None => {}

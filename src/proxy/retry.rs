@@ -6,7 +6,7 @@ use pingora::Error;
 
 use crate::affinity::rendezvous::HashKey;
 use crate::balancer::steering::PickFacts;
-use crate::balancer::{failover, Decision, Snapshot};
+use crate::balancer::{failover, Decision, Outcome, Snapshot};
 use crate::clock::unix_now;
 
 use super::ctx::RequestCtx;
@@ -40,13 +40,18 @@ pub fn on_connect_failure(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error>
     e
 }
 
-/// The one place a failover is reported: the log line here, and the metrics counter beside it.
+/// The one place a failover is reported: the log line here, and the metrics counter beside it
+/// (`mode` is `temporary` or `sticky`).
 fn report_failover(snap: &Snapshot, failed: &Decision, next: &Decision, e: &Error) {
+    let balancer = snap.balancers[next.balancer].name.as_str();
+    let mode = match next.outcome {
+        Outcome::FailoverSticky => "sticky",
+        _ => "temporary",
+    };
     log::warn!(
-        "{} unreachable ({}): {} retry on {}",
+        "{} unreachable ({}): failover-{mode} retry on {} (balancer {balancer})",
         snap.endpoint(failed.target).label,
         e.etype().as_str(),
-        next.outcome.as_str(),
         snap.endpoint(next.target).label,
     );
 }
