@@ -193,3 +193,69 @@ impl BackgroundService for EndpointWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balancer::RuntimeState;
+    use crate::config::Config;
+
+    fn snap(yaml: &str, runtime: &RuntimeState) -> Snapshot {
+        let config = Config::from_yaml(yaml, "test").unwrap();
+        Snapshot::build(config, runtime, 1_700_000_000).unwrap()
+    }
+
+    const WITH: &str = r#"
+listeners: [{ address: "127.0.0.1:8080" }]
+monitors: [{ id: m, interval: 30 }]
+pools:
+  - id: web
+    monitor: m
+    endpoints:
+      - { name: a, address: "127.0.0.1:9001" }
+      - { name: b, address: "127.0.0.1:9002" }
+load_balancers: [{ name: "*", default_pools: [web] }]
+"#;
+
+    #[test]
+    fn sync_follows_reloads() {
+        let runtime = RuntimeState::default();
+        let first = snap(WITH, &runtime);
+        let mut tracked = HashMap::new();
+        let t0 = Instant::now();
+        sync(&first, &mut tracked, t0);
+        assert_eq!(tracked.len(), 2);
+        assert!(
+            tracked.values().all(|t| t.next_due == t0),
+            "checked at once"
+        );
+
+        // A reload that keeps the endpoints keeps their schedule and health.
+        let a = &first.pools[0].endpoints[0];
+        a.state.set_healthy(false);
+        for t in tracked.values_mut() {
+            t.next_due = t0 + Duration::from_secs(30);
+        }
+        let same = snap(WITH, &runtime);
+        sync(&same, &mut tracked, t0 + Duration::from_secs(1));
+        assert!(tracked.values().all(|t| t.next_due > t0));
+        assert!(!same.pools[0].endpoints[0].state.healthy());
+
+        // A changed monitor is applied and checked at once; a removed endpoint is forgotten.
+        let changed = WITH
+            .replace("interval: 30", "interval: 5")
+            .replace("      - { name: b, address: \"127.0.0.1:9002\" }\n", "");
+        let t1 = t0 + Duration::from_secs(2);
+        sync(&snap(&changed, &runtime), &mut tracked, t1);
+        assert_eq!(tracked.len(), 1);
+        let t = tracked.values().next().unwrap();
+        assert_eq!((t.next_due, t.monitor.interval.as_secs()), (t1, 5));
+
+        // Without a monitor, every endpoint counts as healthy again.
+        let none = WITH.replace("    monitor: m\n", "");
+        let unmonitored = snap(&none, &runtime);
+        sync(&unmonitored, &mut tracked, t1);
+        assert!(tracked.is_empty());
+        assert!(unmonitored.pools[0].endpoints[0].state.healthy());
+    }
+}
