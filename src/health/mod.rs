@@ -158,6 +158,9 @@ impl BackgroundService for EndpointWatch {
         let mut tracked: HashMap<Key, Tracked> = HashMap::new();
         let mut drains = drain_log::DrainLog::default();
         let mut checks = JoinSet::new();
+        // Which endpoint each running check is for, so a check that panicked still frees its
+        // endpoint for the next round instead of leaving it "running" for ever.
+        let mut running: HashMap<tokio::task::Id, Key> = HashMap::new();
         loop {
             let snap = self.live.snapshot();
             let now = Instant::now();
@@ -171,7 +174,9 @@ impl BackgroundService for EndpointWatch {
                 t.next_due = now + t.monitor.interval;
                 let (prober, spec, addr, host) =
                     (prober.clone(), t.monitor.clone(), t.addr, t.host.clone());
-                checks.spawn(async move { (k, prober.check(&spec, addr, host.as_deref()).await) });
+                let handle =
+                    checks.spawn(async move { prober.check(&spec, addr, host.as_deref()).await });
+                running.insert(handle.id(), k);
             }
             let wake = tracked
                 .values()
@@ -179,12 +184,15 @@ impl BackgroundService for EndpointWatch {
                 .map(|t| t.next_due)
                 .fold(now + TICK, Instant::min);
             tokio::select! {
-                Some(done) = checks.join_next(), if !checks.is_empty() => {
-                    if let Ok((k, result)) = done {
-                        if let Some(t) = tracked.get_mut(&k) {
-                            t.running = false;
-                            record(t, result);
-                        }
+                Some(done) = checks.join_next_with_id(), if !checks.is_empty() => {
+                    let (id, result) = match done {
+                        Ok((id, result)) => (id, result),
+                        Err(e) => (e.id(), Err(CheckFailure::Io(format!("check failed: {e}")))),
+                    };
+                    let t = running.remove(&id).and_then(|k| tracked.get_mut(&k));
+                    if let Some(t) = t {
+                        t.running = false;
+                        record(t, result);
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => {}
