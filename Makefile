@@ -8,11 +8,12 @@ export TETHER_COOKIE_SECRET ?= demo-only-cookie-secret-change-me-0123456789
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_BACKENDS := web-1 127.0.0.1:9001 web-2 127.0.0.1:9002 web-3 127.0.0.1:9003
 
-.PHONY: help deps build run test fmt lint
+.PHONY: help deps build run test fmt lint bench-sessions soak
 
 help:
 	@echo "make run    build tether, start three demo backends and tether on conf/example.yaml"
 	@echo "make test   format check, clippy -D warnings, unit and end-to-end tests"
+	@echo "make soak   two minutes of load through kills, drains and reloads (not part of make test)"
 
 # Pingora needs cmake, pkg-config and OpenSSL's headers to build; install what is missing.
 deps:
@@ -37,6 +38,14 @@ run: build
 	echo "try:  curl -i -c /tmp/tether.jar -b /tmp/tether.jar http://127.0.0.1:8080/"; \
 	echo; \
 	./target/debug/tether --config conf/example.yaml
+
+# Header-session memory and lookup cost (bench/README.md).
+bench-sessions: deps
+	cargo run --release --example bench_sessions
+
+# About two minutes of load with endpoint kills, drains and reloads; prints its report.
+soak: deps
+	cargo test --release --test soak -- --ignored --nocapture
 
 fmt:
 	cargo fmt

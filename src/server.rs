@@ -8,11 +8,13 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 
 use crate::config::ServerSection;
 use crate::health::EndpointWatch;
 use crate::live::Live;
 use crate::ops::reload::SighupReload;
+use crate::proxy::guard::Guarded;
 use crate::proxy::Tether;
 
 /// Command-line switches that Pingora itself acts on.
@@ -59,11 +61,9 @@ pub fn run(
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Tether::new(live.clone()),
-        "tether",
-    );
+    // The guard counts connections and enforces the whole-header deadline (SPEC 3.7).
+    let app = pingora_proxy::http_proxy(&server.configuration, Tether::new(live.clone()));
+    let mut proxy = Service::new("tether".to_string(), Guarded::new(app, live.clone()));
     for l in &snap.config.listeners {
         match &l.tls {
             None => proxy.add_tcp(&l.address),

@@ -241,3 +241,34 @@ fn kill_restart_loop_with_a_fast_monitor_sees_no_errors() {
     let fast = "monitors:\n  - { id: m, path: /health, interval: 1, timeout: 1 }\n";
     kill_restart_loop(fast, 3, Duration::from_millis(1300));
 }
+
+#[test]
+fn header_session_temporary_failover_keeps_the_session() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let body = format!(
+        "{MONITOR}pools:\n  - id: web\n    monitor: m\n    endpoints:\n{}\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n    session_affinity: header\n\
+         \x20   session_affinity_attributes: {{ headers: [x-user], zero_downtime_failover: temporary }}\n",
+        endpoints(&[&a, &b])
+    );
+    let t = Tether::start(&body);
+    checked(&t, &["web/a", "web/b"]);
+    let c = client();
+    let user = (0..)
+        .map(|i| format!("user-{i}"))
+        .find(|u| get(&c, &t.url("/"), None, &[("x-user", u)]).endpoint() == "a")
+        .unwrap();
+    let mut a = a;
+    a.stop();
+    for _ in 0..3 {
+        let r = get(&c, &t.url("/"), None, &[("x-user", &user)]);
+        assert_eq!((r.status, r.endpoint()), (200, "b"));
+    }
+    a.restart();
+    let r = get(&c, &t.url("/"), None, &[("x-user", &user)]);
+    assert_eq!(
+        (r.status, r.endpoint()),
+        (200, "a"),
+        "the session still names a"
+    );
+}

@@ -115,6 +115,38 @@ fn ip_cookie_session_is_repinned_when_unhealthy() {
 }
 
 #[test]
+fn header_session_is_repinned_when_unhealthy() {
+    let ups = [Upstream::start("a"), Upstream::start("b")];
+    let monitor = "{ id: m, path: /health, interval: 1, timeout: 1 }";
+    let body = cookie_lb(monitor, &[&ups[0], &ups[1]]).replace(
+        "session_affinity: cookie",
+        "session_affinity: header\n    session_affinity_attributes: { headers: [x-user] }",
+    );
+    let t = Tether::start(&body);
+    let c = client();
+    let user = [("x-user", "alice")];
+    let home = get(&c, &t.url("/"), None, &user).endpoint().to_string();
+    let (sick, other) = if home == "a" {
+        (&ups[0], "b")
+    } else {
+        (&ups[1], "a")
+    };
+    sick.set_health(503);
+    wait_for("the session to move", LONG, || {
+        get(&c, &t.url("/"), None, &user).endpoint() == other
+    });
+    sick.set_health(200);
+    wait_for("the recovery", LONG, || {
+        t.log().contains(&format!("web/{home} healthy: got 200"))
+    });
+    for _ in 0..10 {
+        let r = get(&c, &t.url("/"), None, &user);
+        assert_eq!(r.endpoint(), other, "the re-pinned session stays");
+        assert!(r.set_cookies().is_empty(), "header sessions set no cookie");
+    }
+}
+
+#[test]
 fn recovery_needs_consecutive_up_successes() {
     let ups = [Upstream::start("a"), Upstream::start("b")];
     ups[0].set_health(500);

@@ -2,7 +2,9 @@
 //! weighted rendezvous hashing that `hash` steering, `ip_cookie` and `header` sessions share.
 
 pub mod cookies;
+pub mod header_key;
 pub mod rendezvous;
+pub mod sessions;
 pub mod token;
 
 use xxhash_rust::xxh3::xxh3_64;

@@ -24,11 +24,13 @@ use super::steering::PickFacts;
 /// routing time. Should the monitor flip while the connect is still timing out, the retry is
 /// all the more right, so it is not re-checked here.
 ///
-/// The pin: `temporary` leaves a kept cookie alone, so the client goes home once its endpoint
-/// answers; `sticky` mints a new pin to the endpoint that served. A session that was being
-/// (re-)pinned anyway — a first visit, an expired or invalid cookie, a re-pin after unhealthy or
-/// drained — is pinned to the endpoint that served in both modes: pinning it to an endpoint that
-/// just refused the connection would only send the client back into the failure.
+/// The pin: `temporary` leaves a kept cookie or header session alone, so the client goes home
+/// once its endpoint answers; `sticky` mints a new cookie to the endpoint that served (`sticky`
+/// with header sessions is refused by validation, as Cloudflare). A session that was being
+/// (re-)pinned anyway — a first visit, an expired or invalid cookie, a new header session, a
+/// re-pin after unhealthy or drained — is pinned to the endpoint that served in both modes:
+/// pinning it to an endpoint that just refused the connection would only send the client back
+/// into the failure.
 pub fn failover(
     snap: &Snapshot,
     failed: &Decision,
@@ -70,7 +72,9 @@ pub fn failover(
     })?;
 
     let pin = match (failed.pin, lb.affinity.mode, lb.affinity.failover) {
-        (PinAction::Set { expires }, _, _) => PinAction::Set { expires },
+        // A session being pinned anyway (cookie minted, header session remembered) is pinned
+        // to the endpoint that serves: the proxy pins to `target` when the response goes out.
+        (pin @ (PinAction::Set { .. } | PinAction::Remember { .. }), _, _) => pin,
         (PinAction::None, Affinity::Cookie | Affinity::IpCookie, Failover::Sticky) => {
             PinAction::Set {
                 expires: now + lb.affinity.ttl,

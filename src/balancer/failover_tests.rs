@@ -57,10 +57,12 @@ fn kept(s: &Snapshot, name: &str) -> Decision {
         .find(|e| e.name == name)
         .unwrap();
     let cookie = format!("__cflb={}", s.keys.mint(&lb.name, e.id, NOW + 1000));
+    let headers = http::HeaderMap::new();
     let facts = RequestFacts {
         host: "shop.example.com",
         client_ip: IpAddr::from([192, 0, 2, 1]),
         cookies: &[&cookie],
+        headers: &headers,
         random: 0,
     };
     let d = route(s, &facts, NOW).unwrap();
@@ -174,4 +176,41 @@ fn drained_endpoints_take_no_failover() {
     let d = kept(&s, "a");
     s.pools[0].endpoints[1].state.set_admin_drained(true);
     assert_eq!(failover(&s, &d, &[d.target], pick(0), NOW), None);
+}
+
+#[test]
+fn header_sessions_fail_over_without_a_repin_unless_new() {
+    let yaml = BASE
+        .replace(
+            "session_affinity: cookie\n    session_affinity_attributes: { zero_downtime_failover: MODE }",
+            "session_affinity: header\n    session_affinity_attributes: { zero_downtime_failover: temporary, headers: [x-user] }",
+        )
+        .replace("ACROSS", "false");
+    let config = Config::from_yaml(&yaml, "test").unwrap_or_else(|e| panic!("{e}"));
+    let s = Snapshot::build(config, &RuntimeState::default(), NOW).unwrap();
+    let a = EndpointRef {
+        pool: 0,
+        endpoint: 0,
+    };
+    let kept = Decision {
+        balancer: 0,
+        target: a,
+        pin: PinAction::None,
+        outcome: Outcome::Kept,
+    };
+    let f = failover(&s, &kept, &[a], pick(0), NOW).unwrap();
+    assert_eq!(
+        (name(&s, &f).as_str(), f.pin, f.outcome),
+        ("b", PinAction::None, Outcome::FailoverTemporary)
+    );
+    let new = Decision {
+        pin: PinAction::Remember { session: 7 },
+        outcome: Outcome::New,
+        ..kept
+    };
+    let f = failover(&s, &new, &[a], pick(0), NOW).unwrap();
+    assert_eq!(
+        (name(&s, &f).as_str(), f.pin),
+        ("b", PinAction::Remember { session: 7 })
+    );
 }

@@ -3,7 +3,10 @@
 
 use std::net::IpAddr;
 
+use http::HeaderMap;
+
 use crate::affinity::cookies::cflb_values;
+use crate::affinity::header_key::session_key;
 use crate::affinity::rendezvous::HashKey;
 use crate::affinity::token::TokenError;
 use crate::config::{Affinity, SteeringPolicy};
@@ -20,6 +23,8 @@ pub struct RequestFacts<'a> {
     pub client_ip: IpAddr,
     /// The raw values of every `Cookie` header, in order.
     pub cookies: &'a [&'a str],
+    /// All request headers, for `header` affinity.
+    pub headers: &'a HeaderMap,
     /// A fresh random number for steering.
     pub random: u64,
 }
@@ -29,10 +34,12 @@ pub struct RequestFacts<'a> {
 pub enum Outcome {
     /// The balancer has no affinity.
     Unpinned,
-    /// No affinity cookie: a first visit.
+    /// No affinity cookie or header session yet: a first visit.
     New,
     /// A valid pin was honoured.
     Kept,
+    /// The request carries none of the headers of `header` affinity: balanced, no session.
+    NoSession,
     /// The cookie was authentic but expired.
     Expired,
     /// The cookie was malformed, forged, or named an endpoint that no longer exists.
@@ -53,6 +60,7 @@ impl Outcome {
         match self {
             Outcome::Unpinned => "none",
             Outcome::New => "new",
+            Outcome::NoSession => "no-session",
             Outcome::Kept => "kept",
             Outcome::Expired => "expired",
             Outcome::Invalid => "invalid",
@@ -71,6 +79,8 @@ pub enum PinAction {
     None,
     /// Mint a new pin to the chosen endpoint that lasts until `expires` (unix seconds).
     Set { expires: u64 },
+    /// Pin header session `session` to the chosen endpoint (a new session or a re-pin).
+    Remember { session: u128 },
 }
 
 /// Where a request goes and what happens to its pin.
@@ -101,15 +111,9 @@ pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Deci
         client: HashKey::of_ip(facts.client_ip),
         random: facts.random,
     };
-    let fresh = |outcome, key| {
+    let decide = |outcome, key, pin| {
         let target =
             pick_new(snap, lb, pick, key, &[]).ok_or(Refusal::NoEndpoint { balancer: b })?;
-        let pin = match lb.affinity.mode {
-            Affinity::None | Affinity::Header => PinAction::None,
-            Affinity::Cookie | Affinity::IpCookie => PinAction::Set {
-                expires: now + lb.affinity.ttl,
-            },
-        };
         Ok(Decision {
             balancer: b,
             target,
@@ -117,18 +121,53 @@ pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Deci
             outcome,
         })
     };
+    let kept = |target| {
+        Ok(Decision {
+            balancer: b,
+            target,
+            pin: PinAction::None,
+            outcome: Outcome::Kept,
+        })
+    };
     match lb.affinity.mode {
-        Affinity::None | Affinity::Header => fresh(Outcome::Unpinned, None),
+        Affinity::None => decide(Outcome::Unpinned, None, PinAction::None),
         Affinity::Cookie | Affinity::IpCookie => {
-            let key = (lb.affinity.mode == Affinity::IpCookie).then_some(pick.client);
-            match pinned(snap, lb, facts.cookies, now) {
-                Ok(target) => Ok(Decision {
-                    balancer: b,
-                    target,
-                    pin: PinAction::None,
-                    outcome: Outcome::Kept,
-                }),
-                Err(outcome) => fresh(outcome, key),
+            match pinned_by_cookie(snap, lb, facts.cookies, now) {
+                Ok(target) => kept(target),
+                Err(outcome) => {
+                    let key = (lb.affinity.mode == Affinity::IpCookie).then_some(pick.client);
+                    decide(
+                        outcome,
+                        key,
+                        PinAction::Set {
+                            expires: now + lb.affinity.ttl,
+                        },
+                    )
+                }
+            }
+        }
+        Affinity::Header => {
+            let a = &lb.affinity;
+            let (Some(store), Some(key)) = (
+                &lb.sessions,
+                session_key(
+                    &a.headers,
+                    facts.headers,
+                    facts.cookies,
+                    a.require_all_headers,
+                ),
+            ) else {
+                return decide(Outcome::NoSession, None, PinAction::None);
+            };
+            let found = store.get(key.id).ok_or(Outcome::New);
+            let target = found.and_then(|id| lb.pins.get(&id).copied().ok_or(Outcome::Invalid));
+            match target.and_then(|t| still_serves(snap, lb, t, now)) {
+                Ok(target) => kept(target),
+                Err(outcome) => decide(
+                    outcome,
+                    Some(key.hash),
+                    PinAction::Remember { session: key.id },
+                ),
             }
         }
     }
@@ -136,7 +175,7 @@ pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Deci
 
 /// The endpoint a valid `__cflb` cookie pins to, if it may still serve the session; otherwise
 /// why not. The first cookie that verifies is the one honoured.
-fn pinned(
+fn pinned_by_cookie(
     snap: &Snapshot,
     lb: &Balancer,
     cookies: &[&str],
@@ -145,25 +184,33 @@ fn pinned(
     let mut why = Outcome::New;
     for value in cflb_values(cookies) {
         match snap.keys.verify(&lb.name, value, now) {
-            Ok(pin) => {
-                let Some(&target) = lb.pins.get(&pin.endpoint) else {
-                    why = Outcome::Invalid;
-                    continue;
-                };
-                let e = snap.endpoint(target);
-                if !e.state.healthy() {
-                    return Err(Outcome::Unhealthy);
-                }
-                return match e.lifecycle(lb.affinity.drain_duration, now) {
-                    Lifecycle::Serving | Lifecycle::Draining { .. } => Ok(target),
-                    Lifecycle::Drained => Err(Outcome::Drained),
-                };
-            }
+            Ok(pin) => match lb.pins.get(&pin.endpoint) {
+                Some(&target) => return still_serves(snap, lb, target, now),
+                None => why = Outcome::Invalid,
+            },
             Err(TokenError::Expired) if why != Outcome::Invalid => why = Outcome::Expired,
             Err(_) => why = Outcome::Invalid,
         }
     }
     Err(why)
+}
+
+/// `target` if a pinned session may still use it: healthy, and enabled or within its drain
+/// (SPEC §3.3, §3.5); otherwise why it must be re-pinned.
+fn still_serves(
+    snap: &Snapshot,
+    lb: &Balancer,
+    target: EndpointRef,
+    now: u64,
+) -> Result<EndpointRef, Outcome> {
+    let e = snap.endpoint(target);
+    if !e.state.healthy() {
+        return Err(Outcome::Unhealthy);
+    }
+    match e.lifecycle(lb.affinity.drain_duration, now) {
+        Lifecycle::Serving | Lifecycle::Draining { .. } => Ok(target),
+        Lifecycle::Drained => Err(Outcome::Drained),
+    }
 }
 
 /// Picks the endpoint of a new session (SPEC §3.6): the first eligible pool of `default_pools`

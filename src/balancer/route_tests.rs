@@ -33,11 +33,17 @@ load_balancers:
     default_pools: [spare]
 "#;
 
+fn empty() -> &'static http::HeaderMap {
+    static EMPTY: std::sync::OnceLock<http::HeaderMap> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(http::HeaderMap::new)
+}
+
 fn facts<'a>(host: &'a str, cookies: &'a [&'a str], random: u64) -> RequestFacts<'a> {
     RequestFacts {
         host,
         client_ip: IpAddr::from([192, 0, 2, 1]),
         cookies,
+        headers: empty(),
         random,
     }
 }
@@ -234,4 +240,119 @@ fn ip_cookie_pins_first_pick_by_client_ip() {
         );
     }
     assert!(matches!(first.pin, PinAction::Set { .. }));
+}
+
+fn header_snap(require_all: bool) -> Snapshot {
+    snap(&BASE.replace(
+        "session_affinity: cookie",
+        &format!(
+            "session_affinity: header\n    session_affinity_attributes: {{ headers: [x-user, \"cookie:sid\"], require_all_headers: {require_all} }}"
+        ),
+    ))
+}
+
+/// Routes like the proxy does, carrying out a `Remember` as the response would.
+fn route_header(s: &Snapshot, headers: &http::HeaderMap, cookies: &[&str], now: u64) -> Decision {
+    let f = RequestFacts {
+        headers,
+        ..facts("shop.example.com", cookies, fastrand::u64(..))
+    };
+    let d = route(s, &f, now).unwrap();
+    if let PinAction::Remember { session } = d.pin {
+        s.balancers[d.balancer]
+            .sessions
+            .as_ref()
+            .unwrap()
+            .pin(session, s.endpoint(d.target).id);
+    }
+    d
+}
+
+fn user(name: &str) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert("x-user", name.parse().unwrap());
+    h
+}
+
+#[test]
+fn header_session_pins_and_sets_no_cookie() {
+    let s = header_snap(false);
+    let first = route_header(&s, &user("alice"), &[], NOW);
+    assert_eq!(first.outcome, Outcome::New);
+    assert!(matches!(first.pin, PinAction::Remember { .. }));
+    for _ in 0..20 {
+        let d = route_header(&s, &user("alice"), &[], NOW);
+        assert_eq!(
+            (d.target, d.outcome, d.pin),
+            (first.target, Outcome::Kept, PinAction::None)
+        );
+    }
+}
+
+#[test]
+fn header_session_without_headers_is_balanced_without_session() {
+    let s = header_snap(false);
+    let d = route_header(&s, &http::HeaderMap::new(), &["theme=dark"], NOW);
+    assert_eq!((d.outcome, d.pin), (Outcome::NoSession, PinAction::None));
+    let d = route_header(&s, &http::HeaderMap::new(), &["sid=7"], NOW);
+    assert_eq!(
+        d.outcome,
+        Outcome::New,
+        "one of the entries is enough by default"
+    );
+    let strict = header_snap(true);
+    let d = route_header(&strict, &user("alice"), &[], NOW);
+    assert_eq!(
+        d.outcome,
+        Outcome::NoSession,
+        "require_all_headers: sid is missing"
+    );
+    let d = route_header(&strict, &user("alice"), &["sid=7"], NOW);
+    assert_eq!(d.outcome, Outcome::New);
+}
+
+#[test]
+fn header_repin_after_unhealthy_sticks_when_the_endpoint_recovers() {
+    let s = header_snap(false);
+    let first = route_header(&s, &user("bob"), &[], NOW);
+    let home = s.endpoint(first.target);
+    home.state.set_healthy(false);
+    let moved = route_header(&s, &user("bob"), &[], NOW);
+    assert_eq!(moved.outcome, Outcome::Unhealthy);
+    assert_ne!(moved.target, first.target);
+    home.state.set_healthy(true);
+    let after = route_header(&s, &user("bob"), &[], NOW);
+    assert_eq!(
+        (after.target, after.outcome),
+        (moved.target, Outcome::Kept),
+        "the re-pin holds"
+    );
+}
+
+#[test]
+fn header_sessions_survive_a_rebuild_for_endpoints_that_still_exist() {
+    let yaml = BASE.replace(
+        "session_affinity: cookie",
+        "session_affinity: header\n    session_affinity_attributes: { headers: [x-user] }",
+    );
+    let runtime = RuntimeState::default();
+    let build =
+        |y: &str| Snapshot::build(Config::from_yaml(y, "t").unwrap(), &runtime, NOW).unwrap();
+    let s1 = build(&yaml);
+    let mut homes = std::collections::HashMap::new();
+    for i in 0..40 {
+        let d = route_header(&s1, &user(&format!("u{i}")), &[], NOW);
+        homes.insert(i, s1.endpoint(d.target).name.clone());
+    }
+    let s2 = build(&yaml.replace(
+        "      - { name: c, address: \"127.0.0.1:9003\", weight: 0 }\n",
+        "",
+    ));
+    for (i, home) in homes {
+        let d = route_header(&s2, &user(&format!("u{i}")), &[], NOW);
+        assert_eq!(
+            (s2.endpoint(d.target).name.clone(), d.outcome),
+            (home, Outcome::Kept)
+        );
+    }
 }

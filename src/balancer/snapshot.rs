@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::affinity::cookies::CookieAttributes;
+use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::EndpointId;
 use crate::config::{
@@ -15,7 +16,7 @@ use crate::config::{
 };
 
 use super::monitor::MonitorSpec;
-use super::state::{EndpointState, Lifecycle, RuntimeState};
+use super::state::{EndpointState, Lifecycle, RuntimeState, SessionNeed};
 use super::steering::{self, Steering};
 
 /// Where an endpoint sits in a snapshot.
@@ -107,8 +108,10 @@ pub struct Balancer {
     pub steering: SteeringPolicy,
     pub always_use_https: bool,
     pub affinity: AffinityPolicy,
-    /// Every endpoint reachable from this balancer, by the id a cookie names.
+    /// Every endpoint reachable from this balancer, by the id a cookie or session names.
     pub pins: HashMap<EndpointId, EndpointRef>,
+    /// The header-session store, in `header` mode; it outlives the snapshot.
+    pub sessions: Option<Arc<SessionStore>>,
 }
 
 /// The immutable routing view of one config.
@@ -268,7 +271,24 @@ impl Snapshot {
                     max_sessions: lb.max_sessions,
                 },
                 pins,
+                sessions: None,
             });
+        }
+        let needs: Vec<SessionNeed> = balancers
+            .iter()
+            .filter(|b| b.affinity.mode == Affinity::Header)
+            .map(|b| SessionNeed {
+                balancer: b.name.clone(),
+                ttl: std::time::Duration::from_secs(b.affinity.ttl),
+                capacity: b.affinity.max_sessions,
+            })
+            .collect();
+        let mut stores = runtime.attach_sessions(&needs).into_iter();
+        for b in balancers
+            .iter_mut()
+            .filter(|b| b.affinity.mode == Affinity::Header)
+        {
+            b.sessions = stores.next();
         }
         let trusted_proxies = config
             .trusted_proxies

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 
 /// Where an endpoint is in its life: serving new sessions, draining old ones, or drained.
@@ -96,11 +97,13 @@ impl EndpointState {
     }
 }
 
-/// State that survives reloads: endpoint states keyed by (pool id, endpoint name), and the random
-/// cookie key used when the file sets no `cookie_secret` (so a reload does not void every cookie).
+/// State that survives reloads: endpoint states keyed by (pool id, endpoint name), header
+/// session stores keyed by balancer name, and the random cookie key used when the file sets no
+/// `cookie_secret` (so a reload does not void every cookie).
 #[derive(Debug)]
 pub struct RuntimeState {
     endpoints: Mutex<HashMap<(String, String), Arc<EndpointState>>>,
+    sessions: Mutex<HashMap<String, Arc<SessionStore>>>,
     pub random_keys: CookieKeys,
 }
 
@@ -108,9 +111,18 @@ impl Default for RuntimeState {
     fn default() -> Self {
         RuntimeState {
             endpoints: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             random_keys: CookieKeys::random(),
         }
     }
+}
+
+/// What a balancer needs from the session registry: its name and, in header mode, its limits.
+#[derive(Debug, Clone)]
+pub struct SessionNeed {
+    pub balancer: String,
+    pub ttl: std::time::Duration,
+    pub capacity: u64,
 }
 
 impl RuntimeState {
@@ -125,6 +137,33 @@ impl RuntimeState {
         let keep: std::collections::HashSet<_> = keys.iter().collect();
         map.retain(|k, _| keep.contains(k));
         states
+    }
+
+    /// The session stores for `needs`, reusing a balancer's store (resized when its limits
+    /// changed) so sessions survive a reload; stores of balancers not listed are dropped.
+    pub fn attach_sessions(&self, needs: &[SessionNeed]) -> Vec<Arc<SessionStore>> {
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let stores: Vec<_> = needs
+            .iter()
+            .map(|n| {
+                let store = match map.get(&n.balancer) {
+                    Some(s) if s.has_limits(n.ttl, n.capacity) => s.clone(),
+                    Some(s) => Arc::new(s.resized(n.ttl, n.capacity)),
+                    None => Arc::new(SessionStore::new(n.ttl, n.capacity)),
+                };
+                map.insert(n.balancer.clone(), store.clone());
+                store
+            })
+            .collect();
+        let keep: std::collections::HashSet<_> = needs.iter().map(|n| &n.balancer).collect();
+        map.retain(|k, _| keep.contains(k));
+        stores
+    }
+
+    /// Header sessions held now, per balancer.
+    pub fn session_counts(&self) -> Vec<(String, u64)> {
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(b, s)| (b.clone(), s.len())).collect()
     }
 }
 

@@ -46,7 +46,12 @@ impl BackgroundService for SighupReload {
                 _ = hup.recv() => {
                     let _ = reload_and_log(&self.live);
                 }
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    for (balancer, n) in self.live.runtime.session_counts() {
+                        log::info!("shutting down with {n} header sessions on {balancer}");
+                    }
+                    return;
+                }
             }
         }
     }

@@ -4,6 +4,8 @@
 mod access_log;
 mod ctx;
 mod facts;
+pub mod guard;
+pub mod limits;
 mod retry;
 
 use std::sync::Arc;
@@ -58,6 +60,27 @@ impl ProxyHttp for Tether {
         RequestCtx::default()
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        guard::header_complete();
+        let limit = self.live.snapshot().config.limits.max_request_header_bytes;
+        let req = session.req_header();
+        let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
+        if let Err(refused) = limits::check(req, raw.as_deref(), limit) {
+            log::warn!(target: "refused", "{} {:?} from {}", refused.status(), refused, facts::peer_ip(session));
+            respond_plain(session, refused.status(), refused.body()).await?;
+            // Nothing more is read from a connection whose framing cannot be trusted.
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(refused.status()),
+                "request refused",
+            ));
+        }
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.live.snapshot();
         let req = session.req_header();
@@ -70,6 +93,7 @@ impl ProxyHttp for Tether {
             host: facts::host(req),
             client_ip: client,
             cookies: &cookies,
+            headers: &req.headers,
             random: fastrand::u64(..),
         };
         let decision = route(&snap, &request, now);
@@ -180,13 +204,20 @@ impl ProxyHttp for Tether {
         else {
             return Ok(());
         };
-        if let PinAction::Set { expires } = decision.pin {
-            let lb = &snap.balancers[decision.balancer];
-            let token = snap
-                .keys
-                .mint(&lb.name, snap.endpoint(decision.target).id, expires);
-            let value = set_cookie(&token, lb.affinity.cookie, facts.tls, facts.now, expires);
-            resp.append_header(http::header::SET_COOKIE, value)?;
+        let lb = &snap.balancers[decision.balancer];
+        let endpoint = snap.endpoint(decision.target).id;
+        match decision.pin {
+            PinAction::None => {}
+            PinAction::Set { expires } => {
+                let token = snap.keys.mint(&lb.name, endpoint, expires);
+                let value = set_cookie(&token, lb.affinity.cookie, facts.tls, facts.now, expires);
+                resp.append_header(http::header::SET_COOKIE, value)?;
+            }
+            PinAction::Remember { session } => {
+                if let Some(store) = &lb.sessions {
+                    store.pin(session, endpoint);
+                }
+            }
         }
         Ok(())
     }

@@ -235,3 +235,27 @@ pub fn endpoints(ups: &[&Upstream]) -> String {
         .map(|u| format!("      - {{ name: {}, address: \"{}\" }}\n", u.name, u.addr))
         .collect()
 }
+
+/// Sends raw bytes on a fresh connection and returns the response's status code, or `None` when
+/// the connection is closed without a response. Reads for at most 5 s.
+pub fn raw_status(addr: SocketAddr, request: &[u8]) -> Option<u16> {
+    use std::io::Write;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(request);
+    read_status(&mut s)
+}
+
+/// Reads a response head from `s` and returns its status code (`None` on close or timeout).
+pub fn read_status(s: &mut TcpStream) -> Option<u16> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}

@@ -1,0 +1,126 @@
+//! The header-session store: which endpoint each header session is pinned to.
+//!
+//! Bounded (least recently used go first when full), each session expiring after its idle TTL,
+//! and concurrent without a global lock — all of which `moka` does well, so it does it here.
+
+use std::time::Duration;
+
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+
+use super::EndpointId;
+
+/// One balancer's header sessions.
+#[derive(Debug)]
+pub struct SessionStore {
+    cache: Cache<u128, EndpointId>,
+    ttl: Duration,
+    capacity: u64,
+}
+
+impl SessionStore {
+    /// A store of at most `capacity` sessions that each expire `ttl` after their last use.
+    pub fn new(ttl: Duration, capacity: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .time_to_idle(ttl)
+            .eviction_policy(EvictionPolicy::lru())
+            .build();
+        SessionStore {
+            cache,
+            ttl,
+            capacity,
+        }
+    }
+
+    /// The endpoint of session `id`, refreshing its idle timer.
+    pub fn get(&self, id: u128) -> Option<EndpointId> {
+        self.cache.get(&id)
+    }
+
+    /// Pins session `id` to `endpoint` (a new session, or a re-pin).
+    pub fn pin(&self, id: u128, endpoint: EndpointId) {
+        self.cache.insert(id, endpoint);
+    }
+
+    /// Sessions held now (approximate while evictions are pending).
+    pub fn len(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// True when no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when this store was built with these limits.
+    pub fn has_limits(&self, ttl: Duration, capacity: u64) -> bool {
+        self.ttl == ttl && self.capacity == capacity
+    }
+
+    /// A store with new limits holding this store's sessions (a reload that changed them).
+    pub fn resized(&self, ttl: Duration, capacity: u64) -> SessionStore {
+        let next = SessionStore::new(ttl, capacity);
+        for (id, endpoint) in self.cache.iter() {
+            next.pin(*id, endpoint);
+        }
+        next
+    }
+
+    /// Applies pending evictions now; the cache otherwise does it lazily.
+    pub fn sync(&self) {
+        self.cache.run_pending_tasks();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_are_kept_and_refreshed() {
+        let s = SessionStore::new(Duration::from_secs(60), 10);
+        s.pin(1, EndpointId(7));
+        assert_eq!(s.get(1), Some(EndpointId(7)));
+        s.pin(1, EndpointId(8));
+        assert_eq!(s.get(1), Some(EndpointId(8)));
+        assert_eq!(s.get(2), None);
+    }
+
+    #[test]
+    fn idle_sessions_expire() {
+        let s = SessionStore::new(Duration::from_millis(150), 10);
+        s.pin(1, EndpointId(7));
+        s.pin(2, EndpointId(8));
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(60));
+            assert_eq!(s.get(1), Some(EndpointId(7)), "use keeps a session alive");
+        }
+        assert_eq!(s.get(2), None, "an idle session expires");
+    }
+
+    #[test]
+    fn full_store_evicts_least_recently_used() {
+        let s = SessionStore::new(Duration::from_secs(60), 3);
+        for id in 1..=3 {
+            s.pin(id, EndpointId(id as u64));
+        }
+        s.sync();
+        assert_eq!(s.get(1), Some(EndpointId(1)));
+        s.pin(4, EndpointId(4));
+        s.sync();
+        assert!(s.len() <= 3, "bounded: {}", s.len());
+        assert_eq!(s.get(2), None, "least recently used goes first");
+        assert_eq!(s.get(1), Some(EndpointId(1)));
+        assert_eq!(s.get(4), Some(EndpointId(4)));
+    }
+
+    #[test]
+    fn resizing_keeps_sessions() {
+        let s = SessionStore::new(Duration::from_secs(60), 10);
+        s.pin(1, EndpointId(7));
+        let t = s.resized(Duration::from_secs(30), 20);
+        assert_eq!(t.get(1), Some(EndpointId(7)));
+        assert!(t.has_limits(Duration::from_secs(30), 20));
+    }
+}

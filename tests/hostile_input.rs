@@ -1,0 +1,267 @@
+//! SPEC §3.7: malformed, ambiguous, oversized and slow requests are refused and never forwarded.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn start(limits: &str) -> (Tether, Upstream) {
+    let up = Upstream::start("a");
+    let body = format!(
+        "{limits}pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: shop.example\n    default_pools: [web]\n    session_affinity: cookie\n",
+        endpoints(&[&up])
+    );
+    (Tether::start(&body), up)
+}
+
+fn req(head: &str) -> Vec<u8> {
+    format!("{head}\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn oversized_header_block_is_431_and_not_forwarded() {
+    let (t, up) = start("");
+    let cookie = "c".repeat(70_000);
+    let status = raw_status(
+        t.addr(),
+        &req(&format!(
+            "GET / HTTP/1.1\r\nHost: shop.example\r\nCookie: big={cookie}"
+        )),
+    );
+    assert_eq!(status, Some(431));
+    let status = raw_status(
+        t.addr(),
+        &req(&format!(
+            "GET / HTTP/1.1\r\nHost: shop.example\r\nX-Pad: {}",
+            "p".repeat(66_000)
+        )),
+    );
+    assert_eq!(status, Some(431));
+    assert_eq!(up.request_count(), 0);
+    assert_eq!(
+        raw_status(t.addr(), &req("GET / HTTP/1.1\r\nHost: shop.example")),
+        Some(200),
+        "still serving"
+    );
+}
+
+#[test]
+fn header_limit_follows_the_config() {
+    let (t, up) = start("limits:\n  max_request_header_bytes: 2048\n");
+    let status = raw_status(
+        t.addr(),
+        &req(&format!(
+            "GET / HTTP/1.1\r\nHost: shop.example\r\nX-Pad: {}",
+            "p".repeat(3000)
+        )),
+    );
+    assert_eq!(status, Some(431));
+    assert_eq!(up.request_count(), 0);
+}
+
+#[test]
+fn hundreds_of_cookies_pass_through_intact() {
+    let (t, up) = start("");
+    let cookies: Vec<String> = (0..300).map(|i| format!("c{i}=v{i}")).collect();
+    let cookie = cookies.join("; ");
+    let status = raw_status(
+        t.addr(),
+        &req(&format!(
+            "GET / HTTP/1.1\r\nHost: shop.example\r\nCookie: __cflb=junk; {cookie}"
+        )),
+    );
+    assert_eq!(status, Some(200));
+    let seen = up.requests();
+    assert_eq!(seen[0].headers["cookie"].to_str().unwrap(), cookie);
+}
+
+#[test]
+fn control_characters_in_header_values_are_400_and_not_forwarded() {
+    let (t, up) = start("");
+    for bad in [
+        &b"X-A: a\x00b"[..],
+        b"X-A: a\rb",
+        b"X-A: a\x0bb\r\nX-B:\x00",
+    ] {
+        let mut r = b"GET / HTTP/1.1\r\nHost: shop.example\r\n".to_vec();
+        r.extend_from_slice(bad);
+        r.extend_from_slice(b"\r\n\r\n");
+        let status = raw_status(t.addr(), &r);
+        assert!(
+            status.is_none() || status == Some(400),
+            "{:?}: {status:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    assert_eq!(up.request_count(), 0);
+}
+
+#[test]
+fn request_smuggling_shapes_are_400_and_not_forwarded() {
+    let (t, up) = start("");
+    let shapes = [
+        "POST / HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        "POST / HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        "POST / HTTP/1.1\r\nHost: shop.example\r\nContent-Length: -5\r\n\r\n",
+    ];
+    for shape in shapes {
+        let status = raw_status(t.addr(), shape.as_bytes());
+        assert!(
+            status == Some(400) || status.is_none(),
+            "{shape:?}: {status:?}"
+        );
+    }
+    assert_eq!(
+        up.request_count(),
+        0,
+        "nothing ambiguous reaches the upstream"
+    );
+}
+
+#[test]
+fn obs_fold_and_bad_request_lines_are_400() {
+    let (t, up) = start("");
+    for bad in [
+        "GET / HTTP/1.1\r\nHost: shop.example\r\nX-A: one\r\n  folded",
+        "GARBAGE\r\nHost: shop.example",
+        "GET / HTTP/9.9\r\nHost: shop.example",
+    ] {
+        let status = raw_status(t.addr(), &req(bad));
+        assert!(
+            status == Some(400) || status.is_none(),
+            "{bad:?}: {status:?}"
+        );
+    }
+    assert_eq!(up.request_count(), 0);
+    // A control byte in the target: refused, or percent-encoded by Pingora's parser so that the
+    // upstream only ever sees a well-formed target.
+    match raw_status(t.addr(), &req("GET /a\x01b HTTP/1.1\r\nHost: shop.example")) {
+        Some(400) | None => assert_eq!(up.request_count(), 0),
+        Some(200) => assert_eq!(up.requests()[0].path, "/a%01b"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn absolute_form_targets_are_never_fetched_from_the_host_they_name() {
+    let (t, up) = start("");
+    // Another host: refused outright or routed as that Host (no balancer: 404); never fetched.
+    let status = raw_status(
+        t.addr(),
+        &req("GET http://127.0.0.1:9/steal HTTP/1.1\r\nHost: shop.example"),
+    );
+    assert!(matches!(status, Some(400) | Some(404)), "{status:?}");
+    let status = raw_status(
+        t.addr(),
+        &req("GET http://evil.example/ HTTP/1.1\r\nHost: evil.example"),
+    );
+    assert!(matches!(status, Some(400) | Some(404)), "{status:?}");
+    assert_eq!(up.request_count(), 0);
+}
+
+#[test]
+fn unknown_host_is_404() {
+    let (t, up) = start("");
+    assert_eq!(
+        raw_status(t.addr(), &req("GET / HTTP/1.1\r\nHost: other.example")),
+        Some(404)
+    );
+    assert_eq!(
+        raw_status(t.addr(), &req("GET / HTTP/1.0")),
+        Some(404),
+        "no Host, no wildcard"
+    );
+    assert_eq!(up.request_count(), 0);
+}
+
+#[test]
+fn slow_header_is_cut_off_at_the_header_timeout() {
+    let (t, up) = start("limits:\n  request_header_timeout_seconds: 1\n");
+    let mut s = TcpStream::connect(t.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let started = Instant::now();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: shop.example\r\n")
+        .unwrap();
+    // Drip a header byte every 200 ms: each read is quick, the whole header never completes.
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(5) {
+        if s.write_all(b"X").is_err() {
+            closed = true;
+            break;
+        }
+        let mut b = [0u8; 64];
+        match s.read(&mut b) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => break,
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    assert!(closed, "a slow header must end the connection");
+    assert!(took < Duration::from_secs(4), "closed after {took:?}");
+    assert_eq!(up.request_count(), 0);
+    assert_eq!(
+        raw_status(t.addr(), &req("GET / HTTP/1.1\r\nHost: shop.example")),
+        Some(200),
+        "still serving"
+    );
+}
+
+#[test]
+fn kept_alive_connection_serves_several_requests_within_the_deadline() {
+    let (t, up) = start("limits:\n  request_header_timeout_seconds: 1\n");
+    let mut s = TcpStream::connect(t.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for _ in 0..3 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_status(&mut s), Some(200));
+        // Idle longer than the header timeout between requests: idle is not a slow header.
+        std::thread::sleep(Duration::from_millis(1300));
+    }
+    assert_eq!(up.request_count(), 3);
+}
+
+#[test]
+fn connections_over_max_connections_are_closed() {
+    let (t, _up) = start("limits:\n  max_connections: 2\n  request_header_timeout_seconds: 5\n");
+    // Two kept-alive connections that have each been served once are certainly counted.
+    let hold: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(t.addr()).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_status(&mut s), Some(200));
+            s
+        })
+        .collect();
+    assert_eq!(
+        raw_status(t.addr(), &req("GET / HTTP/1.1\r\nHost: shop.example")),
+        None,
+        "a third is closed"
+    );
+    assert!(
+        t.log().contains("limits.max_connections is 2"),
+        "{}",
+        t.log()
+    );
+    drop(hold);
+    wait_for(
+        "a free slot after the held connections close",
+        Duration::from_secs(5),
+        || raw_status(t.addr(), &req("GET / HTTP/1.1\r\nHost: shop.example")) == Some(200),
+    );
+}

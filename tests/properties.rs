@@ -1,0 +1,137 @@
+//! Property tests of the pure core: the cookie token, cookie-header parsing, rendezvous hashing
+//! and the header session key. No sockets.
+
+#![allow(clippy::unwrap_used)]
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use proptest::prelude::*;
+
+use tether::affinity::cookies::{cflb_values, strip_cflb};
+use tether::affinity::header_key::session_bytes;
+use tether::affinity::rendezvous::{pick, HashKey};
+use tether::affinity::token::{CookieKeys, TokenError};
+use tether::affinity::EndpointId;
+use tether::config::SessionHeader;
+
+fn keys(secret: &str) -> CookieKeys {
+    CookieKeys::new(&[secret])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn token_round_trips(secret in ".{1,64}", lb in "[a-z.*]{1,30}", id in any::<u64>(), now in 0u64..1 << 40, ttl in 1u64..1 << 30) {
+        let k = keys(&secret);
+        let t = k.mint(&lb, EndpointId(id), now + ttl);
+        let pin = k.verify(&lb, &t, now).unwrap();
+        prop_assert_eq!((pin.endpoint, pin.expires), (EndpointId(id), now + ttl));
+    }
+
+    #[test]
+    fn any_bit_flip_is_rejected(id in any::<u64>(), byte in 0usize..49, bit in 0u8..8) {
+        let k = keys("property secret, long enough for HMAC");
+        let t = k.mint("shop", EndpointId(id), 2_000);
+        let mut raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        raw[byte] ^= 1 << bit;
+        let forged = URL_SAFE_NO_PAD.encode(&raw);
+        prop_assert!(k.verify("shop", &forged, 1_000).is_err());
+    }
+
+    #[test]
+    fn truncation_and_extension_are_rejected(id in any::<u64>(), cut in 0usize..66, tail in "[A-Za-z0-9_-]{1,20}") {
+        let k = keys("property secret, long enough for HMAC");
+        let t = k.mint("shop", EndpointId(id), 2_000);
+        prop_assert_eq!(k.verify("shop", &t[..cut], 1_000), Err(TokenError::Malformed));
+        let extended = format!("{t}{tail}");
+        prop_assert!(k.verify("shop", &extended, 1_000).is_err());
+    }
+
+    #[test]
+    fn another_key_balancer_or_endpoint_is_rejected(id in any::<u64>(), other in any::<u64>(), secret in "[a-z]{8,40}") {
+        prop_assume!(id != other && secret != "property secret");
+        let k = keys("property secret");
+        let t = k.mint("shop", EndpointId(id), 2_000);
+        prop_assert_eq!(keys(&secret).verify("shop", &t, 1_000), Err(TokenError::Forged));
+        prop_assert_eq!(k.verify("blog", &t, 1_000), Err(TokenError::Forged));
+        let mut raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        raw[1..9].copy_from_slice(&other.to_be_bytes());
+        prop_assert_eq!(k.verify("shop", &URL_SAFE_NO_PAD.encode(&raw), 1_000), Err(TokenError::Forged));
+    }
+
+    #[test]
+    fn past_expiry_is_rejected(id in any::<u64>(), expires in 0u64..1 << 40, late in 0u64..1 << 20) {
+        let k = keys("property secret");
+        let t = k.mint("shop", EndpointId(id), expires);
+        prop_assert_eq!(k.verify("shop", &t, expires + late), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn arbitrary_cookie_headers_never_panic(header in any::<String>(), token in any::<String>()) {
+        let headers = [header.as_str()];
+        let values: Vec<&str> = cflb_values(&headers).collect();
+        let _ = strip_cflb(&header);
+        let k = keys("property secret");
+        for v in values {
+            let _ = k.verify("shop", v, 0);
+        }
+        let _ = k.verify("shop", &token, 0);
+    }
+
+    #[test]
+    fn strip_keeps_every_other_cookie(pairs in proptest::collection::vec(("[a-zA-Z0-9_]{1,8}", "[a-zA-Z0-9%]{0,8}"), 0..8)) {
+        let others: Vec<String> = pairs.iter().filter(|(n, _)| n != "__cflb").map(|(n, v)| format!("{n}={v}")).collect();
+        let mut with = others.clone();
+        with.insert(with.len() / 2, "__cflb=token".to_string());
+        let stripped = strip_cflb(&with.join("; ")).unwrap();
+        prop_assert_eq!(stripped, others.join("; "));
+    }
+
+    #[test]
+    fn rendezvous_is_deterministic(key in any::<u64>(), ids in proptest::collection::vec(any::<u64>(), 1..20)) {
+        let c = || ids.iter().enumerate().map(|(i, &id)| (i, id, 1.0));
+        prop_assert_eq!(pick(HashKey(key), c()), pick(HashKey(key), c()));
+        prop_assert!(pick(HashKey(key), c()).is_some());
+    }
+
+    #[test]
+    fn header_session_key_is_injective(a in proptest::collection::vec(proptest::option::of("[ -~]{0,6}"), 3), b in proptest::collection::vec(proptest::option::of("[ -~]{0,6}"), 3)) {
+        let entries: Vec<SessionHeader> = ["x-a", "x-b", "x-c"].iter().map(|e| SessionHeader::parse(e).unwrap()).collect();
+        let map = |vals: &[Option<String>]| {
+            let mut h = http::HeaderMap::new();
+            for (name, v) in ["x-a", "x-b", "x-c"].iter().zip(vals) {
+                if let Some(v) = v {
+                    if let Ok(v) = http::HeaderValue::from_str(v) {
+                        h.insert(*name, v);
+                    }
+                }
+            }
+            h
+        };
+        let (ha, hb) = (map(&a), map(&b));
+        let (ka, kb) = (session_bytes(&entries, &ha, &[], false), session_bytes(&entries, &hb, &[], false));
+        let same_values = ["x-a", "x-b", "x-c"].iter().all(|n| ha.get(*n) == hb.get(*n));
+        prop_assert_eq!(ka == kb, same_values);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn rendezvous_respects_weights(weights in proptest::collection::vec(0.1f64..1.0, 2..6)) {
+        let n = 20_000u64;
+        let mut counts = vec![0u64; weights.len()];
+        for k in 0..n {
+            let key = HashKey(k.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5555);
+            let c = weights.iter().enumerate().map(|(i, &w)| (i, 1000 + i as u64, w));
+            counts[pick(key, c).unwrap()] += 1;
+        }
+        let total: f64 = weights.iter().sum();
+        for (i, w) in weights.iter().enumerate() {
+            let share = counts[i] as f64 / n as f64;
+            prop_assert!((share - w / total).abs() < 0.03, "endpoint {} share {} expected {}", i, share, w / total);
+        }
+    }
+}
