@@ -8,6 +8,7 @@ pub mod affinity;
 pub mod balancer;
 pub mod clock;
 pub mod config;
+pub mod health;
 pub mod live;
 pub mod ops;
 pub mod proxy;

@@ -11,6 +11,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::ServerSection;
+use crate::health::EndpointWatch;
 use crate::live::Live;
 use crate::ops::admin::AdminApi;
 use crate::ops::graceful::LateCleanup;
@@ -100,6 +101,10 @@ pub fn run(
         log::info!("admin API on http://{}", admin.address);
         server.add_service(service).add_dependency(&bootstrap);
     }
+    server.add_service(background_service(
+        "health monitors and drains",
+        EndpointWatch { live: live.clone() },
+    ));
     server.add_service(background_service(
         "reload on SIGHUP",
         SighupReload { live },

@@ -1,6 +1,8 @@
 //! Choosing an endpoint: the config snapshot, the runtime state of endpoints, `origin_steering`
 //! policies, and the routing decision that ties them together.
 
+pub mod failover;
+pub mod monitor;
 pub mod route;
 pub mod snapshot;
 pub mod state;
@@ -9,6 +11,7 @@ pub mod steering;
 #[cfg(test)]
 mod route_tests;
 
+pub use failover::failover;
 pub use route::{route, Decision, Outcome, PinAction, Refusal, RequestFacts};
 pub use snapshot::{Balancer, Endpoint, EndpointRef, Pool, Snapshot};
 pub use state::{EndpointState, Lifecycle, RuntimeState};

@@ -223,17 +223,7 @@ pub fn pick_new(
     key: Option<HashKey>,
     exclude: &[EndpointRef],
 ) -> Option<EndpointRef> {
-    let in_pool = |pool: usize| {
-        let p = &snap.pools[pool];
-        let usable = |i: usize| {
-            p.endpoints[i].takes_new() && !exclude.contains(&EndpointRef { pool, endpoint: i })
-        };
-        let endpoint = match key {
-            Some(k) => pick_by_key(&p.endpoints, &usable, k),
-            None => p.steering.pick(&p.endpoints, &usable, facts),
-        }?;
-        Some(EndpointRef { pool, endpoint })
-    };
+    let in_pool = |pool: usize| pick_in_pool(snap, pool, facts, key, exclude);
     let eligible = |&&pool: &&usize| snap.pools[pool].eligible();
     let n = lb.pools.iter().filter(eligible).count();
     if n > 0 {
@@ -249,4 +239,25 @@ pub fn pick_new(
         }
     }
     in_pool(lb.fallback)
+}
+
+/// Picks a new session's endpoint inside one pool: rendezvous hashing of `key` when the session
+/// has one, else the pool's steering policy; only endpoints that take new sessions and are not
+/// in `exclude`.
+pub fn pick_in_pool(
+    snap: &Snapshot,
+    pool: usize,
+    facts: PickFacts,
+    key: Option<HashKey>,
+    exclude: &[EndpointRef],
+) -> Option<EndpointRef> {
+    let p = &snap.pools[pool];
+    let usable = |i: usize| {
+        p.endpoints[i].takes_new() && !exclude.contains(&EndpointRef { pool, endpoint: i })
+    };
+    let endpoint = match key {
+        Some(k) => pick_by_key(&p.endpoints, &usable, k),
+        None => p.steering.pick(&p.endpoints, &usable, facts),
+    }?;
+    Some(EndpointRef { pool, endpoint })
 }

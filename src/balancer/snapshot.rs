@@ -15,6 +15,7 @@ use crate::config::{
     SessionHeader, SteeringPolicy,
 };
 
+use super::monitor::MonitorSpec;
 use super::state::{EndpointState, Lifecycle, RuntimeState, SessionNeed};
 use super::steering::{self, Steering};
 
@@ -66,6 +67,8 @@ pub struct Pool {
     pub endpoints: Vec<Endpoint>,
     pub minimum_origins: usize,
     pub steering: Box<dyn Steering>,
+    /// The pool's health monitor; `None` = every enabled endpoint counts as healthy.
+    pub monitor: Option<Arc<MonitorSpec>>,
 }
 
 impl Pool {
@@ -158,6 +161,11 @@ impl Snapshot {
             .collect();
         let mut states = runtime.attach(&ids).into_iter();
 
+        let monitors: HashMap<&str, Arc<MonitorSpec>> = config
+            .monitors
+            .iter()
+            .map(|m| (m.id.as_str(), Arc::new(MonitorSpec::compile(m))))
+            .collect();
         let mut pools = Vec::with_capacity(config.pools.len());
         let mut pool_index = HashMap::new();
         for (pi, p) in config.pools.iter().enumerate() {
@@ -194,6 +202,11 @@ impl Snapshot {
                 endpoints,
                 minimum_origins: p.pool.minimum_origins,
                 steering: steering::policy(p.pool.origin_steering.policy),
+                monitor: p
+                    .pool
+                    .monitor
+                    .as_deref()
+                    .and_then(|id| monitors.get(id).cloned()),
             });
         }
 

@@ -8,6 +8,7 @@ mod facts;
 pub mod guard;
 pub mod limits;
 mod redirect;
+mod retry;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,13 +141,9 @@ impl ProxyHttp for Tether {
                 "upstream_peer before routing",
             ));
         };
+        // On a retry this is either the failover target `fail_to_connect` put in the decision,
+        // or, after a stale pooled connection broke, the same endpoint on a fresh connection.
         let target = decision.target;
-        if !ctx.attempts.tried.is_empty() {
-            return Err(Error::explain(
-                ErrorType::ConnectError,
-                "no failover endpoint",
-            ));
-        }
         let endpoint = snap.endpoint(target);
         ctx.attempts.tried.push(target);
         ctx.attempts.inflight = Some(InFlight::start(&endpoint.state));
@@ -154,6 +151,16 @@ impl ProxyHttp for Tether {
         let mut peer = HttpPeer::new(endpoint.addr, false, String::new());
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
         Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        retry::on_connect_failure(ctx, e)
     }
 
     async fn upstream_request_filter(

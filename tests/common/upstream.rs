@@ -29,6 +29,7 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 /// A request as the upstream saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub method: String,
     pub path: String,
     pub headers: HeaderMap,
 }
@@ -41,7 +42,8 @@ struct State {
 }
 
 /// A running upstream. It answers every path with its name (and header `x-endpoint`), and
-/// `/health` with the status set by [`Upstream::set_health`] (200 at first).
+/// `/health` with the status set by [`Upstream::set_health`] (200 at first). `/status/<code>`
+/// answers with that status, `/slow/<ms>` after that many milliseconds.
 pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
@@ -150,7 +152,7 @@ async fn accept_loop(
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let (name, state) = (name.clone(), state.clone());
-                async move { Ok::<_, Infallible>(answer(&name, &state, req)) }
+                async move { Ok::<_, Infallible>(answer(&name, &state, req).await) }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
@@ -161,18 +163,26 @@ async fn accept_loop(
     }
 }
 
-fn answer(name: &str, state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(name: &str, state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.uri().path() == "/health" {
         let mut resp = Response::new(Full::new(Bytes::from_static(b"health\n")));
         *resp.status_mut() = hyper::StatusCode::from_u16(state.health.load(SeqCst)).unwrap();
         return resp;
     }
+    let path = req.uri().path().to_string();
     let seen = Seen {
-        path: req.uri().path().to_string(),
+        method: req.method().to_string(),
+        path: path.clone(),
         headers: req.headers().clone(),
     };
     state.requests.lock().unwrap().push(seen);
     let mut resp = Response::new(Full::new(Bytes::from(name.to_string())));
+    if let Some(code) = path.strip_prefix("/status/") {
+        *resp.status_mut() = hyper::StatusCode::from_u16(code.parse().unwrap()).unwrap();
+    }
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(std::time::Duration::from_millis(ms.parse().unwrap())).await;
+    }
     resp.headers_mut()
         .insert("x-endpoint", name.parse().unwrap());
     resp

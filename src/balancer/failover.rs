@@ -1,0 +1,95 @@
+//! Zero-downtime failover (SPEC §3.4) as a pure decision: given the decision whose endpoint
+//! could not be reached and what was tried, where the one retry goes and what happens to the
+//! pin. The proxy's `fail_to_connect` hook only carries it out, so every rule here is unit-tested
+//! without a socket.
+
+use crate::config::{Affinity, Failover};
+
+use super::route::{pick_in_pool, Decision, Outcome, PinAction};
+use super::snapshot::{EndpointRef, Snapshot};
+use super::steering::PickFacts;
+
+/// The retry for a request whose connection to `failed.target` failed before anything was sent,
+/// or `None` when the client must get the error (502):
+/// - the balancer's `zero_downtime_failover` is `none`;
+/// - a failover already happened for this request (one retry, as Cloudflare);
+/// - no other endpoint that takes new sessions exists in the same pool, or, with
+///   `failover_across_pools`, in the next eligible pool of `default_pools` (in order, wrapping
+///   around) or the fallback pool.
+///
+/// `tried` holds every endpoint this request was sent to; none of them is chosen again.
+///
+/// "While its monitor still says healthy" (SPEC §3.4) holds by construction: routing never
+/// picks an endpoint the monitor calls unhealthy, so the verdict that counts is the one at
+/// routing time. Should the monitor flip while the connect is still timing out, the retry is
+/// all the more right, so it is not re-checked here.
+///
+/// The pin: `temporary` leaves a kept cookie or header session alone, so the client goes home
+/// once its endpoint answers; `sticky` mints a new cookie to the endpoint that served (`sticky`
+/// with header sessions is refused by validation, as Cloudflare). A session that was being
+/// (re-)pinned anyway — a first visit, an expired or invalid cookie, a new header session, a
+/// re-pin after unhealthy or drained — is pinned to the endpoint that served in both modes:
+/// pinning it to an endpoint that just refused the connection would only send the client back
+/// into the failure.
+pub fn failover(
+    snap: &Snapshot,
+    failed: &Decision,
+    tried: &[EndpointRef],
+    facts: PickFacts,
+    now: u64,
+) -> Option<Decision> {
+    let lb = snap.balancers.get(failed.balancer)?;
+    let outcome = match lb.affinity.failover {
+        Failover::None => return None,
+        Failover::Temporary => Outcome::FailoverTemporary,
+        Failover::Sticky => Outcome::FailoverSticky,
+    };
+    let already_failed_over = tried.iter().any(|&t| t != failed.target)
+        || matches!(
+            failed.outcome,
+            Outcome::FailoverTemporary | Outcome::FailoverSticky
+        );
+    if already_failed_over {
+        return None;
+    }
+
+    let key = (lb.affinity.mode == Affinity::IpCookie).then_some(facts.client);
+    let home = failed.target.pool;
+    let target = pick_in_pool(snap, home, facts, key, tried).or_else(|| {
+        if !lb.affinity.failover_across_pools {
+            return None;
+        }
+        let at = lb.pools.iter().position(|&p| p == home);
+        let after_home = match at {
+            Some(i) => lb.pools[i + 1..].iter().chain(&lb.pools[..i]),
+            None => lb.pools[..].iter().chain(&lb.pools[..0]),
+        };
+        after_home
+            .copied()
+            .filter(|&p| p != home && snap.pools[p].eligible())
+            .chain((lb.fallback != home).then_some(lb.fallback))
+            .find_map(|p| pick_in_pool(snap, p, facts, key, tried))
+    })?;
+
+    let pin = match (failed.pin, lb.affinity.mode, lb.affinity.failover) {
+        // A session being pinned anyway (cookie minted, header session remembered) is pinned
+        // to the endpoint that serves: the proxy pins to `target` when the response goes out.
+        (pin @ (PinAction::Set { .. } | PinAction::Remember { .. }), _, _) => pin,
+        (PinAction::None, Affinity::Cookie | Affinity::IpCookie, Failover::Sticky) => {
+            PinAction::Set {
+                expires: now + lb.affinity.ttl,
+            }
+        }
+        (PinAction::None, _, _) => PinAction::None,
+    };
+    Some(Decision {
+        balancer: failed.balancer,
+        target,
+        pin,
+        outcome,
+    })
+}
+
+#[cfg(test)]
+#[path = "failover_tests.rs"]
+mod tests;

@@ -1,0 +1,139 @@
+//! One health check against one endpoint. HTTP(S) checks use Pingora's own HTTP/1 client, so a
+//! check connects, speaks TLS and parses responses exactly as proxied requests do; TCP checks are
+//! a plain connect. Every check opens a fresh connection: a pooled one could hide a listener
+//! that no longer accepts.
+
+use std::net::SocketAddr;
+
+use pingora::connectors::http::v1::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::balancer::monitor::{CheckFailure, MonitorSpec, BODY_LIMIT};
+use crate::config::MonitorKind;
+
+/// Runs checks; one per health service, shared by all its concurrent checks.
+pub struct Prober {
+    http: Connector,
+}
+
+impl Default for Prober {
+    fn default() -> Self {
+        Prober {
+            http: Connector::new(None),
+        }
+    }
+}
+
+fn io(what: &str, e: impl std::fmt::Display) -> CheckFailure {
+    CheckFailure::Io(format!("{what}: {}", e.to_string().trim()))
+}
+
+/// A Pingora error as its type and root cause, without the context chain that makes lines long.
+fn pingora(what: &str, e: &pingora::Error) -> CheckFailure {
+    let kind = e.etype().as_str();
+    match &e.cause {
+        Some(_) => CheckFailure::Io(format!("{what}: {kind} ({})", e.root_cause())),
+        None => CheckFailure::Io(format!("{what}: {kind}")),
+    }
+}
+
+impl Prober {
+    /// Checks the endpoint at `addr` (whose Host override is `endpoint_host`) as `spec` says,
+    /// within `spec.timeout`. `Ok` carries what passed, for the log line ("got 200").
+    pub async fn check(
+        &self,
+        spec: &MonitorSpec,
+        addr: SocketAddr,
+        endpoint_host: Option<&str>,
+    ) -> Result<String, CheckFailure> {
+        let target = spec.target(addr);
+        let run = async {
+            match spec.kind {
+                MonitorKind::Tcp => tokio::net::TcpStream::connect(target)
+                    .await
+                    .map(|_| "connected".to_string())
+                    .map_err(|e| io("connect", e)),
+                MonitorKind::Http | MonitorKind::Https => {
+                    self.http_check(spec, target, endpoint_host).await
+                }
+            }
+        };
+        tokio::time::timeout(spec.timeout, run)
+            .await
+            .unwrap_or(Err(CheckFailure::Timeout(spec.timeout)))
+    }
+
+    async fn http_check(
+        &self,
+        spec: &MonitorSpec,
+        target: SocketAddr,
+        endpoint_host: Option<&str>,
+    ) -> Result<String, CheckFailure> {
+        let host = spec
+            .host
+            .as_deref()
+            .or(endpoint_host)
+            .map_or_else(|| target.to_string(), str::to_string);
+        let tls = spec.kind == MonitorKind::Https;
+        let sni = if tls {
+            crate::balancer::snapshot::host_name(&host).to_string()
+        } else {
+            String::new()
+        };
+        let mut peer = HttpPeer::new(target, tls, sni);
+        // A health check asks "does it answer?", not "is its certificate valid?": endpoints on
+        // private addresses commonly serve self-signed certificates (Cloudflare does the same).
+        peer.options.verify_cert = false;
+        peer.options.verify_hostname = false;
+        peer.options.connection_timeout = Some(spec.timeout);
+        peer.options.read_timeout = Some(spec.timeout);
+
+        let (mut session, _) = self
+            .http
+            .get_http_session(&peer)
+            .await
+            .map_err(|e| pingora("connect", &e))?;
+        let mut req = RequestHeader::build(spec.method.as_str(), spec.path.as_bytes(), None)
+            .map_err(|e| io("request", e))?;
+        let request = |e| io("request", e);
+        req.insert_header("host", host.as_str()).map_err(request)?;
+        if !spec
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
+        {
+            req.insert_header("user-agent", "tether-health-check")
+                .map_err(request)?;
+        }
+        req.insert_header("connection", "close").map_err(request)?;
+        for (name, value) in &spec.headers {
+            req.append_header(name.clone(), value.as_str())
+                .map_err(request)?;
+        }
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(|e| pingora("send", &e))?;
+        session
+            .finish_body()
+            .await
+            .map_err(|e| pingora("send", &e))?;
+        session
+            .read_response()
+            .await
+            .map_err(|e| pingora("response", &e))?;
+        let status = session.get_status().map_or(0, |s| s.as_u16());
+        let mut body = Vec::new();
+        if !spec.expected_body.is_empty() && spec.method != "HEAD" {
+            while body.len() < BODY_LIMIT {
+                match session.read_body_ref().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(chunk),
+                    Ok(None) => break,
+                    Err(e) => return Err(pingora("response body", &e)),
+                }
+            }
+        }
+        spec.judge(status, &body).map(|()| format!("got {status}"))
+    }
+}
