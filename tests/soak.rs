@@ -75,7 +75,7 @@ fn soak_loses_nothing() {
 
     // Clients: each keeps its own pin and checks that a pin to the untouched endpoint holds.
     let mut clients = Vec::new();
-    for i in 0..6 {
+    for i in 0..12 {
         let (stop, tally, url) = (stop.clone(), tally.clone(), t.url("/"));
         clients.push(std::thread::spawn(move || {
             let c = client();
@@ -127,24 +127,25 @@ fn soak_loses_nothing() {
                                 .strip_prefix("__cflb=")
                                 .map(|s| s.split(';').next().unwrap_or("").to_string())
                         });
-                        if let Some(m) = minted {
+                        if let Some(m) = &minted {
                             if cookie.is_some() {
                                 tally.repins.fetch_add(1, Relaxed);
                             }
-                            cookie = Some(m);
+                            cookie = Some(m.clone());
                         }
-                        match &home {
-                            None => home = Some(served),
-                            Some(h) if *h == served => {}
-                            Some(h) if h == "steady" => {
+                        // The pin: for a cookie client, the endpoint that served the response
+                        // that minted its cookie; for a header client, where its session began.
+                        // `steady` is never killed or drained, so a pin to it must always hold.
+                        let was_steady = home.as_deref() == Some("steady");
+                        if minted.is_some() && !header {
+                            if was_steady {
                                 tally.broken_pins.fetch_add(1, Relaxed);
                             }
-                            Some(_) => {
-                                // Re-pinned or failed over away from a killed or drained endpoint.
-                                if header || cookie.is_some() {
-                                    home = Some(served);
-                                }
-                            }
+                            home = Some(served.clone());
+                        } else if home.is_none() {
+                            home = Some(served.clone());
+                        } else if was_steady && served != "steady" {
+                            tally.broken_pins.fetch_add(1, Relaxed);
                         }
                         let _ = r.bytes();
                     }
