@@ -298,6 +298,9 @@ impl Snapshot {
 
     /// The balancer for a `Host` value: exact name (case-insensitive, port ignored), else `"*"`.
     pub fn balancer_for_host(&self, host: &str) -> Option<usize> {
+        if self.exact.is_empty() {
+            return self.wildcard;
+        }
         let name = host_name(host);
         let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
             self.exact.get(&name.to_ascii_lowercase())
