@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
 use crate::config::ServerSection;
 use crate::live::Live;
+use crate::ops::log_sink::{self, AccessLogFlush};
 use crate::ops::reload::SighupReload;
 use crate::proxy::Tether;
 
@@ -42,7 +43,7 @@ pub fn server_conf(s: &ServerSection, mode: ProcessMode, base: &Path) -> ServerC
     }
 }
 
-/// Builds and runs the server until it is told to stop.
+/// Builds and runs the server until it is told to stop and its services have ended.
 pub fn run(
     live: Arc<Live>,
     mode: ProcessMode,
@@ -85,5 +86,9 @@ pub fn run(
         "reload on SIGHUP",
         SighupReload { live },
     ));
-    server.run_forever();
+    server.add_service(background_service("access log flush", AccessLogFlush));
+    server.run(RunArgs::default());
+    // The last access lines of in-flight requests are still in the buffer.
+    log_sink::flush()?;
+    Ok(())
 }
