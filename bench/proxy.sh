@@ -6,14 +6,17 @@
 # the other core. Every figure comes from loopback traffic only; every process this script starts
 # is remembered by pid and ended by pid, also on Ctrl-C.
 #
-# Knobs (environment): BENCH_SECONDS per row (10), BENCH_WARMUP seconds (2), BENCH_CONNECTIONS (32),
+# Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS per row and round (5), BENCH_WARMUP seconds (1),
+# BENCH_CONNECTIONS (32),
 # BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_ROWS (a regex over row names; all by default),
-# BENCH_SCALING (1; 0 skips the scaling section), BENCH_SKIP_BUILD (0), BENCH_BIN_DIR (target/release).
+# BENCH_SCALING (1; 0 skips the scaling section), BENCH_SKIP_BUILD (0), BENCH_BIN_DIR (target/release),
+# BENCH_TETHER (the tether binary to measure, for A/B runs; $BENCH_BIN_DIR/tether).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-DUR=${BENCH_SECONDS:-10}
-WARM=${BENCH_WARMUP:-2}
+DUR=${BENCH_SECONDS:-5}
+WARM=${BENCH_WARMUP:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-32}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
@@ -25,6 +28,7 @@ URL="http://127.0.0.1:$PORT/"
 SECRET="make-bench-cookie-secret-0123456789abcdef"
 TICKS=$(getconf CLK_TCK)
 REL=${BENCH_BIN_DIR:-target/release}
+TETHER=${BENCH_TETHER:-$REL/tether}
 WORK=$(mktemp -d /tmp/tether-bench.XXXXXX)
 
 PIDS=()
@@ -103,11 +107,11 @@ to_us() {
     if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000; else print n }'
 }
 
-declare -A RPS P50 P99 CPU
+declare -A RPS P50 P99 CPU SAMPLES
 ORDER=()
 
 # Loads `url` with wrk for DUR seconds after a warm-up; `pid` is the proxy (or "-").
-# Extra arguments go to wrk (headers). Prints one table row and remembers the figures.
+# Extra arguments go to wrk (headers). Appends "cpu rps p50 p99" to the row's samples.
 measure() {
   local name=$1 pid=$2; shift 2
   local out="$WORK/wrk-${name//[^a-zA-Z0-9]/_}.txt"
@@ -129,11 +133,34 @@ measure() {
   fi
   cpu=-
   [ "$pid" != - ] && cpu=$(awk -v d=$((t1 - t0)) -v r="$reqs" -v t="$TICKS" 'BEGIN { printf "%.1f", d * 1e6 / t / r }')
-  RPS[$name]=$rps P50[$name]=$p50 P99[$name]=$p99 CPU[$name]=$cpu
-  ORDER+=("$name")
-  printf '| %-28s | %9.0f | %8.0f | %8.0f | %8s |\n' "$name" "$rps" "$p50" "$p99" "$cpu"
+  [ -n "${SAMPLES[$name]:-}" ] || ORDER+=("$name")
+  SAMPLES[$name]+="$cpu $rps $p50 $p99;"
+  say "  $name: $cpu µs/req, $rps req/s"
   [ -n "$bad" ] && say "  $name: $bad"
   return 0
+}
+
+# The median of each column of a row's samples into CPU/RPS/P50/P99, and the CPU range.
+summarise() {
+  local name=$1 col v
+  for col in 1 2 3 4; do
+    v=$(tr ';' '\n' <<<"${SAMPLES[$name]}" | awk -v c=$col 'NF { print $c }' | sort -g |
+      awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else if (a[1] == "-") print "-"; else printf "%.1f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+    case $col in 1) CPU[$name]=$v ;; 2) RPS[$name]=$v ;; 3) P50[$name]=$v ;; 4) P99[$name]=$v ;; esac
+  done
+  SPREAD=$(tr ';' '\n' <<<"${SAMPLES[$name]}" | awk 'NF && $1 != "-" { print $1 }' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR > 1) printf "%s–%s", lo, hi; else print "-" }')
+}
+
+# Prints the table of the rows in ORDER whose names match `filter`.
+table() {
+  local filter=$1 r
+  echo "| row                            |     req/s | p50 (µs) | p99 (µs) | CPU µs/req | CPU range |"
+  echo "|--------------------------------|-----------|----------|----------|------------|-----------|"
+  for r in "${ORDER[@]}"; do
+    [[ $r =~ $filter ]] || continue
+    summarise "$r"
+    printf '| %-30s | %9.0f | %8.0f | %8.0f | %10s | %9s |\n' "$r" "${RPS[$r]}" "${P50[$r]}" "${P99[$r]}" "${CPU[$r]}" "$SPREAD"
+  done
 }
 
 want() { [[ $1 =~ $ROWS ]]; }
@@ -176,7 +203,7 @@ TETHER_PID=""
 # Starts tether on a config; RUST_LOG as given (info by default, as in production).
 start_tether() {
   local conf=$1 log=$2
-  RUST_LOG=${3:-info} taskset -c "$PROXY_CPU" "$REL/tether" --config "$conf" 2>"$log" &
+  RUST_LOG=${3:-info} taskset -c "$PROXY_CPU" "$TETHER" --config "$conf" 2>"$log" &
   TETHER_PID=$!
   PIDS+=("$TETHER_PID")
   wait_http "$URL"
@@ -279,27 +306,32 @@ taskset -c "$LOAD_CPU" "$REL/examples/bench_upstream" "${UPSTREAMS[@]}" >"$WORK/
 PIDS+=($!)
 wait_http "http://${UPSTREAMS[0]}/" || exit 1
 
+for round in $(seq "$ROUNDS"); do
+  say "round $round of $ROUNDS"
+  if want "upstream direct"; then
+    URL_PROXY=$URL URL="http://${UPSTREAMS[0]}/"
+    measure "upstream direct" -
+    URL=$URL_PROXY
+  fi
+  bare_row bare_pingora "bare pingora"
+  bare_row bare_pingora_mimalloc "bare pingora + mimalloc"
+  tether_row none 4 "tether none" info first
+  tether_row cookie 4 "tether cookie" info replay
+  tether_row cookie 4 "tether cookie (RUST_LOG=warn)" warn replay
+  tether_row cookie 4 "tether cookie first visit" info first
+  tether_row ip_cookie 4 "tether ip_cookie" info replay
+  tether_row header 4 "tether header" info "X-User: bench-session-1"
+  nginx_row "nginx" off
+  nginx_row "nginx + access log" "$WORK/nginx-access.log"
+  haproxy_row "haproxy"
+done
+
 echo
 echo "## Proxies, one core, keep-alive, $CONNS connections, 3-byte body"
 echo
-echo "| row                          |     req/s | p50 (µs) | p99 (µs) | CPU µs/req |"
-echo "|------------------------------|-----------|----------|----------|------------|"
-if want "upstream direct"; then
-  URL_PROXY=$URL URL="http://${UPSTREAMS[0]}/"
-  measure "upstream direct" -
-  URL=$URL_PROXY
-fi
-bare_row bare_pingora "bare pingora"
-bare_row bare_pingora_mimalloc "bare pingora + mimalloc"
-tether_row none 4 "tether none" info first
-tether_row cookie 4 "tether cookie" info replay
-tether_row cookie 4 "tether cookie (RUST_LOG=warn)" warn replay
-tether_row cookie 4 "tether cookie first visit" info first
-tether_row ip_cookie 4 "tether ip_cookie" info replay
-tether_row header 4 "tether header" info "X-User: bench-session-1"
-nginx_row "nginx" off
-nginx_row "nginx + access log" "$WORK/nginx-access.log"
-haproxy_row "haproxy"
+echo "Median of $ROUNDS rounds of ${DUR}s (rows interleaved, so drift hits every row alike); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+echo
+table .
 
 echo
 echo "### Proxy CPU per request, tether rows relative to the others (lower is better)"
@@ -316,12 +348,14 @@ if [ "$SCALING" = 1 ]; then
   echo
   echo "## Scaling"
   echo
-  echo "| row                          |     req/s | p50 (µs) | p99 (µs) | CPU µs/req |"
-  echo "|------------------------------|-----------|----------|----------|------------|"
-  for n in 4 64 1024; do
-    tether_row cookie "$n" "cookie, $n endpoints" info replay
-    tether_row none "$n" "none, $n endpoints" info first
+  for round in $(seq "$ROUNDS"); do
+    say "scaling, round $round of $ROUNDS"
+    for n in 4 64 1024; do
+      tether_row cookie "$n" "cookie, $n endpoints" info replay
+      tether_row none "$n" "none, $n endpoints" info first
+    done
   done
+  table endpoints
 
   if want "10000 clients"; then
     conf="$WORK/tether-rss.yaml"
