@@ -70,11 +70,14 @@ pub struct Pool {
 
 impl Pool {
     /// At least `minimum_origins` endpoints are healthy and enabled (SPEC §3.6).
+    /// Stops counting at `minimum_origins`: with the default of 1 a healthy pool answers after
+    /// its first endpoint, whatever its size.
     pub fn eligible(&self) -> bool {
         let healthy = self
             .endpoints
             .iter()
             .filter(|e| e.enabled_now() && e.state.healthy())
+            .take(self.minimum_origins)
             .count();
         healthy >= self.minimum_origins
     }
@@ -189,11 +192,12 @@ impl Snapshot {
                 });
             }
             pool_index.insert(p.pool.id.clone(), pi);
+            let weights: Vec<f64> = endpoints.iter().map(|e| e.weight).collect();
             pools.push(Pool {
                 id: p.pool.id.clone(),
                 endpoints,
                 minimum_origins: p.pool.minimum_origins,
-                steering: steering::policy(p.pool.origin_steering.policy),
+                steering: steering::policy(p.pool.origin_steering.policy, &weights),
             });
         }
 
