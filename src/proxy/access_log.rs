@@ -18,6 +18,31 @@ struct Client(Option<IpAddr>);
 impl fmt::Display for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
+            // `Ipv4Addr`'s own Display supports padding and goes through `fmt` four times; it
+            // was a quarter of the line's cost. Dotted decimal into a stack buffer instead.
+            Some(IpAddr::V4(v4)) => {
+                let mut buf = [0u8; 15];
+                let mut n = 0;
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        buf[n] = b'.';
+                        n += 1;
+                    }
+                    let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                    let skip = if octet >= 100 {
+                        0
+                    } else if octet >= 10 {
+                        1
+                    } else {
+                        2
+                    };
+                    for d in &digits[skip..] {
+                        buf[n] = b'0' + d;
+                        n += 1;
+                    }
+                }
+                f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+            }
             Some(ip) => ip.fmt(f),
             None => f.write_str("-"),
         }
@@ -31,7 +56,8 @@ impl fmt::Display for Millis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Some(d) => {
-                let centi = d.as_micros() / 10;
+                // u64 arithmetic: u128 division is a library call.
+                let centi = u64::try_from(d.as_micros()).unwrap_or(u64::MAX) / 10;
                 write!(f, "{}.{:02}", centi / 100, centi % 100)
             }
             None => f.write_str("-1.00"),
@@ -89,5 +115,12 @@ mod tests {
         assert_eq!(Millis(Some(Duration::from_secs(2))).to_string(), "2000.00");
         assert_eq!(Millis(None).to_string(), "-1.00");
         assert_eq!(Client(None).to_string(), "-");
+        for ip in ["0.0.0.0", "10.2.30.255", "192.168.100.9", "255.255.255.255"] {
+            assert_eq!(Client(ip.parse().ok()).to_string(), ip);
+        }
+        assert_eq!(
+            Client("2001:db8::1".parse().ok()).to_string(),
+            "2001:db8::1"
+        );
     }
 }
