@@ -8,12 +8,13 @@ export TETHER_COOKIE_SECRET ?= demo-only-cookie-secret-change-me-0123456789
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_BACKENDS := web-1 127.0.0.1:9001 web-2 127.0.0.1:9002 web-3 127.0.0.1:9003
 
-.PHONY: help deps build run test fmt lint bench-sessions soak
+.PHONY: help deps build run test fmt lint bench bench-route bench-sessions soak
 
 help:
 	@echo "make run    build tether, start three demo backends and tether on conf/example.yaml"
 	@echo "make test   format check, clippy -D warnings, unit and end-to-end tests"
 	@echo "make soak   two minutes of load through kills, drains and reloads (not part of make test)"
+	@echo "make bench  tether vs nginx, HAProxy and bare Pingora on one core, plus scaling (a few minutes)"
 
 # Pingora needs cmake, pkg-config and OpenSSL's headers to build; install what is missing.
 deps:
@@ -39,6 +40,15 @@ run: build
 	echo "try:  curl -i -c /tmp/tether.jar -b /tmp/tether.jar http://127.0.0.1:8080/"; \
 	echo; \
 	./target/debug/tether --config conf/example.yaml
+
+# Proxy CPU per request against nginx, HAProxy and bare Pingora, then scaling (bench/README.md).
+# Installs wrk, nginx-light and haproxy when missing; loopback only; ends what it started.
+bench: deps
+	bash bench/proxy.sh
+
+# Criterion micro-benchmarks of the routing core: cookie verify + pick, in ns per request.
+bench-route:
+	cargo bench --bench route
 
 # Header-session memory and lookup cost (bench/README.md).
 bench-sessions: deps

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
@@ -15,6 +15,7 @@ use crate::health::EndpointWatch;
 use crate::live::Live;
 use crate::ops::admin::AdminApi;
 use crate::ops::graceful::LateCleanup;
+use crate::ops::log_sink::{self, AccessLogFlush};
 use crate::ops::reload::SighupReload;
 use crate::proxy::guard::Guarded;
 use crate::proxy::Tether;
@@ -47,7 +48,7 @@ pub fn server_conf(s: &ServerSection, mode: ProcessMode, base: &Path) -> ServerC
     }
 }
 
-/// Builds and runs the server until it is told to stop.
+/// Builds and runs the server until it is told to stop and its services have ended.
 pub fn run(
     live: Arc<Live>,
     mode: ProcessMode,
@@ -109,5 +110,9 @@ pub fn run(
         "reload on SIGHUP",
         SighupReload { live },
     ));
-    server.run_forever();
+    server.add_service(background_service("access log flush", AccessLogFlush));
+    server.run(RunArgs::default());
+    // The last access lines of in-flight requests are still in the buffer.
+    log_sink::flush()?;
+    Ok(())
 }

@@ -352,8 +352,10 @@ fn ip_cookie_and_forwarded_clients_work_over_ipv6() {
         seen.len() >= 2,
         "IPv6 clients forwarded by a trusted ::1 spread: {seen:?}"
     );
-    assert!(
-        t.log().contains("2001:db8::"),
-        "the access log names the forwarded IPv6 client"
+    // Access lines are written out in batches (every 100 ms): poll for them.
+    wait_for(
+        "the access log names the forwarded IPv6 client",
+        std::time::Duration::from_secs(5),
+        || t.log().contains("2001:db8::"),
     );
 }

@@ -27,24 +27,47 @@ pub fn cflb_values<'a>(headers: &'a [&'a str]) -> impl Iterator<Item = &'a str> 
         .map(|(_, value)| value)
 }
 
+fn is_cflb(item: &str) -> bool {
+    item.trim()
+        .split_once('=')
+        .is_some_and(|(n, _)| n.trim() == COOKIE_NAME)
+}
+
+/// True when the header value carries a `__cflb` cookie.
+pub fn has_cflb(raw: &str) -> bool {
+    raw.split(';').any(is_cflb)
+}
+
+/// Appends the header value's cookies other than `__cflb` to `out`, `; `-separated; a value
+/// without `__cflb` is appended as it is. Builds the upstream `Cookie` in one buffer, without a
+/// `Vec` per header (this runs on every request that carries a pin).
+pub fn push_without_cflb(raw: &str, out: &mut String) {
+    let mut push = |item: &str| {
+        if !item.is_empty() {
+            if !out.is_empty() {
+                out.push_str("; ");
+            }
+            out.push_str(item);
+        }
+    };
+    if !has_cflb(raw) {
+        push(raw);
+        return;
+    }
+    for item in raw.split(';').filter(|i| !is_cflb(i)) {
+        push(item.trim());
+    }
+}
+
 /// The header value without its `__cflb` cookies: `None` when it has none (forward it as is),
 /// `Some("")` when nothing else is left (drop the header). Other cookies keep their exact text.
 pub fn strip_cflb(raw: &str) -> Option<String> {
-    let is_cflb = |item: &str| {
-        item.trim()
-            .split_once('=')
-            .is_some_and(|(n, _)| n.trim() == COOKIE_NAME)
-    };
-    if !raw.split(';').any(is_cflb) {
+    if !has_cflb(raw) {
         return None;
     }
-    let kept: Vec<&str> = raw
-        .split(';')
-        .filter(|i| !is_cflb(i))
-        .map(str::trim)
-        .filter(|i| !i.is_empty())
-        .collect();
-    Some(kept.join("; "))
+    let mut kept = String::with_capacity(raw.len());
+    push_without_cflb(raw, &mut kept);
+    Some(kept)
 }
 
 /// The cookie attributes a load balancer asks for, resolved against one request.

@@ -162,6 +162,34 @@ fn weight_zero_gets_no_new_sessions_and_weights_spread() {
 }
 
 #[test]
+fn random_steering_skips_an_unhealthy_endpoint_and_keeps_weights() {
+    let s = snap(
+        r#"
+listeners: [{ address: "127.0.0.1:8080" }]
+pools:
+  - id: web
+    endpoints:
+      - { name: a, address: "127.0.0.1:9001" }
+      - { name: b, address: "127.0.0.1:9002", weight: 0.5 }
+      - { name: c, address: "127.0.0.1:9003" }
+load_balancers:
+  - { name: "*", default_pools: [web], session_affinity: cookie }
+"#,
+    );
+    s.pools[0].endpoints[0].state.set_healthy(false);
+    let mut counts = std::collections::HashMap::new();
+    for r in 0..30_000u64 {
+        let random = r.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (r << 17);
+        let d = route(&s, &facts("x", &[], random), NOW).unwrap();
+        *counts.entry(name(&s, &d)).or_insert(0) += 1;
+    }
+    assert_eq!(counts.get("a"), None, "{counts:?}");
+    // c (weight 1) twice as often as b (weight 0.5) among the usable ones.
+    let ratio = f64::from(counts["c"]) / f64::from(counts["b"]);
+    assert!((1.8..2.2).contains(&ratio), "{counts:?}");
+}
+
+#[test]
 fn unhealthy_or_drained_pin_is_repinned_and_draining_pin_kept() {
     let yaml = BASE.replace(
         "session_affinity: cookie",

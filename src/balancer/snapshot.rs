@@ -73,11 +73,14 @@ pub struct Pool {
 
 impl Pool {
     /// At least `minimum_origins` endpoints are healthy and enabled (SPEC §3.6).
+    /// Stops counting at `minimum_origins`: with the default of 1 a healthy pool answers after
+    /// its first endpoint, whatever its size.
     pub fn eligible(&self) -> bool {
         let healthy = self
             .endpoints
             .iter()
             .filter(|e| e.enabled_now() && e.state.healthy())
+            .take(self.minimum_origins)
             .count();
         healthy >= self.minimum_origins
     }
@@ -197,11 +200,12 @@ impl Snapshot {
                 });
             }
             pool_index.insert(p.pool.id.clone(), pi);
+            let weights: Vec<f64> = endpoints.iter().map(|e| e.weight).collect();
             pools.push(Pool {
                 id: p.pool.id.clone(),
                 endpoints,
                 minimum_origins: p.pool.minimum_origins,
-                steering: steering::policy(p.pool.origin_steering.policy),
+                steering: steering::policy(p.pool.origin_steering.policy, &weights),
                 monitor: p
                     .pool
                     .monitor
@@ -311,6 +315,9 @@ impl Snapshot {
 
     /// The balancer for a `Host` value: exact name (case-insensitive, port ignored), else `"*"`.
     pub fn balancer_for_host(&self, host: &str) -> Option<usize> {
+        if self.exact.is_empty() {
+            return self.wildcard;
+        }
         let name = host_name(host);
         let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
             self.exact.get(&name.to_ascii_lowercase())

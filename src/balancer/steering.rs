@@ -28,10 +28,10 @@ pub trait Steering: Send + Sync + std::fmt::Debug {
     ) -> Option<usize>;
 }
 
-/// The policy object for a configured `origin_steering.policy`.
-pub fn policy(p: OriginPolicy) -> Box<dyn Steering> {
+/// The policy object for a configured `origin_steering.policy`, over endpoints of these weights.
+pub fn policy(p: OriginPolicy, weights: &[f64]) -> Box<dyn Steering> {
     match p {
-        OriginPolicy::Random => Box::new(WeightedRandom),
+        OriginPolicy::Random => Box::new(WeightedRandom::new(weights)),
         OriginPolicy::Hash => Box::new(ClientHash),
         // Over HTTP/1 every in-flight request holds one upstream connection and idle pooled
         // connections cost the endpoint nothing, so both count in-flight requests.
@@ -47,15 +47,35 @@ pub fn unit(r: u64) -> f64 {
 }
 
 /// `random`: each endpoint with probability proportional to its weight.
+///
+/// One draw over every endpoint's weight (binary search of the running sums made at load, so
+/// O(log n)); only when the drawn endpoint cannot take the session does it fall back to a draw
+/// over the usable ones, O(n). Both together still give each usable endpoint a chance
+/// proportional to its weight: P(i) = w_i/W + (W_unusable/W)(w_i/W_usable) = w_i/W_usable.
 #[derive(Debug)]
-pub struct WeightedRandom;
+pub struct WeightedRandom {
+    /// `cumulative[i]` is the sum of the positive weights of endpoints `0..=i`.
+    cumulative: Vec<f64>,
+}
 
-impl Steering for WeightedRandom {
-    fn pick(
-        &self,
+impl WeightedRandom {
+    /// The policy for endpoints of these weights, in order.
+    pub fn new(weights: &[f64]) -> Self {
+        let cumulative = weights
+            .iter()
+            .scan(0.0, |sum, &w| {
+                *sum += w.max(0.0);
+                Some(*sum)
+            })
+            .collect();
+        WeightedRandom { cumulative }
+    }
+
+    /// The draw over usable endpoints only: two passes.
+    fn pick_usable(
         endpoints: &[Endpoint],
         usable: &dyn Fn(usize) -> bool,
-        facts: PickFacts,
+        r: f64,
     ) -> Option<usize> {
         let candidates =
             || (0..endpoints.len()).filter(|&i| usable(i) && endpoints[i].weight > 0.0);
@@ -63,7 +83,7 @@ impl Steering for WeightedRandom {
         if total <= 0.0 {
             return None;
         }
-        let mut target = unit(facts.random) * total;
+        let mut target = r * total;
         let mut last = None;
         for i in candidates() {
             target -= endpoints[i].weight;
@@ -73,6 +93,26 @@ impl Steering for WeightedRandom {
             }
         }
         last
+    }
+}
+
+impl Steering for WeightedRandom {
+    fn pick(
+        &self,
+        endpoints: &[Endpoint],
+        usable: &dyn Fn(usize) -> bool,
+        facts: PickFacts,
+    ) -> Option<usize> {
+        let r = unit(facts.random);
+        let total = self.cumulative.last().copied().unwrap_or(0.0);
+        if self.cumulative.len() == endpoints.len() && total > 0.0 {
+            let i = self.cumulative.partition_point(|&c| c <= r * total);
+            if i < endpoints.len() && endpoints[i].weight > 0.0 && usable(i) {
+                return Some(i);
+            }
+        }
+        // A fresh number for the second draw, so it does not correlate with the first.
+        Self::pick_usable(endpoints, usable, unit(facts.random.rotate_left(32)))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod graceful;
+pub mod log_sink;
 pub mod metrics;
 pub mod reload;
 pub mod status;

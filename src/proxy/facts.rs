@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use pingora::http::RequestHeader;
 use pingora_proxy::Session;
+use smallvec::SmallVec;
 
 use crate::balancer::Snapshot;
 
@@ -64,8 +65,9 @@ fn rightmost_untrusted<'a>(
     None
 }
 
-/// The raw values of the request's `Cookie` headers, in order.
-pub fn cookie_headers(req: &RequestHeader) -> Vec<&str> {
+/// The raw values of the request's `Cookie` headers, in order; on the stack for the usual one or
+/// two headers, since this runs on every request.
+pub fn cookie_headers(req: &RequestHeader) -> SmallVec<[&str; 2]> {
     req.headers
         .get_all(http::header::COOKIE)
         .iter()

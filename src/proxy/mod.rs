@@ -20,7 +20,7 @@ use pingora::prelude::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use pingora_proxy::{ProxyHttp, Session};
 
-use crate::affinity::cookies::{set_cookie, strip_cflb};
+use crate::affinity::cookies::{has_cflb, push_without_cflb, set_cookie};
 use crate::balancer::{route, PinAction, Refusal, RequestFacts};
 use crate::clock::unix_now;
 use crate::live::Live;
@@ -98,15 +98,17 @@ impl ProxyHttp for Tether {
             }
         }
         let now = unix_now();
-        let cookies = facts::cookie_headers(req);
-        let request = RequestFacts {
-            host: facts::host(req),
-            client_ip: client,
-            cookies: &cookies,
-            headers: &req.headers,
-            random: fastrand::u64(..),
+        let decision = {
+            let cookies = facts::cookie_headers(req);
+            let request = RequestFacts {
+                host: facts::host(req),
+                client_ip: client,
+                cookies: &cookies,
+                headers: &req.headers,
+                random: fastrand::u64(..),
+            };
+            route(&snap, &request, now)
         };
-        let decision = route(&snap, &request, now);
         ctx.facts = Some(Facts {
             peer,
             client,
@@ -240,27 +242,25 @@ impl ProxyHttp for Tether {
 }
 
 /// Rewrites the upstream `Cookie` header without `__cflb`, leaving other cookies' text intact;
-/// untouched when the request carries no `__cflb`.
+/// untouched (and nothing allocated) when the request carries no `__cflb`.
 fn forward_cookies_without_cflb(upstream: &mut RequestHeader) -> Result<()> {
-    let values: Vec<&str> = upstream
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let stripped: Vec<Option<String>> = values.iter().map(|v| strip_cflb(v)).collect();
-    if stripped.iter().all(Option::is_none) {
+    let values = || {
+        upstream
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+    };
+    if !values().any(has_cflb) {
         return Ok(());
     }
-    let kept: Vec<String> = values
-        .iter()
-        .zip(stripped)
-        .map(|(v, s)| s.unwrap_or_else(|| v.to_string()))
-        .filter(|v| !v.is_empty())
-        .collect();
+    let mut kept = String::new();
+    for v in values() {
+        push_without_cflb(v, &mut kept);
+    }
     upstream.remove_header(&http::header::COOKIE);
     if !kept.is_empty() {
-        upstream.insert_header(http::header::COOKIE, kept.join("; "))?;
+        upstream.insert_header(http::header::COOKIE, kept)?;
     }
     Ok(())
 }
