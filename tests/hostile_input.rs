@@ -302,3 +302,34 @@ fn refusals_and_header_sessions_are_counted_in_metrics() {
         assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
     }
 }
+
+#[test]
+fn max_connections_counts_each_listener_apart() {
+    let up = Upstream::start("a");
+    let dir = tempfile::tempdir().unwrap();
+    let (port, port2) = (free_port(), free_port());
+    let first = format!("  - address: 127.0.0.1:{port}\n");
+    let head =
+        head(dir.path(), port).replace(&first, &format!("{first}  - address: 127.0.0.1:{port2}\n"));
+    let yaml = format!(
+        "{head}limits:\n  max_connections: 1\npools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: shop.example\n    default_pools: [web]\n",
+        endpoints(&[&up])
+    );
+    let t = Tether::start_with(dir, port, &yaml);
+    let second: std::net::SocketAddr = format!("127.0.0.1:{port2}").parse().unwrap();
+    let mut held = TcpStream::connect(t.addr()).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_status(&mut held), Some(200));
+    assert_eq!(
+        raw_status(t.addr(), &req("GET / HTTP/1.1\r\nHost: shop.example")),
+        None,
+        "the first listener is full"
+    );
+    assert_eq!(
+        raw_status(second, &req("GET / HTTP/1.1\r\nHost: shop.example")),
+        Some(200),
+        "the second has its own count"
+    );
+}

@@ -1,5 +1,5 @@
 //! The connection guard around the proxy app (SPEC §3.7): at most `limits.max_connections`
-//! concurrent client connections per listener service, and a whole-header deadline of
+//! concurrent client connections per listener, and a whole-header deadline of
 //! `limits.request_header_timeout_seconds`.
 //!
 //! Pingora times out each *read* of a request header (60 s), so a client that sends one byte
@@ -7,6 +7,7 @@
 //! loop itself, so it can count the connection once and race each request's header against a
 //! deadline; `early_request_filter` (the first hook after the header is parsed) disarms it.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,20 +33,56 @@ pub fn header_complete() {
     let _ = HEADER_DONE.try_with(|done| done.store(true, Relaxed));
 }
 
+/// Open connections of one listener.
+struct Listener {
+    addr: SocketAddr,
+    open: AtomicUsize,
+}
+
 /// Wraps a `ServerApp` (the proxy) with the connection limit and the header deadline.
 pub struct Guarded<A> {
     inner: Arc<A>,
     live: Arc<Live>,
-    open: AtomicUsize,
+    /// One counter per configured listener; listeners change only with an upgrade.
+    listeners: Vec<Listener>,
+    /// Connections whose local address matches no listener (not expected; counted apart).
+    other: AtomicUsize,
 }
 
 impl<A> Guarded<A> {
     pub fn new(inner: A, live: Arc<Live>) -> Self {
+        let listeners = live
+            .snapshot()
+            .config
+            .listeners
+            .iter()
+            .filter_map(|l| l.address.parse().ok())
+            .map(|addr| Listener {
+                addr,
+                open: AtomicUsize::new(0),
+            })
+            .collect();
         Guarded {
             inner: Arc::new(inner),
             live,
-            open: AtomicUsize::new(0),
+            listeners,
+            other: AtomicUsize::new(0),
         }
+    }
+
+    /// The counter of the listener that accepted a connection on `local`: the exact address, else
+    /// a listener on the unspecified address (0.0.0.0 or ::) with the same port.
+    fn counter(&self, local: Option<SocketAddr>) -> &AtomicUsize {
+        let Some(local) = local else {
+            return &self.other;
+        };
+        let exact = self.listeners.iter().find(|l| l.addr == local);
+        let wildcard = || {
+            self.listeners
+                .iter()
+                .find(|l| l.addr.ip().is_unspecified() && l.addr.port() == local.port())
+        };
+        exact.or_else(wildcard).map_or(&self.other, |l| &l.open)
     }
 }
 
@@ -66,10 +103,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let limits = self.live.snapshot().config.limits.clone();
-        let open = self.open.fetch_add(1, Relaxed) + 1;
-        let _open = Open(&self.open);
+        let local = stream
+            .get_socket_digest()
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet().copied()));
+        let counter = self.counter(local);
+        let open = counter.fetch_add(1, Relaxed) + 1;
+        let _open = Open(counter);
         if open > limits.max_connections {
-            log::warn!(target: "refused", "connection refused: {open} open, limits.max_connections is {}", limits.max_connections);
+            log::warn!(target: "refused", "connection refused: {open} open on this listener, limits.max_connections is {}", limits.max_connections);
             metrics::record_refusal("max_connections");
             return None;
         }
