@@ -158,9 +158,13 @@ fn soak_loses_nothing() {
     let admin = client();
     let started = Instant::now();
     let mut tick = 0u64;
+    let mut rss_samples = Vec::new();
     while started.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_secs(1));
         tick += 1;
+        if tick.is_multiple_of(10) {
+            rss_samples.push(rss_kib(pid));
+        }
         match tick % 6 {
             1 => killed.stop(),
             3 => killed.restart(),
@@ -208,7 +212,13 @@ fn soak_loses_nothing() {
         "soak: re-pins (killed/drained endpoints): {}",
         tally.repins.load(Relaxed)
     );
-    println!("soak: tether RSS {rss_start} KiB at start, {rss_end} KiB at end");
+    println!("soak: tether RSS {rss_start} KiB at start, {rss_end} KiB at end; every 10 s: {rss_samples:?}");
+    // After warm-up (allocator arenas, pools, session stores) RSS must stay flat.
+    let warm = rss_samples.get(1).copied().unwrap_or(rss_start);
+    println!(
+        "soak: RSS growth after the first 20 s: {} KiB",
+        rss_end.saturating_sub(warm)
+    );
     assert_eq!(
         error_total,
         0,
