@@ -10,6 +10,7 @@ pub mod limits;
 mod redirect;
 mod retry;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,10 +66,13 @@ impl ProxyHttp for Tether {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         guard::header_complete();
-        let limit = self.live.snapshot().config.limits.max_request_header_bytes;
+        // The one snapshot this request reads, in every hook, even across a reload.
+        let snap = self.live.snapshot();
+        let limit = snap.config.limits.max_request_header_bytes;
+        ctx.snapshot = Some(snap);
         let req = session.req_header();
         let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
         if let Err(refused) = limits::check(req, raw.as_deref(), limit) {
@@ -85,7 +89,7 @@ impl ProxyHttp for Tether {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let snap = self.live.snapshot();
+        let snap = ctx.snapshot.take().unwrap_or_else(|| self.live.snapshot());
         let req = session.req_header();
         let peer = facts::peer_ip(session);
         let client = facts::client_ip(&snap, req, peer);
@@ -179,15 +183,17 @@ impl ProxyHttp for Tether {
             upstream.insert_header(http::header::HOST, host.as_str())?;
         }
         forward_cookies_without_cflb(upstream)?;
-        let peer = facts.peer.to_string();
-        let xff = match upstream
+        // One buffer: the client's chain, if any, then the peer this hop saw.
+        let prior = upstream
             .headers
             .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prior) => format!("{prior}, {peer}"),
-            None => peer,
-        };
+            .and_then(|v| v.to_str().ok());
+        let mut xff = String::with_capacity(prior.map_or(0, |p| p.len() + 2) + 39);
+        if let Some(prior) = prior {
+            xff.push_str(prior);
+            xff.push_str(", ");
+        }
+        let _ = write!(xff, "{}", facts.peer);
         upstream.insert_header("x-forwarded-for", xff)?;
         upstream.insert_header(
             "x-forwarded-proto",
