@@ -23,6 +23,7 @@ const SECTIONS: &[&str] = &[
     "pools",
     "load_balancers",
     "trusted_proxies",
+    "access_log",
 ];
 
 impl Config {
@@ -89,6 +90,7 @@ impl Config {
             .collect();
         let load_balancers = list::<LoadBalancer>(&root, "load_balancers", &mut errs);
         let trusted_proxies = list::<String>(&root, "trusted_proxies", &mut errs);
+        let access_log = one(&root, "access_log", &mut errs).unwrap_or_default();
 
         let mut config = Config {
             server,
@@ -100,6 +102,7 @@ impl Config {
             pools,
             load_balancers,
             trusted_proxies,
+            access_log,
         };
         expand_env(&mut config, env, &mut errs);
         // A section that failed to parse is absent, so cross-checks against it would only add

@@ -1,12 +1,14 @@
 //! Configuration: the YAML schema, its defaults, and validation that names the YAML path of
 //! every error. Nothing here is consulted per request: `balancer::Snapshot` is built from it.
 
+mod access_log;
 mod error;
 mod load;
 mod schema;
 mod validate;
 mod values;
 
+pub use access_log::{AccessLog, AccessLogFormat};
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
 pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};

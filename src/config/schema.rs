@@ -20,6 +20,7 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     pub load_balancers: Vec<LoadBalancer>,
     pub trusted_proxies: Vec<String>,
+    pub access_log: super::AccessLog,
 }
 
 /// A pool with its endpoints parsed.

@@ -1,6 +1,7 @@
 //! The Pingora adapter: each hook collects facts or carries out a decision of
 //! `balancer::route`; no routing logic lives here.
 
+mod access_json;
 mod access_log;
 mod count;
 mod ctx;
@@ -24,6 +25,7 @@ use pingora_proxy::{ProxyHttp, Session};
 use crate::affinity::cookies::{has_cflb, push_without_cflb, set_cookie};
 use crate::balancer::{route, PinAction, Refusal, RequestFacts};
 use crate::clock::unix_now;
+use crate::config::AccessLogFormat;
 use crate::live::Live;
 
 pub use ctx::RequestCtx;
@@ -159,6 +161,21 @@ impl ProxyHttp for Tether {
         Ok(Box::new(peer))
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.timing.upstream_connect = ctx.timing.upstream_started.map(|t| t.elapsed());
+        ctx.timing.upstream_reused = reused;
+        Ok(())
+    }
+
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -242,7 +259,14 @@ impl ProxyHttp for Tether {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.attempts.inflight = None;
-        access_log::write(session, e, ctx);
+        let format = match &ctx.snapshot {
+            Some(snap) => snap.config.access_log.format,
+            None => self.live.snapshot().config.access_log.format,
+        };
+        match format {
+            AccessLogFormat::Text => access_log::write(session, e, ctx),
+            AccessLogFormat::Json => access_json::write(session, e, ctx),
+        }
         count::record(session, ctx, &self.live);
     }
 }
