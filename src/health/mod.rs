@@ -14,6 +14,7 @@
 
 mod drain_log;
 mod probe;
+pub mod reason;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -70,6 +71,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<Key, Tracked>, now: Instant) {
     for pool in &snap.pools {
         for e in &pool.endpoints {
             let Some(monitor) = &pool.monitor else {
+                reason::set(&e.label, "its pool has no monitor");
                 if e.state.set_healthy(true) {
                     report_transition(&pool.id, &e.name, true, "its pool has no monitor", 0);
                 }
@@ -130,6 +132,7 @@ fn record(t: &mut Tracked, result: Result<String, CheckFailure>) {
         Ok(passed) => passed.clone(),
         Err(failure) => failure.to_string(),
     };
+    reason::set(&t.label, &reason);
     let first = !t.checked;
     t.checked = true;
     match flip {

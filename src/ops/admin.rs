@@ -124,6 +124,15 @@ impl ServeHttp for AdminApi {
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
         if !authorized(token, auth) {
+            // A browser cannot send a bearer header when it opens the page: it gets a page
+            // without data that asks for the token and loads the rest with it.
+            if req.method == Method::GET && req.uri.path() == "/" {
+                return respond(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    status_page::locked().into_bytes(),
+                );
+            }
             let mut resp = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
             resp.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

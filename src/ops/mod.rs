@@ -3,8 +3,10 @@
 
 pub mod admin;
 pub mod graceful;
+pub mod history;
 pub mod log_sink;
 pub mod metrics;
 pub mod reload;
+pub mod sparkline;
 pub mod status;
 pub mod status_page;
