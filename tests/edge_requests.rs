@@ -1,10 +1,12 @@
-//! SPEC §3.7, request by request, over raw sockets: header values handled as bytes, every
-//! `X-Forwarded-For` line counted, client bytes escaped in the access log.
+//! SPEC §3.7 and §4, request by request, over raw sockets: header values handled as bytes,
+//! every `X-Forwarded-For` line counted, client bytes escaped in the access log, secrets never
+//! echoed, and a token-less admin listener that a page on another site cannot drive.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::raw::*;
@@ -112,6 +114,193 @@ fn utf8_cookie_keeps_the_pin_and_strips_cflb() {
         cookies_seen(up, "/plain"),
         ["a=1; name=caf\u{e9}".as_bytes()]
     );
+}
+
+#[test]
+fn empty_cookie_secret_is_a_config_error_naming_its_path() {
+    let body = "listeners:\n  - address: 127.0.0.1:1\npools:\n  - id: web\n    endpoints:\n      - { name: a, address: \"127.0.0.1:2\" }\nload_balancers:\n  - name: x\n    default_pools: [web]\n";
+    for (secret, path) in [
+        ("cookie_secret:\n", "cookie_secret: is empty"),
+        ("cookie_secret: \"\"\n", "cookie_secret: is empty"),
+        ("cookie_secret: ''\n", "cookie_secret: is empty"),
+        (
+            "cookie_secret:\n  - \"a first key that is long enough to sign\"\n  - \"\"\n",
+            "cookie_secret[1]: is empty",
+        ),
+        ("cookie_secret:\n  - \"a key\"\n  -\n", "cookie_secret[1]"),
+    ] {
+        let (ok, out) = config_test(&format!("{secret}{body}"));
+        assert!(!ok, "{secret:?} was accepted");
+        assert!(out.contains(path), "{secret:?}: {out}");
+    }
+    let (ok, out) = config_test(body);
+    assert!(
+        ok,
+        "leaving cookie_secret out still means a random key: {out}"
+    );
+}
+
+#[test]
+fn secrets_never_echoed_in_config_errors() {
+    const VALUE: &str = "987654321987";
+    let body = "listeners:\n  - address: 127.0.0.1:1\npools:\n  - id: web\n    endpoints:\n      - { name: a, address: \"127.0.0.1:2\" }\nload_balancers:\n  - name: x\n    default_pools: [web]\n";
+    for (secret, path) in [
+        (format!("admin:\n  token: {VALUE}\n"), "admin.token"),
+        (format!("cookie_secret: {VALUE}\n"), "cookie_secret"),
+        (format!("cookie_secret: {VALUE}.5\n"), "cookie_secret"),
+        (
+            format!("cookie_secret:\n  - \"a first key that is long enough\"\n  - {VALUE}\n"),
+            "cookie_secret[1]",
+        ),
+    ] {
+        let (ok, out) = config_test(&format!("{secret}{body}"));
+        assert!(!ok, "{secret:?} was accepted");
+        assert!(out.contains(path), "{secret:?} names no path: {out}");
+        assert!(!out.contains(VALUE), "{secret:?} echoed: {out}");
+    }
+
+    // At reload: in the log and in the /reload answer.
+    let up = Upstream::start("a");
+    let admin_port = free_port();
+    let admin =
+        |token: &str| format!("admin:\n  address: 127.0.0.1:{admin_port}\n  token: {token}\n");
+    let t = start(&[&up], &admin("\"first-token-for-the-test\""));
+    wait_for("the admin listener", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let good = std::fs::read_to_string(&t.config).unwrap();
+    std::fs::write(
+        &t.config,
+        good.replace("\"first-token-for-the-test\"", VALUE),
+    )
+    .unwrap();
+    let r = common::ops::admin(
+        admin_port,
+        "POST",
+        "/reload",
+        Some("first-token-for-the-test"),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("admin.token"), "{}", r.body);
+    assert!(
+        !r.body.contains(VALUE),
+        "the /reload answer echoes it: {}",
+        r.body
+    );
+    wait_for(
+        "the reload error in the log",
+        Duration::from_secs(5),
+        || t.log().contains("reload refused"),
+    );
+    assert!(!t.log().contains(VALUE), "the log echoes it:\n{}", t.log());
+}
+
+/// An admin listener without a token, in front of upstreams `a` and `b`; returns its port.
+fn admin_without_token(ups: &[&Upstream]) -> (Tether, u16) {
+    let port = free_port();
+    let t = start(ups, &format!("admin:\n  address: 127.0.0.1:{port}\n"));
+    wait_for("the admin listener", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (t, port)
+}
+
+/// POSTs to the admin API with these headers, as a browser would (raw, so `Host` is as given).
+fn admin_post(port: u16, path: &str, lines: &[&[u8]]) -> RawResp {
+    let mut r = format!("POST {path} HTTP/1.1\r\n").into_bytes();
+    for l in lines {
+        r.extend_from_slice(l);
+        r.extend_from_slice(b"\r\n");
+    }
+    r.extend_from_slice(
+        b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    );
+    exchange(SocketAddr::from(([127, 0, 0, 1], port)), &r)
+}
+
+fn state_of(port: u16, name: &str) -> String {
+    let s = common::ops::admin(port, "GET", "/status", None).json();
+    let e = s["pools"][0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .cloned()
+        .unwrap();
+    e["state"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn admin_refuses_cross_site_requests_without_token() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let (_t, port) = admin_without_token(&[&a, &b]);
+    let drain = "/pools/web/endpoints/a/drain";
+    let own = format!("Host: 127.0.0.1:{port}");
+
+    // CSRF: a form or fetch() on another site, no preflight for text/plain.
+    let r = admin_post(
+        port,
+        drain,
+        &[own.as_bytes(), b"Origin: https://evil.example"],
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = admin_post(port, drain, &[own.as_bytes(), b"Origin: null"]);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(state_of(port, "a"), "serving", "nothing was drained");
+
+    // DNS rebinding: the attacker's name resolved to loopback.
+    let foreign = format!("Host: attacker.example:{port}");
+    let r = admin_post(port, drain, &[foreign.as_bytes()]);
+    assert_eq!(r.status, 403, "{r:?}");
+    let get = |host: &str| {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        exchange(SocketAddr::from(([127, 0, 0, 1], port)), req.as_bytes()).status
+    };
+    assert_eq!(get(&format!("attacker.example:{port}")), 403);
+    assert_eq!(get("127.0.0.1.attacker.example"), 403);
+    assert_eq!(state_of(port, "a"), "serving");
+
+    // What a person on the machine does still works: the status page and its own buttons
+    // (same origin), and curl (no Origin).
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "[::1]".into(),
+    ] {
+        assert_eq!(get(&host), 200, "{host}");
+    }
+    let origin = format!("Origin: http://127.0.0.1:{port}");
+    let r = admin_post(port, drain, &[own.as_bytes(), origin.as_bytes()]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_ne!(state_of(port, "a"), "serving");
+    let r = common::ops::admin(port, "POST", "/pools/web/endpoints/a/undrain", None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(state_of(port, "a"), "serving");
+}
+
+#[test]
+fn admin_token_scheme_is_case_insensitive() {
+    let up = Upstream::start("a");
+    let port = free_port();
+    let t = start(
+        &[&up],
+        &format!("admin:\n  address: 127.0.0.1:{port}\n  token: \"s3cret-token\"\n"),
+    );
+    wait_for("the admin listener", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let status = |auth: &str| {
+        let req = format!(
+            "GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+        );
+        exchange(SocketAddr::from(([127, 0, 0, 1], port)), req.as_bytes()).status
+    };
+    assert_eq!(status("Bearer s3cret-token"), 200);
+    assert_eq!(status("bearer s3cret-token"), 200);
+    assert_eq!(status("BEARER s3cret-token"), 200);
+    assert_eq!(status("Bearer s3cret-toke"), 401);
+    assert_eq!(status("Basic s3cret-token"), 401);
+    drop(t);
 }
 
 /// The access-log message (after `] `) of the one line that mentions `marker`.

@@ -4,10 +4,12 @@
 mod error;
 mod load;
 mod schema;
+mod secret;
 mod validate;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
+pub use secret::REDACTED;
 pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
 pub use values::{ExpectedCodes, SessionHeader};
