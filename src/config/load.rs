@@ -74,7 +74,17 @@ impl Config {
 
         let server = one(&root, "server", &mut errs).unwrap_or_default();
         let listeners = list::<Listener>(&root, "listeners", &mut errs);
-        let admin = one::<Admin>(&root, "admin", &mut errs);
+        let admin = match root.get("admin") {
+            // serde would quote a scalar here, and `admin: <token>` is an easy slip.
+            Some(v) if !matches!(v, Value::Mapping(_) | Value::Null) => {
+                errs.push(ConfigError::schema(
+                    "admin",
+                    "expected a mapping (address, token); the value is not shown",
+                ));
+                None
+            }
+            _ => one::<Admin>(&root, "admin", &mut errs),
+        };
         let limits = one(&root, "limits", &mut errs).unwrap_or_default();
         let cookie_secret = one::<Secrets>(&root, "cookie_secret", &mut errs);
         if matches!(root.get("cookie_secret"), Some(Value::Null)) {

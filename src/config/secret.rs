@@ -183,6 +183,39 @@ mod tests {
     }
 
     #[test]
+    fn config_and_snapshot_debug_never_show_secrets() {
+        let yaml = "admin:\n  token: \"the-admin-token-value\"\n\
+                    cookie_secret: [\"first-cookie-key-value\", \"second-cookie-key-value\"]\n\
+                    listeners:\n  - address: 127.0.0.1:1\n\
+                    pools:\n  - id: web\n    endpoints:\n      - { name: a, address: \"127.0.0.1:2\" }\n\
+                    load_balancers:\n  - name: x\n    default_pools: [web]\n";
+        let config = crate::config::Config::from_yaml(yaml, "test").unwrap();
+        let snap =
+            crate::balancer::Snapshot::build(config.clone(), &Default::default(), 0).unwrap();
+        let shown = format!("{config:?} {snap:?} {:?}", config.admin);
+        for secret in ["the-admin-token", "first-cookie-key", "second-cookie-key"] {
+            assert!(!shown.contains(secret), "{secret} shown");
+        }
+        assert!(shown.contains(REDACTED));
+    }
+
+    #[test]
+    fn a_mistyped_admin_section_is_refused_without_its_value() {
+        let yaml = "admin: 987654321987\n";
+        let err = crate::config::Config::from_yaml(yaml, "test")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("admin") && !err.contains("987654321987"),
+            "{err}"
+        );
+        let err = crate::config::Config::from_yaml("admin: hunter2\n", "test")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
     fn a_mistyped_secret_is_refused_without_its_value() {
         for yaml in [
             "987654321987",
