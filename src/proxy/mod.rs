@@ -2,6 +2,7 @@
 //! `balancer::route`; no routing logic lives here.
 
 mod access_log;
+pub mod conn;
 mod count;
 mod ctx;
 mod facts;
@@ -9,6 +10,7 @@ pub mod guard;
 pub mod limits;
 mod redirect;
 mod retry;
+pub mod tls_accept;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
