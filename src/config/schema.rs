@@ -98,6 +98,9 @@ pub struct Limits {
     pub request_header_timeout_seconds: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// An idle kept-alive HTTP/1 or HTTP/2 connection is closed after this many seconds.
+    #[serde(default = "sixty")]
+    pub keepalive_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -106,6 +109,7 @@ impl Default for Limits {
             max_request_header_bytes: default_max_header_bytes(),
             request_header_timeout_seconds: 10,
             max_connections: default_max_connections(),
+            keepalive_timeout_seconds: 60,
         }
     }
 }

@@ -217,6 +217,14 @@ fn limits(l: &Limits, e: &mut Vec<ConfigError>) {
             "is outside 1..3600",
         ));
     }
+    if !(1..=86_400).contains(&l.keepalive_timeout_seconds) {
+        let v = l.keepalive_timeout_seconds;
+        e.push(ConfigError::invalid(
+            "limits.keepalive_timeout_seconds",
+            v,
+            "is outside 1..86400",
+        ));
+    }
     if l.max_connections == 0 {
         e.push(ConfigError::invalid(
             "limits.max_connections",

@@ -2,6 +2,7 @@
 //! `balancer::route`; no routing logic lives here.
 
 pub(crate) mod access_log;
+pub mod conn;
 mod count;
 mod ctx;
 mod facts;
@@ -10,6 +11,7 @@ pub mod guard;
 pub mod limits;
 mod redirect;
 mod retry;
+pub mod tls_accept;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
