@@ -5,11 +5,13 @@ mod access_log;
 mod error;
 mod load;
 mod schema;
+mod secret;
 mod validate;
 mod values;
 
 pub use access_log::{AccessLog, AccessLogFormat};
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
+pub use secret::REDACTED;
 pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
 pub use values::{ExpectedCodes, SessionHeader};
