@@ -27,22 +27,42 @@ fn bench_chart_draws_cpu_and_p99_bars_for_every_row_of_the_readme_figures() {
             return;
         }
     };
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let svg = std::fs::read_to_string(&svg_path).unwrap();
-    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
     assert!(svg.trim_end().ends_with("</svg>"));
 
     let tsv = std::fs::read_to_string(&results).unwrap();
-    let rows: Vec<Vec<&str>> = tsv.lines().skip(1).map(|l| l.split('\t').collect()).collect();
+    let rows: Vec<Vec<&str>> = tsv
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
     assert_eq!(rows.len(), 12);
     let mut bars = 0;
     for r in &rows {
         let (name, p99, cpu) = (r[0], r[3], r[4]);
-        assert!(svg.contains(&format!(">{name}</text>")), "no label for {name}");
-        assert!(svg.contains(&format!("<title>{name}: {p99} µs</title>")), "no p99 bar for {name}");
+        assert!(
+            svg.contains(&format!(">{name}</text>")),
+            "no label for {name}"
+        );
+        assert!(
+            svg.contains(&format!("<title>{name}: {p99} µs</title>")),
+            "no p99 bar for {name}"
+        );
         if cpu != "-" {
             let cpu: f64 = cpu.parse().unwrap();
-            assert!(svg.contains(&format!("<title>{name}: {cpu} µs</title>")), "no CPU bar for {name}");
+            assert!(
+                svg.contains(&format!("<title>{name}: {cpu} µs</title>")),
+                "no CPU bar for {name}"
+            );
             bars += 1;
         }
         bars += 1;
@@ -50,5 +70,8 @@ fn bench_chart_draws_cpu_and_p99_bars_for_every_row_of_the_readme_figures() {
     assert_eq!(svg.matches("<rect x=").count(), bars);
     // The committed chart is this script's drawing of these figures.
     let committed = std::fs::read_to_string(root.join("bench/chart.svg")).unwrap();
-    assert_eq!(svg, committed, "bench/chart.svg is stale: regenerate it with bench/chart.py");
+    assert_eq!(
+        svg, committed,
+        "bench/chart.svg is stale: regenerate it with bench/chart.py"
+    );
 }

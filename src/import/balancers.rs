@@ -16,13 +16,20 @@ pub fn balancers(
     errs: &mut Vec<ImportError>,
 ) {
     let mut seen = std::collections::HashSet::new();
+    let mut hosts = std::collections::HashSet::new();
     for Located { at, item: lb } in &export.balancers {
         let key = lb.id.clone().unwrap_or_else(|| lb.name.clone());
         if !seen.insert(key) {
-            continue;
+            continue; // the same balancer exported twice (several files)
         }
         let what = format!("load balancer {:?} ({at})", lb.name);
         let mut notes = Vec::new();
+        let host = lb.name.trim().to_ascii_lowercase();
+        if lb.enabled != Some(false) && !hosts.insert(host) {
+            let note = "another enabled balancer answers the same hostname: not written";
+            out.not_imported.push(format!("{what}: {note}"));
+            continue;
+        }
         let errs_before = errs.len();
         let b = balancer(lb, at, pools, &mut notes, errs);
         let disabled = lb.enabled == Some(false);

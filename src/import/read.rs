@@ -77,6 +77,8 @@ pub fn read_files(files: &[impl AsRef<Path>]) -> Result<Export, Vec<ImportError>
 
 /// Reads one file's text; `name` names it in errors.
 pub fn read_text(text: &str, name: &str, export: &mut Export, errs: &mut Vec<ImportError>) {
+    // Some tools save JSON with a byte order mark; serde_json does not skip it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let root: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {

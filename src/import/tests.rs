@@ -309,3 +309,39 @@ fn unknown_fields_are_reported_not_dropped() {
         out.not_imported
     );
 }
+
+#[test]
+fn a_monitor_no_file_defines_is_reported_and_the_pool_kept() {
+    let pool = r#"[{"id":"p","name":"web","monitor":"m404","origins":[{"name":"a","address":"192.0.2.1"}]}]"#;
+    let lb = r#"[{"id":"l","name":"x.example.com","default_pools":["p"],"fallback_pool":"p"}]"#;
+    let out = import_text(&[pool, lb]).unwrap();
+    let config = load(&out.yaml);
+    assert_eq!(config.pools[0].pool.monitor, None);
+    assert!(
+        out.not_imported
+            .iter()
+            .any(|n| n.contains("monitor \"m404\" is in no input file")),
+        "{:#?}",
+        out.not_imported
+    );
+}
+
+#[test]
+fn two_balancers_for_one_hostname_keep_the_first_and_report_the_second() {
+    let pool = r#"[{"id":"p","name":"web","origins":[{"name":"a","address":"192.0.2.1"}]}]"#;
+    let lbs = r#"[{"id":"l1","name":"x.example.com","default_pools":["p"]},{"id":"l2","name":"X.example.com","default_pools":["p"]}]"#;
+    let out = import_text(
+        &["\u{feff}".to_string() + pool, lbs.to_string()]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let config = load(&out.yaml);
+    assert_eq!(config.load_balancers.len(), 1);
+    assert!(
+        out.not_imported.iter().any(|n| n.contains("same hostname")),
+        "{:#?}",
+        out.not_imported
+    );
+}
