@@ -38,7 +38,7 @@ fn snap(mode: &str, across: bool) -> Snapshot {
         .replace("MODE", mode)
         .replace("ACROSS", &across.to_string());
     let config = Config::from_yaml(&yaml, "test").unwrap_or_else(|e| panic!("{e}"));
-    Snapshot::build(config, &RuntimeState::default(), NOW).unwrap()
+    Snapshot::build(config, &RuntimeState::default(), NOW)
 }
 
 fn pick(random: u64) -> PickFacts {
@@ -187,7 +187,7 @@ fn header_sessions_fail_over_without_a_repin_unless_new() {
         )
         .replace("ACROSS", "false");
     let config = Config::from_yaml(&yaml, "test").unwrap_or_else(|e| panic!("{e}"));
-    let s = Snapshot::build(config, &RuntimeState::default(), NOW).unwrap();
+    let s = Snapshot::build(config, &RuntimeState::default(), NOW);
     let a = EndpointRef {
         pool: 0,
         endpoint: 0,
