@@ -6,6 +6,7 @@ mod error;
 mod load;
 mod schema;
 mod secret;
+mod typed;
 mod validate;
 mod values;
 
@@ -13,5 +14,5 @@ pub use access_log::{AccessLog, AccessLogFormat};
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
 pub use secret::REDACTED;
-pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
+pub use typed::{session_ttl, TypedBalancer, TypedEndpoint, TypedMonitor, TypedPool, Validated};
 pub use values::{ExpectedCodes, SessionHeader};

@@ -6,7 +6,7 @@ use super::pools::PoolIds;
 use super::read::{Export, Located, Origin};
 use super::yaml::{AdaptiveRouting, Attributes, Balancer, Commented, Imported};
 use super::ImportError;
-use crate::config::{SessionHeader, COOKIE_TTL, HEADER_TTL};
+use crate::config::{session_ttl, Affinity, SessionHeader};
 
 /// Maps every load balancer that is enabled.
 pub fn balancers(
@@ -100,11 +100,12 @@ fn balancer(
     let ttl = match (affinity, lb.session_affinity_ttl) {
         ("none", _) | (_, None) => None,
         (mode, Some(ttl)) => {
-            let range = if mode == "header" {
-                HEADER_TTL
-            } else {
-                COOKIE_TTL
+            let typed = match mode {
+                "header" => Affinity::Header,
+                "ip_cookie" => Affinity::IpCookie,
+                _ => Affinity::Cookie,
             };
+            let range = session_ttl(typed).map_or(ttl..=ttl, |(_, range)| range);
             let ok = ttl.clamp(*range.start(), *range.end());
             if ok != ttl {
                 notes.push(format!("session_affinity_ttl {ttl} is outside {}..{} for {mode} affinity: written as {ok}", range.start(), range.end()));

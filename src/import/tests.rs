@@ -29,6 +29,7 @@ fn all_fixtures() -> Vec<PathBuf> {
 fn load(yaml: &str) -> Config {
     Config::from_yaml_with_env(yaml, "imported", &|_| Some("s".repeat(32)))
         .unwrap_or_else(|e| panic!("tether refuses the import:\n{e}\n---\n{yaml}"))
+        .file
 }
 
 fn import_text(docs: &[&str]) -> Result<Output, Vec<ImportError>> {
