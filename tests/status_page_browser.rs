@@ -121,3 +121,65 @@ fn clicking_drain_in_the_browser_drains_the_endpoint_and_new_sessions_avoid_it()
         &format!("{state_b} === 'serving'"),
     );
 }
+
+#[test]
+fn with_a_token_the_page_asks_once_and_its_buttons_send_it() {
+    let Some(bin) = browser::chromium() else {
+        eprintln!("SKIPPED: chromium is not installed (`make deps` installs it)");
+        return;
+    };
+    const TOKEN: &str = "page-test-token-0123456789";
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let admin_port = free_port();
+    let _t = Tether::start(&format!(
+        "admin:\n  address: 127.0.0.1:{admin_port}\n  token: {TOKEN}\n\
+         pools:\n  - id: web\n    endpoints:\n{}\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n    session_affinity: cookie\n",
+        endpoints(&[&a, &b])
+    ));
+    wait_for("the admin listener", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let mut page = browser::Browser::start(bin);
+    page.call("Page.enable", serde_json::json!({}));
+    page.navigate(&format!("http://127.0.0.1:{admin_port}/"));
+    // The page holds no data until it has the token: it asks for it.
+    let dialog = page.wait_event("Page.javascriptDialogOpening");
+    assert_eq!(dialog["type"], "prompt", "{dialog}");
+    page.call(
+        "Page.handleJavaScriptDialog",
+        serde_json::json!({ "accept": true, "promptText": TOKEN }),
+    );
+    let drain_a = r#"button[data-action="drain"][data-name="a"]"#;
+    page.wait_until(
+        "the page loaded with the token",
+        Duration::from_secs(20),
+        &format!("document.querySelector('{drain_a}') !== null"),
+    );
+    assert_eq!(
+        page.eval("sessionStorage.getItem('tether-admin-token')"),
+        TOKEN
+    );
+
+    page.click(drain_a);
+    wait_for(
+        "a drained through the page",
+        Duration::from_secs(10),
+        || {
+            let status: Value = admin(admin_port, "GET", "/status", Some(TOKEN)).json();
+            status["pools"][0]["endpoints"][0]["admin_drained"] == true
+        },
+    );
+
+    // A reload of the page does not ask again: the token is kept for the tab.
+    page.call("Page.reload", serde_json::json!({}));
+    page.wait_until(
+        "the reloaded page showing a drained",
+        Duration::from_secs(20),
+        r#"document.querySelector('button[data-action="undrain"][data-name="a"]') !== null"#,
+    );
+    assert!(
+        !page.events_seen("Page.javascriptDialogOpening"),
+        "asked for the token again"
+    );
+}

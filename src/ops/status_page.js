@@ -7,8 +7,10 @@
   var asked = false;
 
   function headers() {
+    var h = { "X-Tether-Page": "1" };
     var t = sessionStorage.getItem(KEY);
-    return t ? { "Authorization": "Bearer " + t } : {};
+    if (t) { h["Authorization"] = "Bearer " + t; }
+    return h;
   }
 
   async function call(method, url) {

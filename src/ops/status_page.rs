@@ -32,6 +32,10 @@ button:disabled{opacity:.5}.key{display:inline-block;width:.8em;height:.25em;mar
 
 const SCRIPT: &str = include_str!("status_page.js");
 
+/// The header the page's script sends on its own requests (so that, with a token set, its
+/// `GET /` gets a 401 rather than [`locked`] again). Lower case, as `HeaderName` wants it.
+pub const SCRIPT_HEADER: &str = "x-tether-page";
+
 /// Colours of [`OUTCOME_GROUPS`], in order.
 const OUTCOME_COLOURS: [&str; 4] = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728"];
 /// Colour of the requests/s line.

@@ -30,6 +30,8 @@ pub struct Browser {
     port: u16,
     page: WebSocket<MaybeTlsStream<TcpStream>>,
     next_id: u64,
+    /// DevTools events read while waiting for a command's answer, oldest first.
+    events: Vec<Value>,
     _profile: tempfile::TempDir,
 }
 
@@ -84,6 +86,7 @@ impl Browser {
             port,
             page,
             next_id: 1,
+            events: Vec::new(),
             _profile: profile,
         }
     }
@@ -103,6 +106,28 @@ impl Browser {
                 assert!(v.get("error").is_none(), "{method}: {v}");
                 return v["result"].clone();
             }
+            if v.get("method").is_some() {
+                self.events.push(v);
+            }
+        }
+    }
+
+    /// True if the event `method` has been read and not consumed by [`Browser::wait_event`].
+    pub fn events_seen(&self, method: &str) -> bool {
+        self.events.iter().any(|e| e["method"] == method)
+    }
+
+    /// Waits for the DevTools event `method` (enable its domain first) and returns its params.
+    pub fn wait_event(&mut self, method: &str) -> Value {
+        loop {
+            if let Some(i) = self.events.iter().position(|e| e["method"] == method) {
+                return self.events.remove(i)["params"].clone();
+            }
+            let Message::Text(text) = self.page.read().unwrap() else {
+                continue;
+            };
+            self.events
+                .push(serde_json::from_str(text.as_str()).unwrap());
         }
     }
 
