@@ -95,6 +95,7 @@ fn lookup_costs() {
         cookies,
         headers,
         random: 7,
+        tls: false,
     };
 
     // A valid cookie, replayed.

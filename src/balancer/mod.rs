@@ -3,6 +3,7 @@
 
 pub mod failover;
 pub mod monitor;
+pub mod pinning;
 pub mod route;
 pub mod snapshot;
 pub mod state;

@@ -5,14 +5,11 @@ use std::net::IpAddr;
 
 use http::HeaderMap;
 
-use crate::affinity::cookies::cflb_values;
-use crate::affinity::header_key::session_key;
 use crate::affinity::rendezvous::HashKey;
-use crate::affinity::token::TokenError;
-use crate::config::{Affinity, SteeringPolicy};
+use crate::config::SteeringPolicy;
 
-use super::snapshot::{Balancer, EndpointRef, Snapshot};
-use super::state::Lifecycle;
+use super::pinning::Pin;
+use super::snapshot::{host_name, Balancer, EndpointRef, Snapshot};
 use super::steering::{pick_by_key, PickFacts};
 
 /// What the router needs to know about a request.
@@ -27,6 +24,8 @@ pub struct RequestFacts<'a> {
     pub headers: &'a HeaderMap,
     /// A fresh random number for steering.
     pub random: u64,
+    /// The request arrived over TLS.
+    pub tls: bool,
 }
 
 /// What happened to the request's session, as the access log and metrics name it.
@@ -96,129 +95,64 @@ pub struct Decision {
     pub key: Option<HashKey>,
 }
 
-/// Why a request cannot be routed.
+/// Why a request is not forwarded: tether answers it itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// No balancer answers this Host: 404, nothing forwarded.
     NoBalancer,
+    /// A plain-HTTP request to a balancer with `always_use_https`: 301 to https.
+    HttpsOnly { balancer: usize },
     /// No usable endpoint in any pool: 503.
     NoEndpoint { balancer: usize },
 }
 
-/// Decides where a request goes (SPEC §3.1, §3.2, §3.3, §3.6).
+impl Refusal {
+    /// The balancer that answered, when one did.
+    pub fn balancer(self) -> Option<usize> {
+        match self {
+            Refusal::NoBalancer => None,
+            Refusal::HttpsOnly { balancer } | Refusal::NoEndpoint { balancer } => Some(balancer),
+        }
+    }
+}
+
+/// Decides where a request goes (SPEC §2 `always_use_https`, §3.1, §3.2, §3.3, §3.6). The
+/// balancer is looked up once, here; its affinity mode says whether the request's pin holds.
 pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Decision, Refusal> {
     let b = snap
         .balancer_for_host(facts.host)
         .ok_or(Refusal::NoBalancer)?;
     let lb = &snap.balancers[b];
+    if !facts.tls && lb.always_use_https && redirectable(facts.host) {
+        return Err(Refusal::HttpsOnly { balancer: b });
+    }
     let pick = PickFacts {
         client: HashKey::of_ip(facts.client_ip),
         random: facts.random,
     };
-    let decide = |outcome, key, pin| {
-        let target =
-            pick_new(snap, lb, pick, key, &[]).ok_or(Refusal::NoEndpoint { balancer: b })?;
-        Ok(Decision {
-            balancer: b,
-            target,
-            pin,
-            outcome,
-            key,
-        })
-    };
-    let kept = |target, key| {
-        Ok(Decision {
-            balancer: b,
-            target,
-            pin: PinAction::None,
-            outcome: Outcome::Kept,
-            key,
-        })
-    };
-    match lb.affinity.mode {
-        Affinity::None => decide(Outcome::Unpinned, None, PinAction::None),
-        Affinity::Cookie | Affinity::IpCookie => {
-            let key = (lb.affinity.mode == Affinity::IpCookie).then_some(pick.client);
-            match pinned_by_cookie(snap, lb, facts.cookies, now) {
-                Ok(target) => kept(target, key),
-                Err(outcome) => decide(
-                    outcome,
-                    key,
-                    PinAction::Set {
-                        expires: now + lb.affinity.ttl,
-                    },
-                ),
-            }
+    let placement = lb.affinity.pinning.place(snap, lb, facts, pick.client, now);
+    let (target, pin, outcome) = match placement.pin {
+        Pin::Holds(target) => (target, PinAction::None, Outcome::Kept),
+        Pin::Place { outcome, action } => {
+            let target = pick_new(snap, lb, pick, placement.key, &[])
+                .ok_or(Refusal::NoEndpoint { balancer: b })?;
+            (target, action, outcome)
         }
-        Affinity::Header => {
-            let a = &lb.affinity;
-            let (Some(store), Some(key)) = (
-                &lb.sessions,
-                session_key(
-                    &a.headers,
-                    facts.headers,
-                    facts.cookies,
-                    a.require_all_headers,
-                ),
-            ) else {
-                return decide(Outcome::NoSession, None, PinAction::None);
-            };
-            let found = store.get(key.id).ok_or(Outcome::New);
-            let target = found.and_then(|id| lb.pins.get(&id).copied().ok_or(Outcome::Invalid));
-            match target.and_then(|t| still_serves(snap, lb, t, now)) {
-                Ok(target) => kept(target, Some(key.hash)),
-                Err(outcome) => decide(
-                    outcome,
-                    Some(key.hash),
-                    PinAction::Remember { session: key.id },
-                ),
-            }
-        }
-    }
+    };
+    Ok(Decision {
+        balancer: b,
+        target,
+        pin,
+        outcome,
+        key: placement.key,
+    })
 }
 
-/// The endpoint a valid `__cflb` cookie pins to, if it may still serve the session; otherwise
-/// why not. The first cookie that verifies is the one honoured.
-fn pinned_by_cookie(
-    snap: &Snapshot,
-    lb: &Balancer,
-    cookies: &[&[u8]],
-    now: u64,
-) -> Result<EndpointRef, Outcome> {
-    let mut why = Outcome::New;
-    for value in cflb_values(cookies) {
-        // A token is base64url, so a value that is not even UTF-8 is simply malformed.
-        let verified = std::str::from_utf8(value)
-            .map_err(|_| TokenError::Malformed)
-            .and_then(|v| snap.keys.verify(&lb.name, v, now));
-        match verified {
-            Ok(pin) => match lb.pins.get(&pin.endpoint) {
-                Some(&target) => return still_serves(snap, lb, target, now),
-                None => why = Outcome::Invalid,
-            },
-            Err(TokenError::Expired) if why != Outcome::Invalid => why = Outcome::Expired,
-            Err(_) => why = Outcome::Invalid,
-        }
-    }
-    Err(why)
-}
-
-/// `target` if a pinned session may still use it: healthy, and enabled or within its drain
-/// (SPEC §3.3, §3.5); otherwise why it must be re-pinned.
-fn still_serves(
-    snap: &Snapshot,
-    lb: &Balancer,
-    target: EndpointRef,
-    now: u64,
-) -> Result<EndpointRef, Outcome> {
-    let e = snap.endpoint(target);
-    if !e.state.healthy() {
-        return Err(Outcome::Unhealthy);
-    }
-    match e.lifecycle(lb.affinity.drain_duration, now) {
-        Lifecycle::Serving | Lifecycle::Draining { .. } => Ok(target),
-        Lifecycle::Drained => Err(Outcome::Drained),
-    }
+/// True when a plain-HTTP request to `host` can be redirected to https: its host name is
+/// usable in a `Location` (not empty, no whitespace or `/`). Otherwise it is served as it is.
+fn redirectable(host: &str) -> bool {
+    let name = host_name(host);
+    !name.is_empty() && !name.bytes().any(|b| b.is_ascii_whitespace() || b == b'/')
 }
 
 /// Picks the endpoint of a new session (SPEC §3.6): the first eligible pool of `default_pools`

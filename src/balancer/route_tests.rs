@@ -45,6 +45,7 @@ fn facts<'a>(host: &'a str, cookies: &'a [&'a [u8]], random: u64) -> RequestFact
         cookies,
         headers: empty(),
         random,
+        tls: false,
     }
 }
 
@@ -261,6 +262,33 @@ fn minimum_origins_makes_a_pool_ineligible() {
         "s",
         "web has 2 healthy of minimum 3: fallback"
     );
+}
+
+#[test]
+fn always_use_https_is_decided_with_the_balancer() {
+    let s = snap(&BASE.replace(
+        "session_affinity: cookie",
+        "session_affinity: cookie\n    always_use_https: true",
+    ));
+    assert_eq!(
+        route(&s, &facts("shop.example.com", &[], 0), NOW),
+        Err(Refusal::HttpsOnly { balancer: 0 })
+    );
+    let tls = RequestFacts {
+        tls: true,
+        ..facts("shop.example.com", &[], 0)
+    };
+    assert!(route(&s, &tls, NOW).is_ok(), "over TLS it is served");
+    // A host that cannot be put in a Location is served as it is.
+    let s = snap(&BASE.replace(
+        "default_pools: [spare]",
+        "default_pools: [spare]\n    always_use_https: true",
+    ));
+    assert_eq!(
+        route(&s, &facts("other.example.com", &[], 0), NOW),
+        Err(Refusal::HttpsOnly { balancer: 1 })
+    );
+    assert!(route(&s, &facts("", &[], 0), NOW).is_ok());
 }
 
 #[test]

@@ -13,6 +13,7 @@ use crate::affinity::EndpointId;
 use crate::config::{Affinity, Config, Failover, SessionHeader, SteeringPolicy, Validated};
 
 use super::monitor::MonitorSpec;
+use super::pinning::{self, Pinning};
 use super::state::{EndpointState, Lifecycle, RuntimeState};
 use super::steering::{self, Steering};
 
@@ -87,6 +88,8 @@ impl Pool {
 #[derive(Debug)]
 pub struct AffinityPolicy {
     pub mode: Affinity,
+    /// The mode's behaviour.
+    pub pinning: &'static dyn Pinning,
     /// Cookie lifetime, or the idle TTL of a header session, in seconds.
     pub ttl: u64,
     pub cookie: CookieAttributes,
@@ -225,6 +228,7 @@ impl Snapshot {
                 always_use_https: lb.always_use_https,
                 affinity: AffinityPolicy {
                     mode: lb.session_affinity,
+                    pinning: pinning::for_mode(lb.session_affinity),
                     ttl: typed.ttl,
                     cookie: CookieAttributes {
                         secure: attrs.secure,

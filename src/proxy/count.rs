@@ -6,20 +6,13 @@ use crate::live::Live;
 use crate::ops::metrics::{self, Finished};
 
 use super::ctx::RequestCtx;
-use super::facts;
 
 /// Records the finished request; a request that never read the snapshot is not counted.
 pub fn record(session: &Session, ctx: &RequestCtx, live: &Live) {
     let Some(snap) = &ctx.snapshot else {
         return;
     };
-    // Only requests tether answered itself need the balancer looked up again.
-    let balancer_without_decision = match ctx.decision {
-        Some(_) => None,
-        None => snap
-            .balancer_for_host(facts::host(session.req_header()))
-            .map(|b| snap.balancers[b].name.as_str()),
-    };
+    let balancer_without_decision = ctx.answered_by.map(|b| snap.balancers[b].name.as_str());
     metrics::record_request(
         snap,
         ctx.decision.as_ref(),

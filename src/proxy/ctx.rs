@@ -59,6 +59,8 @@ pub struct RequestCtx {
     pub snapshot: Option<Arc<Snapshot>>,
     pub facts: Option<Facts>,
     pub decision: Option<Decision>,
+    /// The balancer of a request that tether answered itself (redirect, 503), for metrics.
+    pub answered_by: Option<usize>,
     pub attempts: Attempts,
     pub timing: Timing,
 }
@@ -69,6 +71,7 @@ impl Default for RequestCtx {
             snapshot: None,
             facts: None,
             decision: None,
+            answered_by: None,
             attempts: Attempts::default(),
             timing: Timing {
                 started: Instant::now(),

@@ -96,13 +96,6 @@ impl ProxyHttp for Tether {
         let peer = facts::peer_ip(session);
         let client = facts::client_ip(&snap, req, peer);
         let tls = facts::is_tls(session);
-        if !tls {
-            if let Some(location) = redirect::https_location(&snap, req) {
-                ctx.snapshot = Some(snap);
-                redirect::respond(session, &location).await?;
-                return Ok(true);
-            }
-        }
         let now = unix_now();
         let decision = {
             let cookies = facts::cookie_headers(req);
@@ -112,6 +105,7 @@ impl ProxyHttp for Tether {
                 cookies: &cookies,
                 headers: &req.headers,
                 random: fastrand::u64(..),
+                tls,
             };
             route(&snap, &request, now)
         };
@@ -122,16 +116,25 @@ impl ProxyHttp for Tether {
             now,
         });
         ctx.snapshot = Some(snap);
-        match decision {
+        let refusal = match decision {
             Ok(d) => {
                 ctx.decision = Some(d);
-                Ok(false)
+                return Ok(false);
             }
-            Err(Refusal::NoBalancer) => {
+            Err(refusal) => refusal,
+        };
+        ctx.answered_by = refusal.balancer();
+        match refusal {
+            Refusal::HttpsOnly { .. } => {
+                let location = redirect::https_location(session.req_header());
+                redirect::respond(session, &location).await?;
+                Ok(true)
+            }
+            Refusal::NoBalancer => {
                 respond_plain(session, 404, "no load balancer answers this host\n").await?;
                 Ok(true)
             }
-            Err(Refusal::NoEndpoint { .. }) => {
+            Refusal::NoEndpoint { .. } => {
                 respond_plain(session, 503, "no healthy endpoint is available\n").await?;
                 Ok(true)
             }
