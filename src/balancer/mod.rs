@@ -2,7 +2,6 @@
 //! policies, and the routing decision that ties them together.
 
 pub mod failover;
-pub mod monitor;
 pub mod pinning;
 pub mod route;
 pub mod snapshot;

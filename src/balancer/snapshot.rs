@@ -10,9 +10,10 @@ use crate::affinity::cookies::CookieAttributes;
 use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::EndpointId;
-use crate::config::{Affinity, Config, Failover, SessionHeader, SteeringPolicy, Validated};
+use crate::config::{
+    Affinity, Config, Failover, MonitorSpec, SessionHeader, SteeringPolicy, Validated,
+};
 
-use super::monitor::MonitorSpec;
 use super::pinning::{self, Pinning};
 use super::state::{EndpointState, Lifecycle, RuntimeState};
 use super::steering::{self, Steering};
@@ -160,12 +161,7 @@ impl Snapshot {
             None => fallback_keys.clone(),
         };
 
-        let monitors: Vec<Arc<MonitorSpec>> = config
-            .monitors
-            .iter()
-            .zip(&typed_monitors)
-            .map(|(m, typed)| Arc::new(MonitorSpec::compile(m, typed)))
-            .collect();
+        let monitors: Vec<Arc<MonitorSpec>> = typed_monitors.into_iter().map(Arc::new).collect();
         let mut pools = Vec::with_capacity(config.pools.len());
         for (p, typed) in config.pools.iter().zip(&typed_pools) {
             let endpoints: Vec<Endpoint> = p

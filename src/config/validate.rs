@@ -7,7 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::error::ConfigError;
 use super::schema::*;
-use super::typed::{session_ttl, TypedBalancer, TypedEndpoint, TypedMonitor, TypedPool, Validated};
+use super::typed::{session_ttl, MonitorSpec, TypedBalancer, TypedEndpoint, TypedPool, Validated};
 use super::values::{ExpectedCodes, SessionHeader};
 
 /// Parses `host:port`, resolving a host name; validation calls it once per endpoint.
@@ -60,7 +60,7 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
         "monitor",
         e,
     );
-    let monitors: Vec<Option<TypedMonitor>> = config
+    let monitors: Vec<Option<MonitorSpec>> = config
         .monitors
         .iter()
         .enumerate()
@@ -256,7 +256,7 @@ fn limits(l: &Limits, e: &mut Vec<ConfigError>) {
     }
 }
 
-fn monitor(m: &Monitor, path: &str, e: &mut Vec<ConfigError>) -> Option<TypedMonitor> {
+fn monitor(m: &Monitor, path: &str, e: &mut Vec<ConfigError>) -> Option<MonitorSpec> {
     let mut expected_codes = Some(ExpectedCodes::default());
     if m.kind != MonitorKind::Tcp {
         if m.method.is_empty() || !m.method.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -313,9 +313,7 @@ fn monitor(m: &Monitor, path: &str, e: &mut Vec<ConfigError>) -> Option<TypedMon
             ));
         }
     }
-    Some(TypedMonitor {
-        expected_codes: expected_codes?,
-    })
+    Some(MonitorSpec::compile(m, expected_codes?))
 }
 
 fn header_map(

@@ -13,6 +13,7 @@
 //! forgotten, and an endpoint whose pool has no monitor counts as healthy.
 
 mod drain_log;
+pub mod monitor;
 mod probe;
 
 use std::collections::{HashMap, HashSet};
@@ -26,8 +27,8 @@ use pingora::services::background::BackgroundService;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use self::monitor::{CheckFailure, MonitorSpec, Streak};
 use crate::affinity::EndpointId;
-use crate::balancer::monitor::{CheckFailure, MonitorSpec, Streak};
 use crate::balancer::{EndpointState, Snapshot};
 use crate::clock::unix_now;
 use crate::live::Live;

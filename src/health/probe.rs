@@ -9,7 +9,7 @@ use pingora::connectors::http::v1::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::balancer::monitor::{CheckFailure, MonitorSpec, BODY_LIMIT};
+use super::monitor::{CheckFailure, MonitorSpec, BODY_LIMIT};
 use crate::config::MonitorKind;
 
 /// Runs checks; one per health service, shared by all its concurrent checks.
