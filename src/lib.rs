@@ -13,3 +13,4 @@ pub mod live;
 pub mod ops;
 pub mod proxy;
 pub mod server;
+pub mod telemetry;

@@ -35,7 +35,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    tether::ops::log_sink::init();
+    tether::telemetry::log_sink::init();
     let cli = Cli::parse();
     let base = match std::env::current_dir() {
         Ok(d) => d,

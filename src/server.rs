@@ -17,11 +17,11 @@ use crate::health::EndpointWatch;
 use crate::live::Live;
 use crate::ops::admin::AdminApi;
 use crate::ops::graceful::LateCleanup;
-use crate::ops::log_sink::{self, AccessLogFlush};
 use crate::ops::reload::SighupReload;
 use crate::proxy::guard::Guarded;
 use crate::proxy::tls_accept::TlsAcceptor;
 use crate::proxy::Tether;
+use crate::telemetry::log_sink::{self, AccessLogFlush};
 
 /// Command-line switches that Pingora itself acts on.
 #[derive(Debug, Clone, Copy, Default)]

@@ -114,7 +114,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
 /// The one place a health transition is reported: the log line here, and the metrics counter
 /// beside it.
 fn report_transition(pool: &str, endpoint: &str, healthy: bool, reason: &str, in_a_row: u64) {
-    crate::ops::metrics::record_health_transition(pool, endpoint, healthy);
+    crate::telemetry::metrics::record_health_transition(pool, endpoint, healthy);
     let run = if in_a_row > 0 {
         format!(" ({in_a_row} in a row)")
     } else {

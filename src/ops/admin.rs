@@ -17,7 +17,8 @@ use crate::proxy::access_log::Escaped;
 
 use super::admin_auth::{bearer_matches, same_site};
 use super::status::{self, NotFound};
-use super::{metrics, reload, status_page};
+use super::{reload, status_page};
+use crate::telemetry::metrics;
 
 /// The admin API over the live instance.
 pub struct AdminApi {

@@ -14,7 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{Config, Listener};
 use crate::live::Live;
 
-use super::metrics;
+use crate::telemetry::metrics;
 
 /// Reloads `live` and logs the result; shared by SIGHUP and the admin API. Counted in metrics.
 pub fn reload_and_log(live: &Live) -> Result<(), crate::config::ConfigErrors> {

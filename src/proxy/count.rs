@@ -3,7 +3,7 @@
 use pingora_proxy::Session;
 
 use crate::live::Live;
-use crate::ops::metrics::{self, Finished};
+use crate::telemetry::metrics::{self, Finished};
 
 use super::ctx::RequestCtx;
 

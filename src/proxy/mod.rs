@@ -79,7 +79,7 @@ impl ProxyHttp for Tether {
         let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
         if let Err(refused) = limits::check(req, raw.as_deref(), limit) {
             log::warn!(target: "refused", "{} {:?} from {}", refused.status(), refused, facts::peer_ip(session));
-            crate::ops::metrics::record_refusal(refused.reason());
+            crate::telemetry::metrics::record_refusal(refused.reason());
             respond_plain(session, refused.status(), refused.body()).await?;
             // Nothing more is read from a connection whose framing cannot be trusted.
             return Err(Error::explain(
