@@ -54,6 +54,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order: `outcome as usize` indexes it.
+    pub const ALL: [Outcome; 10] = [
+        Outcome::Unpinned,
+        Outcome::New,
+        Outcome::Kept,
+        Outcome::NoSession,
+        Outcome::Expired,
+        Outcome::Invalid,
+        Outcome::Unhealthy,
+        Outcome::Drained,
+        Outcome::FailoverTemporary,
+        Outcome::FailoverSticky,
+    ];
+
     /// The name used in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

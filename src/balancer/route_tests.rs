@@ -426,3 +426,10 @@ fn header_sessions_survive_a_rebuild_for_endpoints_that_still_exist() {
         );
     }
 }
+
+#[test]
+fn outcome_table_matches_declaration_order() {
+    for (i, o) in Outcome::ALL.iter().enumerate() {
+        assert_eq!(*o as usize, i, "{}", o.as_str());
+    }
+}

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::affinity::cookies::CookieAttributes;
 use crate::affinity::sessions::SessionStore;
@@ -13,8 +14,10 @@ use crate::affinity::EndpointId;
 use crate::config::{
     Affinity, Config, Failover, MonitorSpec, SessionHeader, SteeringPolicy, Validated,
 };
+use crate::telemetry::metrics::{self, BalancerCounters};
 
 use super::pinning::{self, Pinning};
+use super::route::Decision;
 use super::state::{EndpointState, Lifecycle, RuntimeState};
 use super::steering::{self, Steering};
 
@@ -116,6 +119,8 @@ pub struct Balancer {
     pub pins: HashMap<EndpointId, EndpointRef>,
     /// The header-session store, in `header` mode; it outlives the snapshot.
     pub sessions: Option<Arc<SessionStore>>,
+    /// Its request counters, made when the snapshot is committed.
+    pub counters: Option<BalancerCounters>,
 }
 
 /// The immutable routing view of one config.
@@ -240,6 +245,7 @@ impl Snapshot {
                 },
                 pins,
                 sessions: None,
+                counters: None,
             });
         }
         Snapshot {
@@ -273,6 +279,31 @@ impl Snapshot {
             self.exact.get(name)
         };
         found.copied().or(self.wildcard)
+    }
+
+    /// Counts a finished request in `/metrics`: routed by `decision`, or answered by tether
+    /// itself on behalf of balancer `answered_by` (redirect, 503) or of none (404).
+    pub fn count(
+        &self,
+        decision: Option<&Decision>,
+        answered_by: Option<usize>,
+        status: u16,
+        upstream: Option<Duration>,
+    ) {
+        match (decision, answered_by) {
+            (Some(d), _) => {
+                if let Some(c) = &self.balancers[d.balancer].counters {
+                    let at = (d.target.pool, d.target.endpoint);
+                    c.routed(at, d.outcome as usize, status, upstream);
+                }
+            }
+            (None, Some(b)) => {
+                if let Some(c) = &self.balancers[b].counters {
+                    c.answered(status);
+                }
+            }
+            (None, None) => metrics::unrouted(status),
+        }
     }
 
     /// The endpoint at `r`.

@@ -10,7 +10,9 @@ use std::time::Duration;
 use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 use crate::config::Affinity;
+use crate::telemetry::metrics::BalancerCounters;
 
+use super::route::Outcome;
 use super::snapshot::Snapshot;
 
 /// Where an endpoint is in its life: serving new sessions, draining old ones, or drained.
@@ -150,8 +152,8 @@ impl Registry {
     /// Commits `snap`'s claim on runtime state at `now`: each endpoint takes the state of the
     /// endpoint with its pool id and name (its fresh one when it is new), its drain clock
     /// follows the file's `enabled`; each `header` balancer takes its session store (resized
-    /// when its limits changed). State of endpoints and balancers `snap` lacks is dropped, so
-    /// the registry holds exactly what `snap` uses.
+    /// when its limits changed) and every balancer its request counters. State of endpoints
+    /// and balancers `snap` lacks is dropped, so the registry holds exactly what `snap` uses.
     pub fn adopt(&mut self, snap: &mut Snapshot, now: u64) {
         let mut endpoints = HashMap::with_capacity(self.endpoints.len());
         for pool in &mut snap.pools {
@@ -166,6 +168,20 @@ impl Registry {
             }
         }
         self.endpoints = endpoints;
+
+        let pools = &snap.pools;
+        for b in &mut snap.balancers {
+            let mut reach: Vec<Vec<Option<(&str, &str)>>> = pools
+                .iter()
+                .map(|p| vec![None; p.endpoints.len()])
+                .collect();
+            for r in b.pins.values() {
+                let pool = &pools[r.pool];
+                reach[r.pool][r.endpoint] = Some((&pool.id, &pool.endpoints[r.endpoint].name));
+            }
+            let outcomes = Outcome::ALL.map(Outcome::as_str);
+            b.counters = Some(BalancerCounters::new(&b.name, &outcomes, &reach));
+        }
 
         let mut sessions = HashMap::new();
         for b in &mut snap.balancers {

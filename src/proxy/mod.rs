@@ -3,7 +3,6 @@
 
 pub(crate) mod access_log;
 pub mod conn;
-mod count;
 mod ctx;
 mod facts;
 pub mod forwarded;
@@ -247,7 +246,15 @@ impl ProxyHttp for Tether {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.attempts.inflight = None;
         access_log::write(session, e, ctx);
-        count::record(session, ctx, &self.live);
+        if let Some(snap) = &ctx.snapshot {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            snap.count(
+                ctx.decision.as_ref(),
+                ctx.answered_by,
+                status,
+                ctx.timing.upstream,
+            );
+        }
     }
 }
 
