@@ -1,6 +1,7 @@
 //! Choosing an endpoint: the config snapshot, the runtime state of endpoints, `origin_steering`
 //! policies, and the routing decision that ties them together.
 
+mod commit;
 pub mod failover;
 pub mod pinning;
 pub mod route;

@@ -213,7 +213,7 @@ fn unhealthy_or_drained_pin_is_repinned_and_draining_pin_kept() {
     );
     a.state.set_healthy(true);
     a.state.set_admin_drained(true);
-    a.state.sync_enabled(false, NOW);
+    a.state.run_drain_clock(false, NOW);
     let d = route(
         &s,
         &facts("shop.example.com", &[cookie.as_bytes()], 0),
