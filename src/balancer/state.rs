@@ -137,7 +137,7 @@ impl RuntimeState {
         let reg = self.lock();
         reg.sessions
             .iter()
-            .map(|(b, s)| (b.clone(), s.len()))
+            .map(|(b, s)| (b.clone(), s.count()))
             .collect()
     }
 }

@@ -170,7 +170,7 @@ fn record(t: &mut Tracked, result: Result<String, CheckFailure>) {
         },
         Some(healthy) => {
             t.state.set_healthy(healthy);
-            report_transition(&t.pool, &t.name, healthy, &reason, t.streak.len());
+            report_transition(&t.pool, &t.name, healthy, &reason, t.streak.in_a_row());
         }
         None if result.is_err() => log::debug!("{} check failed: {reason}", t.label),
         None => {}
@@ -318,7 +318,7 @@ load_balancers: [{ name: "*", default_pools: [web] }]
             new_a.state.healthy(),
             "the old check's failure stays with the old endpoint"
         );
-        assert!(tracked[&new_a.id].streak.is_empty());
+        assert_eq!(tracked[&new_a.id].streak.in_a_row(), 0);
 
         // A check of the same endpoint is recorded.
         let check = Running {

@@ -96,14 +96,9 @@ impl Streak {
         }
     }
 
-    /// How many equal results in a row, for log lines.
-    pub fn len(&self) -> u64 {
+    /// How many equal results in a row (0 before the first), for log lines.
+    pub fn in_a_row(&self) -> u64 {
         self.run.unsigned_abs()
-    }
-
-    /// True before the first result.
-    pub fn is_empty(&self) -> bool {
-        self.run == 0
     }
 }
 
@@ -174,7 +169,7 @@ mod tests {
         assert_eq!(s.record(false, true, 2, 3), None);
         assert_eq!(s.record(false, true, 2, 3), None);
         assert_eq!(s.record(false, true, 2, 3), Some(false));
-        assert_eq!(s.len(), 3);
+        assert_eq!(s.in_a_row(), 3);
         // unhealthy, up after 2 successes in a row.
         assert_eq!(s.record(true, false, 2, 3), None);
         assert_eq!(s.record(true, false, 2, 3), Some(true));
@@ -185,7 +180,7 @@ mod tests {
     #[test]
     fn one_failure_flips_with_consecutive_down_1() {
         let mut s = Streak::default();
-        assert!(s.is_empty());
+        assert_eq!(s.in_a_row(), 0);
         assert_eq!(s.record(false, true, 1, 1), Some(false));
     }
 }

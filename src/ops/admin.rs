@@ -67,7 +67,7 @@ fn metrics_page(snap: &Snapshot) -> String {
     let sessions = snap.balancers.iter().filter_map(|b| {
         let store = b.sessions.as_ref()?;
         store.sync();
-        Some((b.name.as_str(), store.len()))
+        Some((b.name.as_str(), store.count()))
     });
     metrics::render(endpoints, sessions)
 }
