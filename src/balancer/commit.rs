@@ -41,7 +41,7 @@ impl Registry {
                 .iter()
                 .map(|p| vec![None; p.endpoints.len()])
                 .collect();
-            for r in b.pins.values() {
+            for r in b.by_id.values() {
                 let pool = &pools[r.pool];
                 reach[r.pool][r.endpoint] = Some((&pool.id, &pool.endpoints[r.endpoint].name));
             }

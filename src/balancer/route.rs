@@ -31,8 +31,8 @@ pub struct RequestFacts<'a> {
 /// What happened to the request's session, as the access log and metrics name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The balancer has no affinity.
-    Unpinned,
+    /// The balancer has no affinity (`session_affinity: none`); named "none".
+    NoAffinity,
     /// No affinity cookie or header session yet: a first visit.
     New,
     /// A valid pin was honoured.
@@ -56,7 +56,7 @@ pub enum Outcome {
 impl Outcome {
     /// Every outcome, in declaration order: `outcome as usize` indexes it.
     pub const ALL: [Outcome; 10] = [
-        Outcome::Unpinned,
+        Outcome::NoAffinity,
         Outcome::New,
         Outcome::Kept,
         Outcome::NoSession,
@@ -71,7 +71,7 @@ impl Outcome {
     /// The name used in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Unpinned => "none",
+            Outcome::NoAffinity => "none",
             Outcome::New => "new",
             Outcome::NoSession => "no-session",
             Outcome::Kept => "kept",

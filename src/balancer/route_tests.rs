@@ -295,7 +295,7 @@ fn always_use_https_is_decided_with_the_balancer() {
 fn affinity_none_sets_no_pin() {
     let s = snap(&BASE.replace("session_affinity: cookie", "session_affinity: none"));
     let d = route(&s, &facts("shop.example.com", &[], 0), NOW).unwrap();
-    assert_eq!((d.pin, d.outcome), (PinAction::None, Outcome::Unpinned));
+    assert_eq!((d.pin, d.outcome), (PinAction::None, Outcome::NoAffinity));
 }
 
 #[test]

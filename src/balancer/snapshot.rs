@@ -116,7 +116,7 @@ pub struct Balancer {
     pub always_use_https: bool,
     pub affinity: AffinityPolicy,
     /// Every endpoint reachable from this balancer, by the id a cookie or session names.
-    pub pins: HashMap<EndpointId, EndpointRef>,
+    pub by_id: HashMap<EndpointId, EndpointRef>,
     /// The header-session store, in `header` mode; it outlives the snapshot.
     pub sessions: Option<Arc<SessionStore>>,
     /// Its request counters, made when the snapshot is committed.
@@ -203,10 +203,10 @@ impl Snapshot {
             .zip(typed_balancers)
             .enumerate()
         {
-            let mut pins = HashMap::new();
+            let mut by_id = HashMap::new();
             for &pi in typed.default_pools.iter().chain([&typed.fallback]) {
                 for (ei, e) in pools[pi].endpoints.iter().enumerate() {
-                    pins.insert(
+                    by_id.insert(
                         e.id,
                         EndpointRef {
                             pool: pi,
@@ -243,7 +243,7 @@ impl Snapshot {
                     require_all_headers: attrs.require_all_headers,
                     max_sessions: lb.max_sessions,
                 },
-                pins,
+                by_id,
                 sessions: None,
                 counters: None,
             });

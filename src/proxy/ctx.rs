@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::balancer::{Decision, EndpointRef, EndpointState, Snapshot};
 
-/// Facts kept for later hooks.
+/// How and when the request arrived, kept for later hooks (the router's view of the request
+/// is `balancer::RequestFacts`, which borrows it and lives only while routing).
 #[derive(Debug, Clone, Copy)]
-pub struct Facts {
+pub struct Arrival {
     /// The socket peer.
     pub peer: IpAddr,
     /// The client, after `trusted_proxies`.
@@ -57,7 +58,7 @@ pub struct Timing {
 #[derive(Debug)]
 pub struct RequestCtx {
     pub snapshot: Option<Arc<Snapshot>>,
-    pub facts: Option<Facts>,
+    pub facts: Option<Arrival>,
     pub decision: Option<Decision>,
     /// The balancer of a request that tether answered itself (redirect, 503), for metrics.
     pub answered_by: Option<usize>,

@@ -28,7 +28,7 @@ use crate::clock::unix_now;
 use crate::live::Live;
 
 pub use ctx::RequestCtx;
-use ctx::{Facts, InFlight};
+use ctx::{Arrival, InFlight};
 
 /// How long tether waits for an upstream TCP connect before calling it failed (Cloudflare 522).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,7 +108,7 @@ impl ProxyHttp for Tether {
             };
             route(&snap, &request, now)
         };
-        ctx.facts = Some(Facts {
+        ctx.facts = Some(Arrival {
             peer,
             client,
             tls,

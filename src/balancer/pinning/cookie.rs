@@ -65,7 +65,7 @@ fn pinned_by_cookie(
             .map_err(|_| TokenError::Malformed)
             .and_then(|v| snap.keys.verify(&lb.name, v, now));
         match verified {
-            Ok(pin) => match lb.pins.get(&pin.endpoint) {
+            Ok(pin) => match lb.by_id.get(&pin.endpoint) {
                 Some(&target) => return still_serves(snap, lb, target, now),
                 None => why = Outcome::Invalid,
             },

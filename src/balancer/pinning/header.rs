@@ -39,7 +39,7 @@ impl Pinning for HeaderSession {
             };
         };
         let found = store.get(key.id).ok_or(Outcome::New);
-        let target = found.and_then(|id| lb.pins.get(&id).copied().ok_or(Outcome::Invalid));
+        let target = found.and_then(|id| lb.by_id.get(&id).copied().ok_or(Outcome::Invalid));
         let pin = match target.and_then(|t| still_serves(snap, lb, t, now)) {
             Ok(target) => Pin::Holds(target),
             Err(outcome) => Pin::Place {

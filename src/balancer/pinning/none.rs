@@ -22,7 +22,7 @@ impl Pinning for NoAffinity {
         Placement {
             key: None,
             pin: Pin::Place {
-                outcome: Outcome::Unpinned,
+                outcome: Outcome::NoAffinity,
                 action: PinAction::None,
             },
         }
