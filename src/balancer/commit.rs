@@ -10,7 +10,7 @@ use crate::affinity::sessions::SessionStore;
 use crate::config::Affinity;
 use crate::telemetry::metrics::BalancerCounters;
 
-use super::route::Outcome;
+use super::decision::Outcome;
 use super::snapshot::Snapshot;
 use super::state::Registry;
 

@@ -5,7 +5,9 @@
 
 use crate::config::Failover;
 
-use super::route::{pick_in_pool, Decision, Outcome};
+use super::decision::{Decision, Outcome};
+use super::pinning;
+use super::route::pick_in_pool;
 use super::snapshot::{EndpointRef, Snapshot};
 use super::steering::PickFacts;
 
@@ -79,10 +81,8 @@ pub fn failover(
     // A session being pinned anyway (cookie minted, header session remembered) is pinned to
     // the endpoint that serves: the proxy pins to `target` when the response goes out.
     let expires = now + lb.affinity.ttl;
-    let pin = lb
-        .affinity
-        .pinning
-        .failover_pin(failed.pin, lb.affinity.failover, expires);
+    let pin =
+        pinning::for_mode(lb.affinity.mode).failover_pin(failed.pin, lb.affinity.failover, expires);
     Some(Decision {
         balancer: failed.balancer,
         target,

@@ -3,7 +3,7 @@
 //! new one and swaps it in whole; a request never sees half of each.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,51 +16,10 @@ use crate::config::{
 };
 use crate::telemetry::metrics::{self, BalancerCounters};
 
-use super::pinning::{self, Pinning};
-use super::route::Decision;
-use super::state::{EndpointState, Lifecycle, RuntimeState};
+use super::decision::Decision;
+pub use super::endpoint::{Endpoint, EndpointRef};
+use super::state::RuntimeState;
 use super::steering::{self, Steering};
-
-/// Where an endpoint sits in a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndpointRef {
-    pub pool: usize,
-    pub endpoint: usize,
-}
-
-/// One endpoint with everything the request path needs precomputed.
-#[derive(Debug)]
-pub struct Endpoint {
-    pub name: String,
-    pub id: EndpointId,
-    pub addr: SocketAddr,
-    pub weight: f64,
-    /// `enabled` as the file says; a runtime drain lives in `state`.
-    pub enabled: bool,
-    /// The `Host` to send upstream instead of the client's.
-    pub host: Option<String>,
-    /// `pool/name`, for logs.
-    pub label: String,
-    pub state: Arc<EndpointState>,
-}
-
-impl Endpoint {
-    /// Enabled in the file and not drained at runtime.
-    pub fn enabled_now(&self) -> bool {
-        self.enabled && !self.state.admin_drained()
-    }
-
-    /// Serving, draining or drained, given the balancer's drain duration.
-    pub fn lifecycle(&self, drain_duration: u64, now: u64) -> Lifecycle {
-        self.state
-            .lifecycle(self.enabled_now(), drain_duration, now)
-    }
-
-    /// May take a new session: healthy, enabled, and with weight.
-    pub fn takes_new(&self) -> bool {
-        self.enabled_now() && self.state.healthy() && self.weight > 0.0
-    }
-}
 
 /// A pool of endpoints.
 #[derive(Debug)]
@@ -91,9 +50,8 @@ impl Pool {
 /// How a balancer pins sessions.
 #[derive(Debug)]
 pub struct AffinityPolicy {
+    /// The mode; `balancer::pinning::for_mode` gives its behaviour.
     pub mode: Affinity,
-    /// The mode's behaviour.
-    pub pinning: &'static dyn Pinning,
     /// Cookie lifetime, or the idle TTL of a header session, in seconds.
     pub ttl: u64,
     pub cookie: CookieAttributes,
@@ -229,7 +187,6 @@ impl Snapshot {
                 always_use_https: lb.always_use_https,
                 affinity: AffinityPolicy {
                     mode: lb.session_affinity,
-                    pinning: pinning::for_mode(lb.session_affinity),
                     ttl: typed.ttl,
                     cookie: CookieAttributes {
                         secure: attrs.secure,

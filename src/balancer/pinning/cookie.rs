@@ -7,7 +7,7 @@ use crate::affinity::rendezvous::HashKey;
 use crate::affinity::token::TokenError;
 use crate::config::Failover;
 
-use super::super::route::{Outcome, PinAction, RequestFacts};
+use super::super::decision::{Outcome, PinAction, RequestFacts};
 use super::super::snapshot::{Balancer, EndpointRef, Snapshot};
 use super::{still_serves, Pin, Pinning, Placement};
 

@@ -5,7 +5,7 @@
 use crate::affinity::header_key::session_key;
 use crate::affinity::rendezvous::HashKey;
 
-use super::super::route::{Outcome, PinAction, RequestFacts};
+use super::super::decision::{Outcome, PinAction, RequestFacts};
 use super::super::snapshot::{Balancer, Snapshot};
 use super::{still_serves, Pin, Pinning, Placement};
 

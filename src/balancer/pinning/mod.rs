@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use crate::affinity::rendezvous::HashKey;
 use crate::config::{Affinity, Failover};
 
-use super::route::{Outcome, PinAction, RequestFacts};
+use super::decision::{Outcome, PinAction, RequestFacts};
 use super::snapshot::{Balancer, EndpointRef, Snapshot};
 use super::state::Lifecycle;
 

@@ -2,7 +2,7 @@
 
 use crate::affinity::rendezvous::HashKey;
 
-use super::super::route::{Outcome, PinAction, RequestFacts};
+use super::super::decision::{Outcome, PinAction, RequestFacts};
 use super::super::snapshot::{Balancer, Snapshot};
 use super::{Pin, Pinning, Placement};
 
