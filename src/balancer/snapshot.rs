@@ -11,9 +11,10 @@ use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::EndpointId;
 use crate::config::{
-    parse_cidr, resolve_address, Affinity, Config, ConfigError, ConfigErrors, Failover,
+    parse_cidr, resolve_address, Affinity, Config, ConfigError, ConfigErrors, Failover, OriginTls,
     SessionHeader, SteeringPolicy,
 };
+use crate::proxy::origin::Origin;
 
 use super::monitor::MonitorSpec;
 use super::state::{EndpointState, Lifecycle, RuntimeState, SessionNeed};
@@ -40,6 +41,8 @@ pub struct Endpoint {
     /// `pool/name`, for logs.
     pub label: String,
     pub state: Arc<EndpointState>,
+    /// How it is reached: the prebuilt peer (plain or TLS) and its TLS checks (SPEC §3.8).
+    pub origin: Origin,
 }
 
 impl Endpoint {
@@ -187,16 +190,37 @@ impl Snapshot {
                 let host = e
                     .header
                     .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("host"));
+                    .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+                    .and_then(|(_, v)| v.first().cloned());
+                let label = format!("{}/{}", p.pool.id, e.name);
+                let tls = OriginTls::resolve(
+                    e.tls.as_ref(),
+                    p.pool.tls.as_ref(),
+                    host.as_deref(),
+                    &e.address,
+                );
+                let origin = match Origin::compile(addr, &tls, &label) {
+                    Ok(o) => o,
+                    Err(reason) => {
+                        let path = match e.tls.as_ref().and_then(|t| t.ca_path.as_ref()) {
+                            Some(_) => format!("pools[{pi}].endpoints[{ei}].tls.ca_path"),
+                            None => format!("pools[{pi}].tls.ca_path"),
+                        };
+                        let ca = tls.ca_path.unwrap_or_default();
+                        errs.push(ConfigError::invalid(path, ca, reason));
+                        continue;
+                    }
+                };
                 endpoints.push(Endpoint {
                     name: e.name.clone(),
                     id: EndpointId::of(&p.pool.id, &e.name),
                     addr,
                     weight: e.weight,
                     enabled: e.enabled,
-                    host: host.and_then(|(_, v)| v.first().cloned()),
-                    label: format!("{}/{}", p.pool.id, e.name),
+                    host,
+                    label,
                     state,
+                    origin,
                 });
             }
             pool_index.insert(p.pool.id.clone(), pi);

@@ -3,11 +3,13 @@
 
 mod error;
 mod load;
+mod origin_tls;
 mod schema;
 mod validate;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use origin_tls::{read_ca_file, OriginTls, OriginTlsConfig};
 pub use schema::*;
 pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
 pub use values::{ExpectedCodes, SessionHeader};

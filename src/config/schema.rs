@@ -178,6 +178,8 @@ pub struct Pool {
     /// Parsed element by element by `parse`, so that each endpoint's errors carry its own path.
     #[serde(alias = "origins")]
     pub endpoints: Vec<serde_yaml::Value>,
+    /// Origin TLS for the pool's endpoints; each endpoint's own `tls:` wins (SPEC §3.8).
+    pub tls: Option<super::origin_tls::OriginTlsConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -210,6 +212,8 @@ pub struct Endpoint {
     pub enabled: bool,
     #[serde(default)]
     pub header: BTreeMap<String, Vec<String>>,
+    /// Origin TLS; overrides the pool's `tls:` field by field (SPEC §3.8).
+    pub tls: Option<super::origin_tls::OriginTlsConfig>,
 }
 
 /// A load balancer: the Host it answers and how it pins sessions.

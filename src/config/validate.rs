@@ -373,6 +373,12 @@ fn pool(p: &PoolConfig, path: &str, monitors: &HashMap<&str, usize>, e: &mut Vec
             }
         }
         header_map(&ep.header, &format!("{path}.header"), e);
+        if let Some(tls) = &ep.tls {
+            super::origin_tls::validate(tls, &format!("{path}.tls"), e);
+        }
+    }
+    if let Some(tls) = &p.pool.tls {
+        super::origin_tls::validate(tls, &format!("{path}.tls"), e);
     }
 }
 

@@ -7,12 +7,13 @@ mod ctx;
 mod facts;
 pub mod guard;
 pub mod limits;
+pub mod origin;
 mod redirect;
 mod retry;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,9 +29,6 @@ use crate::live::Live;
 
 pub use ctx::RequestCtx;
 use ctx::{Facts, InFlight};
-
-/// How long tether waits for an upstream TCP connect before calling it failed (Cloudflare 522).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The proxy service: routes every request through the live snapshot.
 pub struct Tether {
@@ -154,9 +152,7 @@ impl ProxyHttp for Tether {
         ctx.attempts.tried.push(target);
         ctx.attempts.inflight = Some(InFlight::start(&endpoint.state));
         ctx.timing.upstream_started = Some(Instant::now());
-        let mut peer = HttpPeer::new(endpoint.addr, false, String::new());
-        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
-        Ok(Box::new(peer))
+        Ok(endpoint.origin.peer())
     }
 
     fn fail_to_connect(

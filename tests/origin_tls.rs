@@ -1,0 +1,347 @@
+//! SPEC §3.8 origins over TLS, end to end against real TLS upstreams with certificates made at
+//! test time: verification on (custom CA) and off, the SNI sent, h2 by ALPN, connection reuse,
+//! and every kind of handshake or certificate failure as a connect failure for §3.4 failover.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::ops::*;
+use common::tls_upstream::*;
+use common::*;
+use tether::affinity::token::CookieKeys;
+use tether::affinity::EndpointId;
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// One endpoint line with a `tls:` block.
+fn tls_endpoint(name: &str, addr: impl std::fmt::Display, tls: &str) -> String {
+    format!("      - {{ name: {name}, address: \"{addr}\", tls: {{ {tls} }} }}\n")
+}
+
+/// A pool `web` of `endpoints` behind one balancer `*`.
+fn single(endpoints: &str) -> String {
+    format!(
+        "pools:\n  - id: web\n    endpoints:\n{endpoints}\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n"
+    )
+}
+
+fn get_once(t: &Tether, path: &str) -> Resp {
+    get(&client(), &t.url(path), None, &[])
+}
+
+#[test]
+fn verified_origin_behind_a_custom_ca_is_reached_over_tls_with_the_configured_sni() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start(
+        "tls-a",
+        &ca.issue(&["origin.test"], "origin.test", false),
+        false,
+    );
+    let ca_path = ca.write(dir.path(), "ca");
+    let tls = format!(
+        "enabled: true, sni: origin.test, ca_path: {}",
+        ca_path.display()
+    );
+    let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
+    for _ in 0..3 {
+        let r = get_once(&t, "/x");
+        assert_eq!(
+            (r.status, r.endpoint()),
+            (200, "tls-a"),
+            "{r:?}\n{}",
+            t.log()
+        );
+    }
+    assert_eq!(up.requests().len(), 3);
+    assert!(!up.snis().is_empty());
+    assert!(
+        up.snis()
+            .iter()
+            .all(|s| s.as_deref() == Some("origin.test")),
+        "{:?}",
+        up.snis()
+    );
+}
+
+#[test]
+fn sni_defaults_to_the_host_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start("tls-a", &ca.issue(&["app.internal"], "app", false), false);
+    let ca_path = ca.write(dir.path(), "ca");
+    let endpoint = format!(
+        "      - {{ name: a, address: \"{}\", header: {{ Host: [\"app.internal:8443\"] }} }}\n",
+        up.addr
+    );
+    // The pool's block turns TLS on for its endpoints; the endpoint names no SNI.
+    let body = single(&endpoint).replace(
+        "    endpoints:\n",
+        &format!(
+            "    tls: {{ enabled: true, ca_path: {} }}\n    endpoints:\n",
+            ca_path.display()
+        ),
+    );
+    let t = Tether::start(&body);
+    let r = get_once(&t, "/");
+    assert_eq!(
+        (r.status, r.endpoint()),
+        (200, "tls-a"),
+        "{r:?}\n{}",
+        t.log()
+    );
+    assert_eq!(up.snis(), vec![Some("app.internal".to_string())]);
+    assert_eq!(up.requests()[0].headers["host"], "app.internal:8443");
+}
+
+#[test]
+fn verify_false_accepts_a_self_signed_origin_and_warns_once() {
+    let up = TlsUpstream::start("tls-a", &self_signed_leaf(&["elsewhere.test"], "x"), false);
+    let t = Tether::start(&single(&tls_endpoint(
+        "a",
+        up.addr,
+        "enabled: true, verify: false",
+    )));
+    let r = get_once(&t, "/");
+    assert_eq!(
+        (r.status, r.endpoint()),
+        (200, "tls-a"),
+        "{r:?}\n{}",
+        t.log()
+    );
+    let warning = "web/a: origin TLS with verify: false accepts any certificate";
+    // A reload does not repeat it.
+    let log = t.dir.path().join("tether.log");
+    let before = count_in(&log, "reloaded ");
+    signal(t.pid(), "HUP");
+    wait_for("the reload", LONG, || count_in(&log, "reloaded ") > before);
+    assert_eq!(t.log().matches(warning).count(), 1, "{}", t.log());
+}
+
+#[test]
+fn h2_to_an_origin_that_offers_it_by_alpn() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start(
+        "h2-a",
+        &ca.issue(&["origin.test"], "origin.test", false),
+        true,
+    );
+    let tls = format!(
+        "enabled: true, sni: origin.test, ca_path: {}",
+        ca.write(dir.path(), "ca").display()
+    );
+    let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
+    for _ in 0..5 {
+        let r = get_once(&t, "/h2");
+        assert_eq!(
+            (r.status, r.endpoint()),
+            (200, "h2-a"),
+            "{r:?}\n{}",
+            t.log()
+        );
+    }
+    assert!(up.h2_connections() >= 1);
+    assert_eq!(
+        up.h2_connections(),
+        up.handshakes(),
+        "every connection is h2"
+    );
+    assert_eq!(up.requests().len(), 5);
+}
+
+#[test]
+fn tls_origin_connections_are_pooled_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start(
+        "tls-a",
+        &ca.issue(&["origin.test"], "origin.test", false),
+        false,
+    );
+    let tls = format!(
+        "enabled: true, sni: origin.test, ca_path: {}",
+        ca.write(dir.path(), "ca").display()
+    );
+    let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
+    let c = client();
+    for _ in 0..20 {
+        let r = get(&c, &t.url("/"), None, &[]);
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(up.requests().len(), 20);
+    assert_eq!(
+        (up.connections(), up.handshakes()),
+        (1, 1),
+        "20 sequential requests share one upstream TLS connection"
+    );
+}
+
+/// How the endpoint `bad` fails.
+enum Bad {
+    /// A certificate signed by the trusted CA that expired last year.
+    Expired,
+    /// A self-signed certificate, with verification on.
+    SelfSigned,
+    /// A certificate signed by the trusted CA for another name.
+    WrongName,
+    /// A plain HTTP server where TLS is expected: the handshake itself fails.
+    NoTls,
+}
+
+/// Three balancers over one pool {bad, good} — `none.test`, `temporary.test`, `sticky.test`
+/// — and a session of each pinned to `bad`; checks what every mode does when `bad` fails.
+fn fails_over(kind: Bad, reason: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let leaf = match kind {
+        Bad::Expired => Some(ca.issue(&["origin.test"], "origin.test", true)),
+        Bad::SelfSigned => Some(self_signed_leaf(&["origin.test"], "origin.test")),
+        Bad::WrongName => Some(ca.issue(&["other.test"], "other.test", false)),
+        Bad::NoTls => None,
+    };
+    let tls_bad = leaf.map(|l| TlsUpstream::start("bad", &l, false));
+    let plain_bad = Upstream::start("bad");
+    let bad_addr = tls_bad.as_ref().map_or(plain_bad.addr, |u| u.addr);
+    let good = Upstream::start("good");
+    let tls = format!(
+        "enabled: true, sni: origin.test, ca_path: {}",
+        ca.write(dir.path(), "ca").display()
+    );
+    let lb = |name: &str, mode: &str| {
+        format!(
+            "  - name: {name}\n    default_pools: [web]\n    session_affinity: cookie\n\
+             \x20   session_affinity_attributes: {{ zero_downtime_failover: {mode} }}\n"
+        )
+    };
+    let body = format!(
+        "pools:\n  - id: web\n    endpoints:\n{}{}load_balancers:\n{}{}{}",
+        tls_endpoint("bad", bad_addr, &tls),
+        endpoints(&[&good]),
+        lb("none.test", "none"),
+        lb("temporary.test", "temporary"),
+        lb("sticky.test", "sticky"),
+    );
+    let t = Tether::start(&body);
+    let keys = CookieKeys::new(&[SECRET]);
+    let expires = tether::clock::unix_now() + 3600;
+    let cookie = |lb: &str| {
+        format!(
+            "__cflb={}",
+            keys.mint(lb, EndpointId::of("web", "bad"), expires)
+        )
+    };
+    let c = client();
+
+    let r = get(
+        &c,
+        &t.url("/"),
+        Some("none.test"),
+        &[("cookie", &cookie("none.test"))],
+    );
+    assert_eq!(r.status, 502, "{r:?}\n{}", t.log());
+
+    let temporary = cookie("temporary.test");
+    for _ in 0..2 {
+        let r = get(
+            &c,
+            &t.url("/"),
+            Some("temporary.test"),
+            &[("cookie", &temporary)],
+        );
+        assert_eq!(
+            (r.status, r.endpoint()),
+            (200, "good"),
+            "{r:?}\n{}",
+            t.log()
+        );
+        assert!(r.set_cookies().is_empty(), "temporary keeps the cookie");
+    }
+
+    let r = get(
+        &c,
+        &t.url("/"),
+        Some("sticky.test"),
+        &[("cookie", &cookie("sticky.test"))],
+    );
+    assert_eq!(
+        (r.status, r.endpoint()),
+        (200, "good"),
+        "{r:?}\n{}",
+        t.log()
+    );
+    let moved = format!("__cflb={}", r.cflb().expect("sticky re-pins"));
+    let r = get(&c, &t.url("/"), Some("sticky.test"), &[("cookie", &moved)]);
+    assert_eq!((r.status, r.endpoint()), (200, "good"));
+
+    let log = t.log();
+    for mode in ["temporary", "sticky"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("failover-{mode} retry on web/good")))
+            .unwrap_or_else(|| panic!("no failover-{mode} line:\n{log}"));
+        assert!(line.contains(&format!("web/bad: {reason}")), "{line}");
+    }
+    assert!(log.contains("no failover: answering 502"), "{log}");
+    assert_eq!(plain_bad.request_count(), 0, "nothing reached bad");
+    if let Some(u) = tls_bad {
+        assert!(u.requests().is_empty(), "nothing reached bad");
+    }
+}
+
+#[test]
+fn expired_origin_certificate_fails_over() {
+    fails_over(
+        Bad::Expired,
+        "certificate verify failed (InvalidCert, SNI origin.test)",
+    );
+}
+
+#[test]
+fn self_signed_origin_certificate_with_verify_on_fails_over() {
+    fails_over(
+        Bad::SelfSigned,
+        "certificate verify failed (InvalidCert, SNI origin.test)",
+    );
+}
+
+#[test]
+fn wrong_name_origin_certificate_fails_over() {
+    fails_over(
+        Bad::WrongName,
+        "certificate verify failed (InvalidCert, SNI origin.test)",
+    );
+}
+
+#[test]
+fn failed_origin_tls_handshake_fails_over() {
+    fails_over(Bad::NoTls, "TLS handshake failed: wrong version number");
+}
+
+#[test]
+fn config_test_names_an_unreadable_ca_path_and_unknown_tls_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{}pools:\n  - id: web\n    tls: {{ enabled: true, ca_path: /nonexistent/ca.pem }}\n    endpoints:\n\
+         \x20     - {{ name: a, address: \"127.0.0.1:1\", tls: {{ verfy: false }} }}\n\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+        head(dir.path(), free_port())
+    );
+    let (ok, out) = config_test(&yaml);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("pools[0].endpoints[0].tls.verfy: unknown field `verfy`"),
+        "{out}"
+    );
+    let fixed = yaml.replace("verfy", "verify");
+    let (ok, out) = config_test(&fixed);
+    assert!(!ok);
+    assert!(
+        out.contains("pools[0].tls.ca_path: /nonexistent/ca.pem cannot be read"),
+        "{out}"
+    );
+}
