@@ -323,6 +323,49 @@ fn failed_origin_tls_handshake_fails_over() {
 }
 
 #[test]
+fn https_monitor_uses_the_endpoints_tls_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let trusted = TlsUpstream::start("trusted", &ca.issue(&["origin.test"], "o", false), false);
+    let selfsigned = self_signed_leaf(&["origin.test"], "o");
+    let strict = TlsUpstream::start("strict", &selfsigned, false);
+    let loose = TlsUpstream::start("loose", &selfsigned, false);
+    let ca_tls = format!(
+        "enabled: true, sni: origin.test, ca_path: {}",
+        ca.write(dir.path(), "ca").display()
+    );
+    let body = format!(
+        "monitors:\n  - {{ id: m, type: https, path: /health, interval: 60 }}\n\
+         pools:\n  - id: web\n    monitor: m\n    endpoints:\n{}{}{}\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+        tls_endpoint("trusted", trusted.addr, &ca_tls),
+        tls_endpoint("strict", strict.addr, &ca_tls),
+        tls_endpoint(
+            "loose",
+            loose.addr,
+            "enabled: true, verify: false, sni: origin.test"
+        ),
+    );
+    let t = Tether::start(&body);
+    wait_for("the strict endpoint to fail its check", LONG, || {
+        t.log()
+            .contains("web/strict unhealthy: connect: InvalidCert")
+    });
+    for name in ["trusted", "loose"] {
+        wait_for("the first checks", LONG, || {
+            t.log().contains(&format!("web/{name} first check passed"))
+        });
+    }
+    assert_eq!(trusted.snis()[0].as_deref(), Some("origin.test"));
+    let c = client();
+    for _ in 0..10 {
+        let r = get(&c, &t.url("/"), None, &[]);
+        assert_ne!(r.endpoint(), "strict");
+        assert_eq!(r.status, 200);
+    }
+}
+
+#[test]
 fn config_test_names_an_unreadable_ca_path_and_unknown_tls_fields() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(

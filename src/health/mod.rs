@@ -30,6 +30,7 @@ use crate::balancer::monitor::{CheckFailure, MonitorSpec, Streak};
 use crate::balancer::{EndpointState, Snapshot};
 use crate::clock::unix_now;
 use crate::live::Live;
+use crate::proxy::origin::Origin;
 
 pub use probe::Prober;
 
@@ -50,6 +51,8 @@ struct Tracked {
     monitor: Arc<MonitorSpec>,
     addr: SocketAddr,
     host: Option<String>,
+    /// The endpoint's TLS settings, which an `https` check uses.
+    origin: Origin,
     streak: Streak,
     next_due: Instant,
     running: bool,
@@ -85,15 +88,18 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<Key, Tracked>, now: Instant) {
                 monitor: monitor.clone(),
                 addr: e.addr,
                 host: e.host.clone(),
+                origin: e.origin.clone(),
                 streak: Streak::default(),
                 next_due: now,
                 running: false,
                 checked: false,
             });
-            if t.monitor != *monitor || t.addr != e.addr || t.host != e.host {
+            if t.monitor != *monitor || t.addr != e.addr || t.host != e.host || t.origin != e.origin
+            {
                 t.monitor = monitor.clone();
                 t.addr = e.addr;
                 t.host = e.host.clone();
+                t.origin = e.origin.clone();
                 t.next_due = now;
             }
         }
@@ -173,10 +179,16 @@ impl BackgroundService for EndpointWatch {
                 }
                 t.running = true;
                 t.next_due = now + t.monitor.interval;
-                let (prober, spec, addr, host) =
-                    (prober.clone(), t.monitor.clone(), t.addr, t.host.clone());
-                let handle =
-                    checks.spawn(async move { prober.check(&spec, addr, host.as_deref()).await });
+                let (prober, spec, addr, host, origin) = (
+                    prober.clone(),
+                    t.monitor.clone(),
+                    t.addr,
+                    t.host.clone(),
+                    t.origin.clone(),
+                );
+                let handle = checks.spawn(async move {
+                    prober.check(&spec, addr, host.as_deref(), &origin).await
+                });
                 running.insert(handle.id(), k);
             }
             let wake = tracked
