@@ -9,6 +9,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
+use pingora::tls::ssl::{SslAcceptor, SslMethod};
 
 use crate::config::ServerSection;
 use crate::health::EndpointWatch;
@@ -18,6 +19,7 @@ use crate::ops::graceful::LateCleanup;
 use crate::ops::log_sink::{self, AccessLogFlush};
 use crate::ops::reload::SighupReload;
 use crate::proxy::guard::Guarded;
+use crate::proxy::listener_certs::serve_live_certificates;
 use crate::proxy::Tether;
 
 /// Command-line switches that Pingora itself acts on.
@@ -77,10 +79,15 @@ pub fn run(
     for l in &snap.config.listeners {
         match &l.tls {
             None => proxy.add_tcp(&l.address),
-            Some(tls) => {
-                let cert = absolute(base, &tls.cert_path);
-                let key = absolute(base, &tls.key_path);
-                let mut settings = TlsSettings::intermediate(&cert, &key)?;
+            Some(_) => {
+                let Some(started) = snap.listener_certs(&l.address).cloned() else {
+                    return Err(format!("listener {}: certificates not loaded", l.address).into());
+                };
+                // Mozilla's intermediate profile, as Pingora's TlsSettings::intermediate, but
+                // without a certificate of its own: each handshake gets the live one (SPEC 3.8).
+                let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
+                serve_live_certificates(&mut builder, live.clone(), l.address.clone(), started);
+                let mut settings = TlsSettings::from(builder);
                 settings.enable_h2();
                 proxy.add_tls_with_settings(&l.address, None, settings);
             }

@@ -14,6 +14,7 @@ use crate::config::{
     parse_cidr, resolve_address, Affinity, Config, ConfigError, ConfigErrors, Failover, OriginTls,
     SessionHeader, SteeringPolicy,
 };
+use crate::proxy::listener_certs::ListenerCerts;
 use crate::proxy::origin::Origin;
 
 use super::monitor::MonitorSpec;
@@ -129,6 +130,8 @@ pub struct Snapshot {
     wildcard: Option<usize>,
     pub keys: CookieKeys,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Each TLS listener's certificates by address, read from disk when this snapshot was built.
+    listener_certs: Vec<(String, Arc<ListenerCerts>)>,
     /// The config it was built from, for status pages and reload diffs.
     pub config: Config,
 }
@@ -323,6 +326,15 @@ impl Snapshot {
             .iter()
             .filter_map(|c| parse_cidr(c))
             .collect();
+        let mut listener_certs = Vec::new();
+        for (i, l) in config.listeners.iter().enumerate() {
+            if let Some(tls) = &l.tls {
+                match ListenerCerts::load(tls, &format!("listeners[{i}].tls")) {
+                    Ok(certs) => listener_certs.push((l.address.clone(), Arc::new(certs))),
+                    Err(e) => errs.extend(e),
+                }
+            }
+        }
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
         }
@@ -333,6 +345,7 @@ impl Snapshot {
             wildcard,
             keys,
             trusted_proxies,
+            listener_certs,
             config,
         })
     }
@@ -349,6 +362,14 @@ impl Snapshot {
             self.exact.get(name)
         };
         found.copied().or(self.wildcard)
+    }
+
+    /// The certificates of the TLS listener at `address` (as written in the config).
+    pub fn listener_certs(&self, address: &str) -> Option<&Arc<ListenerCerts>> {
+        self.listener_certs
+            .iter()
+            .find(|(a, _)| a == address)
+            .map(|(_, c)| c)
     }
 
     /// The endpoint at `r`.

@@ -2,6 +2,7 @@
 //! every error. Nothing here is consulted per request: `balancer::Snapshot` is built from it.
 
 mod error;
+mod listener_tls;
 mod load;
 mod origin_tls;
 mod schema;
@@ -9,6 +10,7 @@ mod validate;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use listener_tls::{CertKey, ListenerTls};
 pub use origin_tls::{read_ca_file, OriginTls, OriginTlsConfig};
 pub use schema::*;
 pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};

@@ -65,11 +65,12 @@ impl Default for ServerSection {
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     pub address: String,
-    pub tls: Option<Tls>,
+    /// One certificate, or a list chosen by SNI (the first is the default); re-read at reload.
+    pub tls: Option<super::listener_tls::ListenerTls>,
 }
 
 /// PEM certificate chain and private key of a TLS listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     pub cert_path: String,

@@ -189,16 +189,7 @@ fn listeners(list: &[Listener], e: &mut Vec<ConfigError>) {
             }
         }
         if let Some(tls) = &l.tls {
-            for (field, file) in [("cert_path", &tls.cert_path), ("key_path", &tls.key_path)] {
-                if let Err(err) = std::fs::read(file) {
-                    let path = format!("listeners[{i}].tls.{field}");
-                    e.push(ConfigError::invalid(
-                        path,
-                        file,
-                        format!("cannot be read: {err}"),
-                    ));
-                }
-            }
+            super::listener_tls::validate(tls, i, e);
         }
     }
 }

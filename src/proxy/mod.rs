@@ -7,6 +7,7 @@ mod ctx;
 mod facts;
 pub mod guard;
 pub mod limits;
+pub mod listener_certs;
 pub mod origin;
 mod redirect;
 mod retry;

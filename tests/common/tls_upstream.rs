@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use openssl::ssl::{
-    select_next_proto, AlpnError, NameType, Ssl, SslAcceptor, SslConnector, SslMethod,
+    select_next_proto, AlpnError, NameType, Ssl, SslAcceptor, SslConnector, SslMethod, SslStream,
     SslVerifyMode,
 };
 use openssl::x509::X509;
@@ -264,21 +264,26 @@ async fn accept_loop(
     }
 }
 
-/// What a TLS client saw of the listener's certificate at `addr` when it sent `sni`: the
-/// subject's CN and the serial number (hex). No verification: the test inspects, not trusts.
-pub fn served_certificate(addr: SocketAddr, sni: &str) -> (String, String) {
+/// A TLS connection to `addr` sending `sni` (none when `None`), without verification: the
+/// tests inspect the certificate rather than trust it. HTTP/1.1 only.
+pub fn tls_connect(addr: SocketAddr, sni: Option<&str>) -> SslStream<std::net::TcpStream> {
     let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
     b.set_verify(SslVerifyMode::NONE);
     let connector = b.build();
     let tcp = std::net::TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
-    let tls = connector
+    connector
         .configure()
         .unwrap()
         .verify_hostname(false)
-        .connect(sni, tcp)
-        .unwrap();
+        .use_server_name_indication(sni.is_some())
+        .connect(sni.unwrap_or("unnamed"), tcp)
+        .unwrap()
+}
+
+/// The subject CN of the certificate `tls` was served.
+pub fn served_cn(tls: &SslStream<std::net::TcpStream>) -> String {
     let cert = tls.ssl().peer_certificate().unwrap();
     let cn = cert
         .subject_name()
@@ -286,6 +291,47 @@ pub fn served_certificate(addr: SocketAddr, sni: &str) -> (String, String) {
         .next()
         .map(|e| e.data().to_string().unwrap())
         .unwrap_or_default();
-    let serial = cert.serial_number().to_bn().unwrap().to_hex_str().unwrap();
-    (cn, serial.to_string())
+    cn
+}
+
+/// The CN of the certificate the listener at `addr` serves to a new handshake with `sni`.
+pub fn served_certificate(addr: SocketAddr, sni: Option<&str>) -> String {
+    served_cn(&tls_connect(addr, sni))
+}
+
+/// Sends one HTTP/1.1 GET on `tls` and returns the status line's code (`None` on close).
+pub fn get_over(tls: &mut SslStream<std::net::TcpStream>, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: tls.test\r\n\r\n");
+    tls.write_all(req.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // The head, then the body by its Content-Length, so the connection is ready for the next.
+    let (head_end, length) = loop {
+        let n = tls.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+            break (at + 4, length);
+        }
+    };
+    while buf.len() < head_end + length {
+        let n = tls.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&buf)
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()
 }
