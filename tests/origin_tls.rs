@@ -191,6 +191,9 @@ enum Bad {
     WrongName,
     /// A plain HTTP server where TLS is expected: the handshake itself fails.
     NoTls,
+    /// Reached by IP address (no `sni`), with a certificate signed by the trusted CA that names
+    /// another address.
+    OtherIp,
 }
 
 /// Three balancers over one pool {bad, good} — `none.test`, `temporary.test`, `sticky.test`
@@ -203,13 +206,18 @@ fn fails_over(kind: Bad, reason: &str) {
         Bad::SelfSigned => Some(self_signed_leaf(&["origin.test"], "origin.test")),
         Bad::WrongName => Some(ca.issue(&["other.test"], "other.test", false)),
         Bad::NoTls => None,
+        Bad::OtherIp => Some(ca.issue(&["127.0.0.2", "origin.test"], "origin.test", false)),
     };
     let tls_bad = leaf.map(|l| TlsUpstream::start("bad", &l, false));
     let plain_bad = Upstream::start("bad");
     let bad_addr = tls_bad.as_ref().map_or(plain_bad.addr, |u| u.addr);
     let good = Upstream::start("good");
+    let sni = match kind {
+        Bad::OtherIp => "",
+        _ => "sni: origin.test, ",
+    };
     let tls = format!(
-        "enabled: true, sni: origin.test, ca_path: {}",
+        "enabled: true, {sni}ca_path: {}",
         ca.write(dir.path(), "ca").display()
     );
     let lb = |name: &str, mode: &str| {
@@ -323,6 +331,41 @@ fn failed_origin_tls_handshake_fails_over() {
 }
 
 #[test]
+fn origin_by_ip_whose_certificate_names_another_address_fails_over() {
+    fails_over(
+        Bad::OtherIp,
+        "certificate does not name 127.0.0.1 (InvalidCert)",
+    );
+}
+
+#[test]
+fn an_origin_reached_by_ip_is_verified_against_its_ip_san() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start("tls-a", &ca.issue(&["127.0.0.1"], "origin", false), true);
+    let tls = format!(
+        "enabled: true, ca_path: {}",
+        ca.write(dir.path(), "ca").display()
+    );
+    let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
+    let c = client();
+    for _ in 0..3 {
+        let r = get(&c, &t.url("/"), None, &[]);
+        assert_eq!(
+            (r.status, r.endpoint()),
+            (200, "tls-a"),
+            "{r:?}\n{}",
+            t.log()
+        );
+    }
+    assert_eq!(
+        up.snis()[0],
+        None,
+        "no SNI is sent for an address (RFC 6066)"
+    );
+}
+
+#[test]
 fn https_monitor_uses_the_endpoints_tls_settings() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("tether test CA");
@@ -330,6 +373,7 @@ fn https_monitor_uses_the_endpoints_tls_settings() {
     let selfsigned = self_signed_leaf(&["origin.test"], "o");
     let strict = TlsUpstream::start("strict", &selfsigned, false);
     let loose = TlsUpstream::start("loose", &selfsigned, false);
+    let by_ip = TlsUpstream::start("by-ip", &ca.issue(&["127.0.0.2"], "o", false), false);
     let ca_tls = format!(
         "enabled: true, sni: origin.test, ca_path: {}",
         ca.write(dir.path(), "ca").display()
@@ -345,11 +389,27 @@ fn https_monitor_uses_the_endpoints_tls_settings() {
             loose.addr,
             "enabled: true, verify: false, sni: origin.test"
         ),
+    )
+    .replace(
+        "load_balancers:",
+        &format!(
+            "{}load_balancers:",
+            tls_endpoint(
+                "by-ip",
+                by_ip.addr,
+                &ca_tls.replace("sni: origin.test, ", "")
+            )
+        ),
     );
     let t = Tether::start(&body);
     wait_for("the strict endpoint to fail its check", LONG, || {
         t.log()
-            .contains("web/strict unhealthy: connect: InvalidCert")
+            .contains("web/strict unhealthy: connect: InvalidCert (TLS connect() failed: ")
+    });
+    wait_for("the endpoint by address to fail its check", LONG, || {
+        t.log().contains(
+            "web/by-ip unhealthy: connect: InvalidCert (TLS connect() failed: certificate does not name 127.0.0.1)",
+        )
     });
     for name in ["trusted", "loose"] {
         wait_for("the first checks", LONG, || {
@@ -360,7 +420,7 @@ fn https_monitor_uses_the_endpoints_tls_settings() {
     let c = client();
     for _ in 0..10 {
         let r = get(&c, &t.url("/"), None, &[]);
-        assert_ne!(r.endpoint(), "strict");
+        assert!(!["strict", "by-ip"].contains(&r.endpoint()));
         assert_eq!(r.status, 200);
     }
 }

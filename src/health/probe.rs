@@ -10,7 +10,7 @@ use pingora::http::RequestHeader;
 
 use crate::balancer::monitor::{CheckFailure, MonitorSpec, BODY_LIMIT};
 use crate::config::MonitorKind;
-use crate::proxy::origin::Origin;
+use crate::proxy::origin::{self, Origin};
 
 /// Runs checks; one per health service, shared by all its concurrent checks.
 pub struct Prober {
@@ -29,12 +29,20 @@ fn io(what: &str, e: impl std::fmt::Display) -> CheckFailure {
     CheckFailure::Io(format!("{what}: {}", e.to_string().trim()))
 }
 
-/// A Pingora error as its type and root cause, without the context chain that makes lines long.
+/// A Pingora error as its type and reason, without the chain that makes lines long: a TLS
+/// failure's reason is its context (OpenSSL's words); others', their root cause.
 fn pingora(what: &str, e: &pingora::Error) -> CheckFailure {
     let kind = e.etype().as_str();
-    match &e.cause {
-        Some(_) => CheckFailure::Io(format!("{what}: {kind} ({})", e.root_cause())),
-        None => CheckFailure::Io(format!("{what}: {kind}")),
+    let tls = matches!(
+        e.etype(),
+        pingora::ErrorType::TLSHandshakeFailure | pingora::ErrorType::InvalidCert
+    );
+    match (&e.context, &e.cause) {
+        (Some(context), _) if tls => {
+            CheckFailure::Io(format!("{what}: {kind} ({})", context.as_str()))
+        }
+        (_, Some(_)) => CheckFailure::Io(format!("{what}: {kind} ({})", e.root_cause())),
+        _ => CheckFailure::Io(format!("{what}: {kind}")),
     }
 }
 
@@ -89,6 +97,9 @@ impl Prober {
             .get_http_session(&peer)
             .await
             .map_err(|e| pingora("connect", &e))?;
+        if let Some(e) = origin::name_refused(Some(session.digest())) {
+            return Err(pingora("connect", &e));
+        }
         let mut req = RequestHeader::build(spec.method.as_str(), spec.path.as_bytes(), None)
             .map_err(|e| io("request", e))?;
         let request = |e| io("request", e);

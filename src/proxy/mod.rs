@@ -166,6 +166,46 @@ impl ProxyHttp for Tether {
         retry::on_connect_failure(ctx, e)
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        digest: Option<&pingora::protocols::Digest>,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match origin::name_refused(digest) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // A certificate refused by `connected_to_upstream`: nothing was sent, so it is a connect
+        // failure like Pingora's own certificate errors (SPEC 3.4).
+        if *e.etype() == ErrorType::InvalidCert {
+            return retry::on_connect_failure(ctx, e);
+        }
+        // Pingora's default.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,

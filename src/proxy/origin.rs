@@ -3,13 +3,14 @@
 //! the endpoint presents an identical peer and Pingora reuses its pooled connections.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use pingora::protocols::tls::CaType;
-use pingora::protocols::ALPN;
+use pingora::protocols::tls::{CaType, HandshakeCompleteHook, TlsRef};
+use pingora::protocols::{Digest, ALPN};
 use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
 
 use crate::config::{read_ca_file, OriginTls};
 
@@ -87,9 +88,51 @@ impl Origin {
             peer.options.verify_cert = self.verify;
             peer.options.verify_hostname = self.verify;
             peer.options.ca = self.ca.clone();
+            if let (true, Ok(ip)) = (self.verify, self.sni.parse::<IpAddr>()) {
+                // Pingora checks names as DNS names only; an address is checked against the
+                // certificate's IP SANs here, and the verdict read by `name_refused`.
+                peer.options.verify_hostname = false;
+                peer.options.upstream_tls_handshake_complete_hook = Some(ip_check(ip));
+            }
         }
         peer
     }
+}
+
+/// A verified certificate that does not name the address the endpoint was reached by.
+#[derive(Debug)]
+struct IpNotNamed(IpAddr);
+
+/// Checks, after a verified handshake, that the certificate's IP SANs hold `ip`.
+fn ip_check(ip: IpAddr) -> HandshakeCompleteHook {
+    Arc::new(move |ssl: &TlsRef| {
+        let named = ssl
+            .peer_certificate()
+            .and_then(|cert| cert.subject_alt_names())
+            .is_some_and(|names| {
+                names.iter().any(|n| {
+                    n.ipaddress().is_some_and(|b| match ip {
+                        IpAddr::V4(v4) => b == v4.octets(),
+                        IpAddr::V6(v6) => b == v6.octets(),
+                    })
+                })
+            });
+        (!named).then(|| Arc::new(IpNotNamed(ip)) as Arc<dyn std::any::Any + Send + Sync>)
+    })
+}
+
+/// The certificate-name failure of a connection that was otherwise established (an origin
+/// reached by IP address whose certificate does not name it), as an `InvalidCert` error: a
+/// connect failure for failover, like Pingora's own certificate errors.
+pub fn name_refused(digest: Option<&Digest>) -> Option<Box<Error>> {
+    let ssl = digest?.ssl_digest.as_ref()?;
+    let IpNotNamed(ip) = ssl.extension.get::<IpNotNamed>()?;
+    let mut e = Error::explain(
+        ErrorType::InvalidCert,
+        format!("TLS connect() failed: certificate does not name {ip}"),
+    );
+    e.as_up();
+    Some(e)
 }
 
 /// Warns about `verify: false` once per endpoint per process, not at every reload.
