@@ -1,15 +1,16 @@
 //! Building the Pingora server from a config: `server:` mapped onto `ServerConf`, one proxy
 //! service with every listener, and the background services.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use pingora::listeners::tls::TlsSettings;
+use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use pingora::tls::ssl::{SslAcceptor, SslMethod};
 
 use crate::config::ServerSection;
 use crate::health::EndpointWatch;
@@ -19,7 +20,7 @@ use crate::ops::graceful::LateCleanup;
 use crate::ops::log_sink::{self, AccessLogFlush};
 use crate::ops::reload::SighupReload;
 use crate::proxy::guard::Guarded;
-use crate::proxy::listener_certs::serve_live_certificates;
+use crate::proxy::tls_accept::TlsAcceptor;
 use crate::proxy::Tether;
 
 /// Command-line switches that Pingora itself acts on.
@@ -70,33 +71,41 @@ pub fn run(
     // operator's SIGQUIT to the old one would come too late. Listeners wait for it.
     let bootstrap = server.bootstrap_as_a_service();
 
-    // Inside out: the proxy; the guard that counts connections and enforces the whole-header
-    // deadline (SPEC 3.7); the late cleanup that keeps an upgrade from dropping a request.
-    let app = pingora_proxy::http_proxy(&server.configuration, Tether::new(live.clone()));
-    let guarded = Guarded::new(app, live.clone());
-    let late = LateCleanup::new(guarded, snap.config.server.grace_period_seconds);
-    let mut proxy = Service::new("tether".to_string(), late);
+    // Inside out: the proxy; the guard that counts connections, handshakes TLS and enforces the
+    // header deadlines (SPEC 3.7); the late cleanup that keeps an upgrade from dropping a request.
+    let mut app = pingora_proxy::http_proxy(&server.configuration, Tether::new(live.clone()));
+    let mut options = HttpServerOptions::default();
+    // HTTP/2 with no open stream is closed after the keep-alive timeout (read at start).
+    options.h2_idle_timeout = Some(Duration::from_secs(
+        snap.config.limits.keepalive_timeout_seconds,
+    ));
+    app.server_options = Some(options);
+    let mut guarded = Guarded::new(app, live.clone());
+    let mut proxy_addrs = Vec::new();
     for l in &snap.config.listeners {
-        match &l.tls {
-            None => proxy.add_tcp(&l.address),
+        let tls = match &l.tls {
+            None => None,
             Some(_) => {
                 let Some(started) = snap.listener_certs(&l.address).cloned() else {
                     return Err(format!("listener {}: certificates not loaded", l.address).into());
                 };
-                // Mozilla's intermediate profile, as Pingora's TlsSettings::intermediate, but
-                // without a certificate of its own: each handshake gets the live one (SPEC 3.8).
-                let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
-                serve_live_certificates(&mut builder, live.clone(), l.address.clone(), started);
-                let mut settings = TlsSettings::from(builder);
-                settings.enable_h2();
-                proxy.add_tls_with_settings(&l.address, None, settings);
+                Some(TlsAcceptor::live(live.clone(), l.address.clone(), started)?)
             }
-        }
+        };
+        let addr: SocketAddr = l.address.parse()?;
+        guarded.listen(addr, tls);
+        proxy_addrs.push(l.address.clone());
         log::info!(
             "listening on {}{}",
             l.address,
             if l.tls.is_some() { " (TLS)" } else { "" }
         );
+    }
+    let late = LateCleanup::new(guarded, snap.config.server.grace_period_seconds);
+    let mut proxy = Service::new("tether".to_string(), late);
+    // TLS listeners too are plain TCP to Pingora: the guard handshakes, counted and timed.
+    for addr in &proxy_addrs {
+        proxy.add_tcp(addr);
     }
     server.add_service(proxy).add_dependency(&bootstrap);
     if let Some(admin) = &snap.config.admin {

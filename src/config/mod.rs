@@ -6,6 +6,7 @@ mod listener_tls;
 mod load;
 mod origin_tls;
 mod schema;
+mod secret;
 mod validate;
 mod values;
 
@@ -13,5 +14,6 @@ pub use error::{ConfigError, ConfigErrors};
 pub use listener_tls::{CertKey, ListenerTls};
 pub use origin_tls::{read_ca_file, OriginTls, OriginTlsConfig};
 pub use schema::*;
+pub use secret::REDACTED;
 pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
 pub use values::{ExpectedCodes, SessionHeader};
