@@ -328,15 +328,7 @@ impl Snapshot {
             .iter()
             .filter_map(|c| parse_cidr(c))
             .collect();
-        let mut listener_certs = Vec::new();
-        for (i, l) in config.listeners.iter().enumerate() {
-            if let Some(tls) = &l.tls {
-                match ListenerCerts::load(tls, &format!("listeners[{i}].tls")) {
-                    Ok(certs) => listener_certs.push((l.address.clone(), Arc::new(certs))),
-                    Err(e) => errs.extend(e),
-                }
-            }
-        }
+        let listener_certs = ListenerCerts::load_all(&config.listeners, &mut errs);
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
         }

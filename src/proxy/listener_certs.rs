@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use pingora::tls::ssl::{NameType, SniError, SslAcceptorBuilder, SslRef};
 
-use crate::config::{CertKey, ConfigError, ListenerTls};
+use crate::config::{CertKey, ConfigError, Listener, ListenerTls};
 use crate::live::Live;
 
 /// A listener's certificates, loaded; the first is the default.
@@ -46,6 +46,23 @@ impl ListenerCerts {
         } else {
             Err(errs)
         }
+    }
+
+    /// Every TLS listener's certificates by address; problems are added to `errs`.
+    pub fn load_all(
+        listeners: &[Listener],
+        errs: &mut Vec<ConfigError>,
+    ) -> Vec<(String, Arc<ListenerCerts>)> {
+        let mut all = Vec::new();
+        for (i, l) in listeners.iter().enumerate() {
+            if let Some(tls) = &l.tls {
+                match ListenerCerts::load(tls, &format!("listeners[{i}].tls")) {
+                    Ok(certs) => all.push((l.address.clone(), Arc::new(certs))),
+                    Err(e) => errs.extend(e),
+                }
+            }
+        }
+        all
     }
 
     /// The certificate for `sni`: the first whose names hold it exactly, else the first with a
