@@ -201,3 +201,51 @@ fn sni_selects_among_several_listener_certificates() {
         assert_eq!(r.status(), 200);
     }
 }
+
+#[test]
+fn config_test_names_each_listener_certificate_by_its_yaml_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let (cert, key) = ca.issue(&["tls.test"], "ok", false).write(dir.path(), "ok");
+    let other = ca
+        .issue(&["tls.test"], "other", false)
+        .write(dir.path(), "other");
+    let yaml = format!(
+        "{}pools:\n  - id: web\n    endpoints: [{{ name: a, address: \"127.0.0.1:1\" }}]\n\
+         load_balancers: [{{ name: \"*\", default_pools: [web] }}]\n",
+        head(dir.path(), free_port()).replace(
+            "cookie_secret:",
+            &format!(
+                "  - address: 127.0.0.1:{}\n    tls:\n      - {}\n      - {{ cert_path: {}, key_path: {} }}\n      - {{ cert_path: {}, key_pth: x }}\n\
+                 \x20 - address: 127.0.0.1:{}\n    tls: []\ncookie_secret:",
+                free_port(),
+                one(&cert, &key),
+                cert.display(),
+                other.1.display(),
+                cert.display(),
+                free_port()
+            )
+        )
+    );
+    let (ok, out) = config_test(&yaml);
+    assert!(!ok);
+    assert!(
+        out.contains("listeners[1].tls[2].key_pth: unknown field"),
+        "{out}"
+    );
+    let (ok, out) =
+        config_test(&yaml.replace("key_pth: x", &format!("key_path: {}", key.display())));
+    assert!(!ok);
+    assert!(
+        out.contains(&format!(
+            "listeners[1].tls[1].key_path: {} is not the key of the certificate",
+            other.1.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("listeners[2].tls: needs at least one certificate"),
+        "{out}"
+    );
+    assert!(!out.contains("tls[0]") && !out.contains("tls[2]"), "{out}");
+}

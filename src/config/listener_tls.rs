@@ -4,6 +4,8 @@
 
 use pingora::tls::pkey::{PKey, Private};
 use pingora::tls::x509::X509;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::error::ConfigError;
@@ -35,17 +37,34 @@ impl ListenerTls {
 }
 
 impl<'de> Deserialize<'de> for ListenerTls {
+    /// A mapping or a sequence of them, read through the outer deserializer so that errors
+    /// keep their path (`listeners[0].tls[1].key_path`).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let value = serde_yaml::Value::deserialize(d)?;
-        let listed = value.is_sequence();
-        let certs = if listed {
-            serde_path_to_error::deserialize::<_, Vec<Tls>>(value)
-                .map_err(|e| D::Error::custom(format_args!("{}: {}", e.path(), e.inner())))?
-        } else {
-            vec![Tls::deserialize(value).map_err(D::Error::custom)?]
-        };
-        Ok(ListenerTls { certs, listed })
+        struct OneOrMany;
+        impl<'de> Visitor<'de> for OneOrMany {
+            type Value = ListenerTls;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("{ cert_path, key_path } or a list of them")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ListenerTls, A::Error> {
+                let one = Tls::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(ListenerTls {
+                    certs: vec![one],
+                    listed: false,
+                })
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ListenerTls, A::Error> {
+                let certs = Vec::<Tls>::deserialize(SeqAccessDeserializer::new(seq))?;
+                Ok(ListenerTls {
+                    certs,
+                    listed: true,
+                })
+            }
+        }
+        d.deserialize_any(OneOrMany)
     }
 }
 
