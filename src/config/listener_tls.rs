@@ -171,21 +171,28 @@ fn names_of(leaf: &X509) -> Vec<String> {
         .collect()
 }
 
-/// Checks that every certificate of listener `i` loads.
-pub(super) fn validate(tls: &ListenerTls, i: usize, e: &mut Vec<ConfigError>) {
+/// Loads every certificate of listener `i`; `None` (with the errors in `e`) unless all load.
+pub(super) fn load(tls: &ListenerTls, i: usize, e: &mut Vec<ConfigError>) -> Option<Vec<CertKey>> {
     let base = format!("listeners[{i}].tls");
     if tls.certs.is_empty() {
         e.push(ConfigError::schema(base, "needs at least one certificate"));
-        return;
+        return None;
     }
+    let mut loaded = Vec::with_capacity(tls.certs.len());
     for (j, pair) in tls.certs.iter().enumerate() {
-        for (field, reason) in CertKey::load(pair).err().unwrap_or_default() {
-            let path = tls.path(&base, j, field.name());
-            e.push(ConfigError::invalid(
-                path,
-                CertKey::file(pair, field),
-                reason,
-            ));
+        match CertKey::load(pair) {
+            Ok(c) => loaded.push(c),
+            Err(problems) => {
+                for (field, reason) in problems {
+                    let path = tls.path(&base, j, field.name());
+                    e.push(ConfigError::invalid(
+                        path,
+                        CertKey::file(pair, field),
+                        reason,
+                    ));
+                }
+            }
         }
     }
+    (loaded.len() == tls.certs.len()).then_some(loaded)
 }

@@ -7,6 +7,7 @@ mod load;
 mod origin_tls;
 mod schema;
 mod secret;
+mod typed;
 mod validate;
 mod values;
 
@@ -15,5 +16,5 @@ pub use listener_tls::{CertKey, ListenerTls};
 pub use origin_tls::{read_ca_file, OriginTls, OriginTlsConfig};
 pub use schema::*;
 pub use secret::REDACTED;
-pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
+pub use typed::{session_ttl, TypedBalancer, TypedEndpoint, TypedMonitor, TypedPool, Validated};
 pub use values::{ExpectedCodes, SessionHeader};

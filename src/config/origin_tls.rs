@@ -1,6 +1,9 @@
 //! Origin TLS (SPEC §3.8): the `tls:` block of a pool and of an endpoint, how the two combine,
 //! and their validation. Loading the CA into a Pingora peer is `proxy::origin`'s job.
 
+use std::sync::Arc;
+
+use pingora::protocols::tls::CaType;
 use serde::Deserialize;
 
 use super::error::ConfigError;
@@ -22,18 +25,20 @@ pub struct OriginTlsConfig {
 }
 
 /// An endpoint's origin TLS settings after the endpoint's block, the pool's block and the
-/// defaults were combined; `sni` is always a non-empty name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// defaults were combined; `sni` is always a non-empty name, and `ca` holds `ca_path`'s
+/// certificates as validation read them.
+#[derive(Debug, Clone)]
 pub struct OriginTls {
     pub enabled: bool,
     pub sni: String,
     pub verify: bool,
     pub ca_path: Option<String>,
+    pub ca: Option<Arc<CaType>>,
 }
 
 impl OriginTls {
     /// Combines `endpoint` over `pool` over the defaults. `host` is the endpoint's Host override
-    /// and `address` its `host:port`, for the SNI default.
+    /// and `address` its `host:port`, for the SNI default. The CA list is left to the caller.
     pub fn resolve(
         endpoint: Option<&OriginTlsConfig>,
         pool: Option<&OriginTlsConfig>,
@@ -59,6 +64,7 @@ impl OriginTls {
             sni,
             verify,
             ca_path,
+            ca: None,
         }
     }
 }
@@ -92,8 +98,13 @@ pub fn read_ca_file(path: &str) -> Result<Vec<pingora::tls::x509::X509>, String>
     Ok(certs)
 }
 
-/// Checks one `tls:` block at `path` (`pools[0].tls`, `pools[0].endpoints[1].tls`).
-pub(super) fn validate(t: &OriginTlsConfig, path: &str, e: &mut Vec<ConfigError>) {
+/// Checks one `tls:` block at `path` (`pools[0].tls`, `pools[0].endpoints[1].tls`); returns
+/// its CA list when it names a `ca_path` that loads.
+pub(super) fn validate(
+    t: &OriginTlsConfig,
+    path: &str,
+    e: &mut Vec<ConfigError>,
+) -> Option<Arc<CaType>> {
     if let Some(sni) = &t.sni {
         let ok = !sni.is_empty()
             && sni.len() <= 253
@@ -108,9 +119,12 @@ pub(super) fn validate(t: &OriginTlsConfig, path: &str, e: &mut Vec<ConfigError>
             ));
         }
     }
-    if let Some(ca) = &t.ca_path {
-        if let Err(reason) = read_ca_file(ca) {
+    let ca = t.ca_path.as_ref()?;
+    match read_ca_file(ca) {
+        Ok(certs) => Some(Arc::new(certs.into_boxed_slice())),
+        Err(reason) => {
             e.push(ConfigError::invalid(format!("{path}.ca_path"), ca, reason));
+            None
         }
     }
 }
@@ -156,13 +170,8 @@ mod tests {
         let endpoint = block(None, Some("own.example"), Some(true));
         let t = OriginTls::resolve(Some(&endpoint), Some(&pool), None, "10.0.0.1:443");
         assert_eq!(
-            t,
-            OriginTls {
-                enabled: true,
-                sni: "own.example".into(),
-                verify: true,
-                ca_path: Some("pool-ca.pem".into()),
-            }
+            (t.enabled, t.sni.as_str(), t.verify, t.ca_path.as_deref()),
+            (true, "own.example", true, Some("pool-ca.pem"))
         );
         let off = block(Some(false), None, None);
         let t = OriginTls::resolve(Some(&off), Some(&pool), None, "10.0.0.1:443");
@@ -177,7 +186,7 @@ mod tests {
             ca_path: Some("/nonexistent/ca.pem".into()),
             ..block(None, Some("has space"), None)
         };
-        validate(&bad, "pools[0].tls", &mut errs);
+        assert!(validate(&bad, "pools[0].tls", &mut errs).is_none());
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert!(
             text[0].starts_with("pools[0].tls.sni: \"has space\""),

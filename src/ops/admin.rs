@@ -81,7 +81,11 @@ impl AdminApi {
                 }
             },
             (&Method::POST, ["pools", pool, "endpoints", name, action @ ("drain" | "undrain")]) => {
-                match status::set_drained(&snap, pool, name, *action == "drain", now) {
+                let drain = *action == "drain";
+                match self
+                    .live
+                    .operate(|snap| status::set_drained(snap, pool, name, drain, now))
+                {
                     Ok(view) => json_response(StatusCode::OK, &view.to_json()),
                     Err(NotFound::Pool) => {
                         error(StatusCode::NOT_FOUND, &format!("no pool {pool:?}"))

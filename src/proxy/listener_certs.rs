@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use pingora::tls::ssl::{NameType, SniError, SslAcceptorBuilder, SslRef};
 
-use crate::config::{CertKey, ConfigError, Listener, ListenerTls};
+use crate::config::{CertKey, Listener};
 use crate::live::Live;
 
 /// A listener's certificates, loaded; the first is the default.
@@ -19,50 +19,19 @@ pub struct ListenerCerts {
 }
 
 impl ListenerCerts {
-    /// Loads every pair of `tls`; errors name the YAML path under `base` (`listeners[0].tls`).
-    pub fn load(tls: &ListenerTls, base: &str) -> Result<ListenerCerts, Vec<ConfigError>> {
-        let mut certs = Vec::with_capacity(tls.certs().len());
-        let mut errs = Vec::new();
-        for (j, pair) in tls.certs().iter().enumerate() {
-            match CertKey::load(pair) {
-                Ok(c) => certs.push(c),
-                Err(problems) => {
-                    for (field, reason) in problems {
-                        let path = tls.path(base, j, field.name());
-                        errs.push(ConfigError::invalid(
-                            path,
-                            CertKey::file(pair, field),
-                            reason,
-                        ));
-                    }
-                }
-            }
-        }
-        if certs.is_empty() && errs.is_empty() {
-            errs.push(ConfigError::schema(base, "needs at least one certificate"));
-        }
-        if errs.is_empty() {
-            Ok(ListenerCerts { certs })
-        } else {
-            Err(errs)
-        }
-    }
-
-    /// Every TLS listener's certificates by address; problems are added to `errs`.
-    pub fn load_all(
+    /// Each TLS listener's certificates by address, from what validation loaded per listener.
+    pub fn by_address(
         listeners: &[Listener],
-        errs: &mut Vec<ConfigError>,
+        loaded: Vec<Option<Vec<CertKey>>>,
     ) -> Vec<(String, Arc<ListenerCerts>)> {
-        let mut all = Vec::new();
-        for (i, l) in listeners.iter().enumerate() {
-            if let Some(tls) = &l.tls {
-                match ListenerCerts::load(tls, &format!("listeners[{i}].tls")) {
-                    Ok(certs) => all.push((l.address.clone(), Arc::new(certs))),
-                    Err(e) => errs.extend(e),
-                }
-            }
-        }
-        all
+        listeners
+            .iter()
+            .zip(loaded)
+            .filter_map(|(l, certs)| {
+                let certs = certs.filter(|c| !c.is_empty())?;
+                Some((l.address.clone(), Arc::new(ListenerCerts { certs })))
+            })
+            .collect()
     }
 
     /// The certificate for `sni`: the first whose names hold it exactly, else the first with a

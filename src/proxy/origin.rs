@@ -12,7 +12,7 @@ use pingora::protocols::{Digest, ALPN};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
-use crate::config::{read_ca_file, OriginTls};
+use crate::config::OriginTls;
 
 /// How long tether waits for an upstream connect (TCP, and TLS handshake on its own) before
 /// calling it failed (Cloudflare 522).
@@ -41,14 +41,9 @@ impl PartialEq for Origin {
 }
 
 impl Origin {
-    /// Builds the peer for `addr` with `tls`; reads `tls.ca_path` (the error names why it
-    /// cannot be used). `label` (`pool/endpoint`) names the endpoint in the one warning about
-    /// `verify: false`.
-    pub fn compile(addr: SocketAddr, tls: &OriginTls, label: &str) -> Result<Origin, String> {
-        let ca = match &tls.ca_path {
-            Some(path) => Some(Arc::new(read_ca_file(path)?.into_boxed_slice())),
-            None => None,
-        };
+    /// Builds the peer for `addr` with `tls` (its CA list already read by validation). `label`
+    /// (`pool/endpoint`) names the endpoint in the one warning about `verify: false`.
+    pub fn compile(addr: SocketAddr, tls: &OriginTls, label: &str) -> Origin {
         if tls.enabled && !tls.verify {
             warn_once(label);
         }
@@ -56,7 +51,7 @@ impl Origin {
             peer: HttpPeer::new(addr, false, String::new()),
             sni: tls.sni.clone(),
             verify: tls.verify,
-            ca,
+            ca: tls.ca.clone(),
             ca_path: tls.ca_path.clone(),
         };
         origin.peer = origin.peer_for(addr, tls.enabled, CONNECT_TIMEOUT);
@@ -64,7 +59,7 @@ impl Origin {
             // h2 when the origin offers it by ALPN, else HTTP/1.1.
             origin.peer.options.alpn = ALPN::H2H1;
         }
-        Ok(origin)
+        origin
     }
 
     /// The peer for one proxied request.
@@ -158,13 +153,14 @@ mod tests {
             sni: "origin.example".into(),
             verify,
             ca_path: None,
+            ca: None,
         }
     }
 
     #[test]
     fn every_request_presents_the_same_peer_so_connections_are_reused() {
         let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let o = Origin::compile(addr, &tls(true, true), "p/e").unwrap();
+        let o = Origin::compile(addr, &tls(true, true), "p/e");
         let (a, b) = (o.peer(), o.peer());
         assert_eq!(a.reuse_hash(), b.reuse_hash());
         assert!(a.is_tls());
@@ -177,26 +173,20 @@ mod tests {
     #[test]
     fn plain_and_unverified_peers_differ_from_verified_ones() {
         let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let plain = Origin::compile(addr, &tls(false, true), "p/e")
-            .unwrap()
-            .peer();
+        let plain = Origin::compile(addr, &tls(false, true), "p/e").peer();
         assert!(!plain.is_tls());
         assert_eq!(plain.sni(), "");
         assert_eq!(plain.options.alpn, ALPN::H1);
-        let loose = Origin::compile(addr, &tls(true, false), "p/e")
-            .unwrap()
-            .peer();
+        let loose = Origin::compile(addr, &tls(true, false), "p/e").peer();
         assert!(!loose.verify_cert() && !loose.verify_hostname());
-        let strict = Origin::compile(addr, &tls(true, true), "p/e")
-            .unwrap()
-            .peer();
+        let strict = Origin::compile(addr, &tls(true, true), "p/e").peer();
         assert_ne!(loose.reuse_hash(), strict.reuse_hash());
     }
 
     #[test]
     fn a_monitor_peer_keeps_the_checks_on_another_port() {
         let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let o = Origin::compile(addr, &tls(false, true), "p/e").unwrap();
+        let o = Origin::compile(addr, &tls(false, true), "p/e");
         let other: SocketAddr = "127.0.0.1:9443".parse().unwrap();
         let p = o.peer_for(other, true, Duration::from_secs(2));
         assert!(p.is_tls() && p.verify_cert());
