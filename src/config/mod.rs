@@ -2,7 +2,9 @@
 //! every error. Nothing here is consulted per request: `balancer::Snapshot` is built from it.
 
 mod error;
+mod listener_tls;
 mod load;
+mod origin_tls;
 mod schema;
 mod secret;
 mod typed;
@@ -10,6 +12,8 @@ mod validate;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use listener_tls::{CertKey, ListenerTls};
+pub use origin_tls::{read_ca_file, OriginTls, OriginTlsConfig};
 pub use schema::*;
 pub use secret::REDACTED;
 pub use typed::{session_ttl, MonitorSpec, TypedBalancer, TypedEndpoint, TypedPool, Validated};

@@ -3,6 +3,7 @@
 
 pub mod ops;
 pub mod raw;
+pub mod tls_upstream;
 pub mod upstream;
 
 use std::io::Read;
