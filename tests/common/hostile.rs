@@ -76,18 +76,26 @@ pub fn closed_within(s: &mut impl Read, within: Duration) -> Option<Duration> {
 
 /// A TLS connection to 127.0.0.1:`port` offering `alpn` (wire format), certificate unchecked.
 pub fn tls_connect(port: u16, alpn: &[u8]) -> SslStream<TcpStream> {
-    let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+    try_tls_connect(port, alpn, Duration::from_millis(200)).unwrap()
+}
+
+/// As [`tls_connect`], with reads timing out after `read_timeout`; `None` if it fails.
+pub fn try_tls_connect(
+    port: u16,
+    alpn: &[u8],
+    read_timeout: Duration,
+) -> Option<SslStream<TcpStream>> {
+    let mut b = SslConnector::builder(SslMethod::tls()).ok()?;
     b.set_verify(SslVerifyMode::NONE);
-    b.set_alpn_protos(alpn).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    b.set_alpn_protos(alpn).ok()?;
+    let tcp = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(read_timeout)).ok()?;
     b.build()
         .configure()
-        .unwrap()
+        .ok()?
         .verify_hostname(false)
         .connect("localhost", tcp)
-        .unwrap()
+        .ok()
 }
 
 /// The resident set size of process `pid` in KiB (`VmRSS` in /proc/<pid>/status).

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod hostile;
+pub mod hostile_mix;
 pub mod ops;
 pub mod upstream;
 
