@@ -208,7 +208,10 @@ fn idle_h2_connection_is_closed() {
 fn unfinished_huge_headers_cost_bounded_memory() {
     // A 16 KiB limit: what tether holds per connection is then far below what Pingora alone
     // would buffer (up to 1 MiB), whatever the allocator's rounding.
-    let (t, up, _) = start("limits:\n  max_request_header_bytes: 16384\n", false);
+    let (t, up, _) = start(
+        "limits:\n  max_request_header_bytes: 16384\n  request_header_timeout_seconds: 60\n",
+        false,
+    );
     // Warm up what every connection costs anyway (tasks, sessions, allocator arenas) with 40
     // served kept-alive connections, so the growth measured is the unfinished headers' own.
     let warm: Vec<TcpStream> = (0..40)
@@ -231,8 +234,18 @@ fn unfinished_huge_headers_cost_bounded_memory() {
         })
         .collect();
     let held: Vec<TcpStream> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(1000));
-    let grown = rss_kib(t.pid()).saturating_sub(before);
+    // Until tether has read what it is going to read: RSS unchanged for 2 s (at most 20 s).
+    let (mut peak, mut steady_since, started) = (0, Instant::now(), Instant::now());
+    while steady_since.elapsed() < Duration::from_secs(2)
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = rss_kib(t.pid());
+        if now > peak + 256 {
+            (peak, steady_since) = (now, Instant::now());
+        }
+    }
+    let grown = peak.max(rss_kib(t.pid())).saturating_sub(before);
     drop(held);
     drop(warm);
     eprintln!("RSS grew by {grown} KiB for 40 unfinished ~1 MB headers");
