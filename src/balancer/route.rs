@@ -22,7 +22,7 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
     pub client_ip: IpAddr,
     /// The raw values of every `Cookie` header, in order.
-    pub cookies: &'a [&'a str],
+    pub cookies: &'a [&'a [u8]],
     /// All request headers, for `header` affinity.
     pub headers: &'a HeaderMap,
     /// A fresh random number for steering.
@@ -90,6 +90,10 @@ pub struct Decision {
     pub target: EndpointRef,
     pub pin: PinAction,
     pub outcome: Outcome,
+    /// The key the session is placed by, in the modes that place sessions by consistent
+    /// hashing (`ip_cookie`: the client address; `header`: the session key); a failover places
+    /// the session by it too (SPEC §3.2).
+    pub key: Option<HashKey>,
 }
 
 /// Why a request cannot be routed.
@@ -119,31 +123,31 @@ pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Deci
             target,
             pin,
             outcome,
+            key,
         })
     };
-    let kept = |target| {
+    let kept = |target, key| {
         Ok(Decision {
             balancer: b,
             target,
             pin: PinAction::None,
             outcome: Outcome::Kept,
+            key,
         })
     };
     match lb.affinity.mode {
         Affinity::None => decide(Outcome::Unpinned, None, PinAction::None),
         Affinity::Cookie | Affinity::IpCookie => {
+            let key = (lb.affinity.mode == Affinity::IpCookie).then_some(pick.client);
             match pinned_by_cookie(snap, lb, facts.cookies, now) {
-                Ok(target) => kept(target),
-                Err(outcome) => {
-                    let key = (lb.affinity.mode == Affinity::IpCookie).then_some(pick.client);
-                    decide(
-                        outcome,
-                        key,
-                        PinAction::Set {
-                            expires: now + lb.affinity.ttl,
-                        },
-                    )
-                }
+                Ok(target) => kept(target, key),
+                Err(outcome) => decide(
+                    outcome,
+                    key,
+                    PinAction::Set {
+                        expires: now + lb.affinity.ttl,
+                    },
+                ),
             }
         }
         Affinity::Header => {
@@ -162,7 +166,7 @@ pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Deci
             let found = store.get(key.id).ok_or(Outcome::New);
             let target = found.and_then(|id| lb.pins.get(&id).copied().ok_or(Outcome::Invalid));
             match target.and_then(|t| still_serves(snap, lb, t, now)) {
-                Ok(target) => kept(target),
+                Ok(target) => kept(target, Some(key.hash)),
                 Err(outcome) => decide(
                     outcome,
                     Some(key.hash),
@@ -178,12 +182,16 @@ pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Deci
 fn pinned_by_cookie(
     snap: &Snapshot,
     lb: &Balancer,
-    cookies: &[&str],
+    cookies: &[&[u8]],
     now: u64,
 ) -> Result<EndpointRef, Outcome> {
     let mut why = Outcome::New;
     for value in cflb_values(cookies) {
-        match snap.keys.verify(&lb.name, value, now) {
+        // A token is base64url, so a value that is not even UTF-8 is simply malformed.
+        let verified = std::str::from_utf8(value)
+            .map_err(|_| TokenError::Malformed)
+            .and_then(|v| snap.keys.verify(&lb.name, v, now));
+        match verified {
             Ok(pin) => match lb.pins.get(&pin.endpoint) {
                 Some(&target) => return still_serves(snap, lb, target, now),
                 None => why = Outcome::Invalid,

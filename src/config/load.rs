@@ -11,6 +11,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::schema::*;
+use super::typed::Validated;
 use super::validate::validate;
 
 const SECTIONS: &[&str] = &[
@@ -27,7 +28,7 @@ const SECTIONS: &[&str] = &[
 
 impl Config {
     /// Reads, parses and validates `file`; on failure returns every error found.
-    pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
+    pub fn load(file: &Path) -> Result<Validated, ConfigErrors> {
         let text = std::fs::read_to_string(file).map_err(|e| {
             ConfigErrors(vec![ConfigError::Unreadable {
                 file: file.display().to_string(),
@@ -38,7 +39,7 @@ impl Config {
     }
 
     /// Parses and validates YAML text; `origin` names it in syntax errors.
-    pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Validated, ConfigErrors> {
         Self::from_yaml_with_env(text, origin, &|name| std::env::var(name).ok())
     }
 
@@ -47,7 +48,7 @@ impl Config {
         text: &str,
         origin: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigErrors> {
+    ) -> Result<Validated, ConfigErrors> {
         let syntax = |reason: String| {
             ConfigErrors(vec![ConfigError::Syntax {
                 file: origin.to_string(),
@@ -74,9 +75,27 @@ impl Config {
 
         let server = one(&root, "server", &mut errs).unwrap_or_default();
         let listeners = list::<Listener>(&root, "listeners", &mut errs);
-        let admin = one::<Admin>(&root, "admin", &mut errs);
+        let admin = match root.get("admin") {
+            // serde would quote a scalar here, and `admin: <token>` is an easy slip.
+            Some(v) if !matches!(v, Value::Mapping(_) | Value::Null) => {
+                errs.push(ConfigError::schema(
+                    "admin",
+                    "expected a mapping (address, token); the value is not shown",
+                ));
+                None
+            }
+            _ => one::<Admin>(&root, "admin", &mut errs),
+        };
         let limits = one(&root, "limits", &mut errs).unwrap_or_default();
         let cookie_secret = one::<Secrets>(&root, "cookie_secret", &mut errs);
+        if matches!(root.get("cookie_secret"), Some(Value::Null)) {
+            // `cookie_secret:` with nothing after it is a mistake, not a request for a random
+            // key (leaving the line out is how to ask for one).
+            errs.push(ConfigError::schema(
+                "cookie_secret",
+                "is empty; remove the line to use a random key",
+            ));
+        }
         let monitors = list::<Monitor>(&root, "monitors", &mut errs);
         let pools = list::<Pool>(&root, "pools", &mut errs)
             .into_iter()
@@ -104,14 +123,10 @@ impl Config {
         expand_env(&mut config, env, &mut errs);
         // A section that failed to parse is absent, so cross-checks against it would only add
         // noise ("no pool with id ..."): validate only what parsed cleanly.
-        if errs.is_empty() {
-            errs.extend(validate(&config));
+        if !errs.is_empty() {
+            return Err(ConfigErrors(errs));
         }
-        if errs.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(errs))
-        }
+        validate(config).map_err(ConfigErrors)
     }
 }
 
@@ -169,29 +184,25 @@ fn expand_env(
     errs: &mut Vec<ConfigError>,
 ) {
     if let Some(secrets) = &mut config.cookie_secret {
-        let list: Vec<String> = secrets.as_slice().to_vec();
-        let many = matches!(secrets, Secrets::Many(_));
-        let expanded: Vec<String> = list
+        let expanded: Vec<Secret> = secrets
+            .as_slice()
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                let path = if many {
-                    format!("cookie_secret[{i}]")
-                } else {
-                    "cookie_secret".into()
-                };
-                expand(s, &path, env, errs)
-            })
+            .map(|(i, s)| Secret::new(expand(s.expose(), &secrets.path(i), env, errs)))
             .collect();
-        *secrets = if many {
-            Secrets::Many(expanded)
-        } else {
-            Secrets::One(expanded.into_iter().next().unwrap_or_default())
+        *secrets = match secrets {
+            Secrets::Many(_) => Secrets::Many(expanded),
+            Secrets::One(_) => Secrets::One(expanded.into_iter().next().unwrap_or_default()),
         };
     }
     if let Some(admin) = &mut config.admin {
         if let Some(token) = &admin.token {
-            admin.token = Some(expand(token, "admin.token", env, errs));
+            admin.token = Some(Secret::new(expand(
+                token.expose(),
+                "admin.token",
+                env,
+                errs,
+            )));
         }
     }
 }

@@ -4,10 +4,13 @@
 mod error;
 mod load;
 mod schema;
+mod secret;
+mod typed;
 mod validate;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
-pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
+pub use secret::REDACTED;
+pub use typed::{session_ttl, TypedBalancer, TypedEndpoint, TypedMonitor, TypedPool, Validated};
 pub use values::{ExpectedCodes, SessionHeader};

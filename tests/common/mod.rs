@@ -4,6 +4,7 @@
 pub mod hostile;
 pub mod hostile_mix;
 pub mod ops;
+pub mod raw;
 pub mod upstream;
 
 use std::io::Read;
