@@ -78,17 +78,3 @@ impl AsyncRead for Tcp {
 }
 
 delegate_io_but_read!(Tcp, 0);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_file_is_named_in_the_error() {
-        let Err(e) = TlsAcceptor::from_files("/nonexistent/cert.pem", "/nonexistent/key.pem")
-        else {
-            panic!("a missing key must fail");
-        };
-        assert!(e.to_string().contains("/nonexistent/key.pem"), "{e}");
-    }
-}
