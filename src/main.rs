@@ -63,7 +63,7 @@ enum Import {
 }
 
 fn main() -> ExitCode {
-    tether::ops::log_sink::init();
+    tether::telemetry::log_sink::init();
     let cli = Cli::parse();
     if let Some(Command::Import(Import::Cloudflare { files, origin_tls })) = &cli.command {
         return import_cloudflare(files, *origin_tls);

@@ -3,7 +3,9 @@
 
 mod access_log;
 mod error;
+mod listener_tls;
 mod load;
+mod origin_tls;
 mod schema;
 mod secret;
 mod typed;
@@ -12,7 +14,9 @@ mod values;
 
 pub use access_log::{AccessLog, AccessLogFormat};
 pub use error::{ConfigError, ConfigErrors};
+pub use listener_tls::{CertKey, ListenerTls};
+pub use origin_tls::{read_ca_file, OriginTls, OriginTlsConfig};
 pub use schema::*;
 pub use secret::REDACTED;
-pub use typed::{session_ttl, TypedBalancer, TypedEndpoint, TypedMonitor, TypedPool, Validated};
+pub use typed::{session_ttl, MonitorSpec, TypedBalancer, TypedEndpoint, TypedPool, Validated};
 pub use values::{ExpectedCodes, SessionHeader};

@@ -87,7 +87,7 @@ pub fn outcome_rates(balancer: &str) -> [Vec<f64>; 4] {
 
 /// Takes one sample of every endpoint and balancer in `snap`; forgets what it no longer has.
 pub fn sample(snap: &Snapshot, secs: f64) {
-    let counts = super::metrics::affinity_counts();
+    let counts = crate::telemetry::metrics::affinity_counts();
     let mut h = history();
     let mut seen = Vec::new();
     for e in snap.pools.iter().flat_map(|p| &p.endpoints) {

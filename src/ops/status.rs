@@ -158,7 +158,7 @@ pub fn set_drained(
         .find(|e| e.name == name)
         .ok_or(NotFound::Endpoint)?;
     e.state.set_admin_drained(drain);
-    e.state.sync_enabled(!drain && e.enabled, now);
+    e.state.run_drain_clock(!drain && e.enabled, now);
     log::info!(
         "{} {}/{} through the admin API",
         if drain { "drained" } else { "undrained" },

@@ -2,33 +2,17 @@
 //!
 //! The request path must not take a lock: label lookups in a `prometheus` vector take its
 //! read-write lock, so the counters of every (balancer, endpoint) a snapshot can route to are
-//! looked up once per snapshot ([`RequestHandles`]) and then reached by index. Events that are
-//! rare next to requests (failovers, health flips, reloads) use plain label lookups.
+//! looked up once, when the snapshot is committed ([`BalancerCounters`], kept in the snapshot),
+//! and then reached by index. Events that are rare next to requests (failovers, health flips,
+//! reloads, refusals) use plain label lookups. Gauges are set at scrape time.
 
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::LazyLock;
+use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
-
-use crate::balancer::{Decision, Outcome, Snapshot};
-
-/// Every `Outcome`, in declaration order, so `outcome as usize` indexes per-outcome counters.
-const OUTCOME_COUNT: usize = 10;
-const OUTCOMES: [Outcome; OUTCOME_COUNT] = [
-    Outcome::Unpinned,
-    Outcome::New,
-    Outcome::Kept,
-    Outcome::NoSession,
-    Outcome::Expired,
-    Outcome::Invalid,
-    Outcome::Unhealthy,
-    Outcome::Drained,
-    Outcome::FailoverTemporary,
-    Outcome::FailoverSticky,
-];
 
 /// Status classes as labels; index 0 is a request that got no response at all.
 const CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -150,147 +134,96 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 });
 
 /// Counters of one endpoint as reached through one balancer.
-struct EndpointHandles {
+struct EndpointCounters {
     by_class: [IntCounter; 6],
-    latency: prometheus::Histogram,
+    latency: Histogram,
 }
 
-/// The counters one snapshot's requests touch, looked up once so recording is lock-free.
-struct RequestHandles {
-    /// The snapshot these were built for; a `Weak` keeps its address from being reused.
-    snapshot: Weak<Snapshot>,
-    /// `[balancer][pool][endpoint]`; `None` where the balancer cannot route to the endpoint.
-    endpoints: Vec<Vec<Vec<Option<EndpointHandles>>>>,
-    /// `[balancer][outcome as usize]`.
-    outcomes: Vec<[IntCounter; OUTCOME_COUNT]>,
+/// The counters one balancer's requests touch, made when its snapshot is committed so that
+/// counting a request is an index and an atomic add: no label lookup, no lock.
+pub struct BalancerCounters {
+    /// `[pool][endpoint]`; `None` where the balancer cannot route to the endpoint.
+    endpoints: Vec<Vec<Option<EndpointCounters>>>,
+    /// By outcome, in the order the outcome names were given.
+    outcomes: Vec<IntCounter>,
+    /// Requests the balancer answered itself (redirect, 503), by status class.
+    answered: [IntCounter; 6],
 }
 
-impl RequestHandles {
-    fn build(snap: &Arc<Snapshot>) -> RequestHandles {
+impl std::fmt::Debug for BalancerCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BalancerCounters")
+    }
+}
+
+impl BalancerCounters {
+    /// The counters of `balancer`, whose sessions end in `outcomes`, over `endpoints`
+    /// (`[pool][endpoint]`: the pool id and endpoint name where the balancer routes to it).
+    pub fn new(balancer: &str, outcomes: &[&str], endpoints: &[Vec<Option<(&str, &str)>>]) -> Self {
         let m = &*METRICS;
-        let mut endpoints = Vec::with_capacity(snap.balancers.len());
-        let mut outcomes = Vec::with_capacity(snap.balancers.len());
-        for lb in &snap.balancers {
-            let mut pools: Vec<Vec<Option<EndpointHandles>>> = snap
-                .pools
-                .iter()
-                .map(|p| p.endpoints.iter().map(|_| None).collect())
-                .collect();
-            for r in lb.pins.values() {
-                let pool = &snap.pools[r.pool];
-                let ep = &pool.endpoints[r.endpoint];
-                pools[r.pool][r.endpoint] = Some(EndpointHandles {
-                    by_class: CLASSES.map(|c| {
-                        m.requests
-                            .with_label_values(&[&lb.name, &pool.id, &ep.name, c])
-                    }),
-                    latency: m.upstream_latency.with_label_values(&[&pool.id, &ep.name]),
-                });
-            }
-            endpoints.push(pools);
-            outcomes.push(OUTCOMES.map(|o| m.affinity.with_label_values(&[&lb.name, o.as_str()])));
-        }
-        RequestHandles {
-            snapshot: Arc::downgrade(snap),
+        let endpoints = endpoints
+            .iter()
+            .map(|pool| {
+                pool.iter()
+                    .map(|labels| {
+                        labels.map(|(pool, ep)| EndpointCounters {
+                            by_class: CLASSES
+                                .map(|c| m.requests.with_label_values(&[balancer, pool, ep, c])),
+                            latency: m.upstream_latency.with_label_values(&[pool, ep]),
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        BalancerCounters {
             endpoints,
-            outcomes,
+            outcomes: outcomes
+                .iter()
+                .map(|o| m.affinity.with_label_values(&[balancer, o]))
+                .collect(),
+            answered: CLASSES.map(|c| m.requests.with_label_values(&[balancer, NONE, NONE, c])),
         }
     }
 
-    fn is_for(&self, snap: &Arc<Snapshot>) -> bool {
-        std::ptr::eq(self.snapshot.as_ptr(), Arc::as_ptr(snap))
-    }
-}
-
-/// The handles of the most recent snapshot seen on the request path.
-static HANDLES: ArcSwapOption<RequestHandles> = ArcSwapOption::const_empty();
-
-/// The handles for `snap` when it is the one cached, or when it is the live one (the first
-/// request after a reload builds them, a concurrent one may too, harmlessly); `None` for a
-/// request that finished on a snapshot a reload has replaced, so it cannot evict the new one.
-fn handles_for(snap: &Arc<Snapshot>, is_live: bool) -> Option<Arc<RequestHandles>> {
-    if let Some(h) = HANDLES.load_full() {
-        if h.is_for(snap) {
-            return Some(h);
+    /// Counts a request routed to endpoint `endpoint` of pool `pool` with session outcome
+    /// `outcome` (its index), answered with `status` (0: none), the upstream's answer after
+    /// `upstream`.
+    pub fn routed(
+        &self,
+        (pool, endpoint): (usize, usize),
+        outcome: usize,
+        status: u16,
+        upstream: Option<Duration>,
+    ) {
+        if let Some(Some(ep)) = self.endpoints.get(pool).and_then(|p| p.get(endpoint)) {
+            ep.by_class[class_index(status)].inc();
+            if let Some(t) = upstream {
+                ep.latency.observe(t.as_secs_f64());
+            }
+        }
+        if let Some(o) = self.outcomes.get(outcome) {
+            o.inc();
         }
     }
-    if !is_live {
-        return None;
+
+    /// Counts a request the balancer answered itself with `status`.
+    pub fn answered(&self, status: u16) {
+        self.answered[class_index(status)].inc();
     }
-    let h = Arc::new(RequestHandles::build(snap));
-    HANDLES.store(Some(h.clone()));
-    Some(h)
 }
 
-/// The slow path for a request on a replaced snapshot: label lookups.
-fn record_by_labels(snap: &Snapshot, d: &Decision, class: usize, done: &Finished<'_>) {
-    let m = &*METRICS;
-    let lb = &snap.balancers[d.balancer].name;
-    let pool = &snap.pools[d.target.pool].id;
-    let ep = &snap.endpoint(d.target).name;
-    m.requests
-        .with_label_values(&[lb.as_str(), pool, ep, CLASSES[class]])
-        .inc();
-    if let Some(t) = done.upstream {
-        m.upstream_latency
-            .with_label_values(&[pool.as_str(), ep])
-            .observe(t.as_secs_f64());
-    }
-    m.affinity
-        .with_label_values(&[lb.as_str(), d.outcome.as_str()])
-        .inc();
+/// Counts a request that no balancer answers (404), by `status`.
+pub fn unrouted(status: u16) {
+    static UNROUTED: LazyLock<[IntCounter; 6]> = LazyLock::new(|| {
+        CLASSES.map(|c| METRICS.requests.with_label_values(&[NONE, NONE, NONE, c]))
+    });
+    UNROUTED[class_index(status)].inc();
 }
 
 fn class_index(status: u16) -> usize {
     match status {
         100..=599 => usize::from(status / 100),
         _ => 0,
-    }
-}
-
-/// What one finished request contributes to the metrics.
-#[derive(Debug, Clone, Copy)]
-pub struct Finished<'a> {
-    /// The response status sent to the client, 0 when none was sent.
-    pub status: u16,
-    /// Time to the upstream's response header, when an upstream answered.
-    pub upstream: Option<std::time::Duration>,
-    /// The balancer that answered when no routing decision was made (404, 503, redirect).
-    pub balancer_without_decision: Option<&'a str>,
-    /// `snap` is still the live snapshot (no reload since the request began).
-    pub snapshot_is_live: bool,
-}
-
-/// Counts a finished request: status class per endpoint, affinity outcome, upstream latency.
-/// Lock-free for routed requests; requests tether answered itself, and requests that straddled
-/// a reload, use label lookups.
-pub fn record_request(snap: &Arc<Snapshot>, decision: Option<&Decision>, done: Finished<'_>) {
-    let class = class_index(done.status);
-    let Some(d) = decision else {
-        let lb = done.balancer_without_decision.unwrap_or(NONE);
-        METRICS
-            .requests
-            .with_label_values(&[lb, NONE, NONE, CLASSES[class]])
-            .inc();
-        return;
-    };
-    let Some(h) = handles_for(snap, done.snapshot_is_live) else {
-        record_by_labels(snap, d, class, &done);
-        return;
-    };
-    if let Some(Some(ep)) = h
-        .endpoints
-        .get(d.balancer)
-        .and_then(|b| b.get(d.target.pool))
-        .and_then(|p| p.get(d.target.endpoint))
-    {
-        ep.by_class[class].inc();
-        if let Some(t) = done.upstream {
-            ep.latency.observe(t.as_secs_f64());
-        }
-    }
-    if let Some(o) = h.outcomes.get(d.balancer) {
-        o[d.outcome as usize].inc();
     }
 }
 
@@ -329,16 +262,26 @@ pub fn record_reload(ok: bool) {
         .inc();
 }
 
-/// The Prometheus text exposition of every metric, with the per-endpoint gauges taken from
-/// `snap` at this moment (endpoints no longer configured disappear from them).
-pub fn render(snap: &Snapshot) -> String {
+/// One endpoint's state at scrape time, for the per-endpoint gauges.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointGauges<'a> {
+    pub pool: &'a str,
+    pub endpoint: &'a str,
+    pub healthy: bool,
+    pub enabled: bool,
+    pub inflight: usize,
+}
+
+/// The Prometheus text exposition of every metric, with the gauges set from `endpoints` and
+/// `sessions` (header sessions per balancer) as read at this moment; endpoints not listed
+/// disappear from the gauges.
+pub fn render<'a>(
+    endpoints: impl IntoIterator<Item = EndpointGauges<'a>>,
+    sessions: impl IntoIterator<Item = (&'a str, u64)>,
+) -> String {
     let m = &*METRICS;
-    // Read at scrape time, so the request path never touches the gauge.
-    for lb in &snap.balancers {
-        if let Some(store) = &lb.sessions {
-            store.sync();
-            set_header_sessions(&lb.name, i64::try_from(store.len()).unwrap_or(i64::MAX));
-        }
+    for (balancer, n) in sessions {
+        set_header_sessions(balancer, i64::try_from(n).unwrap_or(i64::MAX));
     }
     for g in [
         &m.endpoint_healthy,
@@ -347,20 +290,17 @@ pub fn render(snap: &Snapshot) -> String {
     ] {
         g.reset();
     }
-    for p in &snap.pools {
-        for e in &p.endpoints {
-            let labels = [p.id.as_str(), e.name.as_str()];
-            m.endpoint_healthy
-                .with_label_values(&labels)
-                .set(i64::from(e.state.healthy()));
-            m.endpoint_enabled
-                .with_label_values(&labels)
-                .set(i64::from(e.enabled_now()));
-            let inflight = e.state.inflight.load(std::sync::atomic::Ordering::Relaxed);
-            m.endpoint_inflight
-                .with_label_values(&labels)
-                .set(i64::try_from(inflight).unwrap_or(i64::MAX));
-        }
+    for e in endpoints {
+        let labels = [e.pool, e.endpoint];
+        m.endpoint_healthy
+            .with_label_values(&labels)
+            .set(i64::from(e.healthy));
+        m.endpoint_enabled
+            .with_label_values(&labels)
+            .set(i64::from(e.enabled));
+        m.endpoint_inflight
+            .with_label_values(&labels)
+            .set(i64::try_from(e.inflight).unwrap_or(i64::MAX));
     }
     // Make the reload counters visible at 0 before the first reload.
     for r in ["ok", "failed"] {
@@ -400,13 +340,6 @@ pub fn affinity_counts() -> std::collections::HashMap<(String, String), u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn outcome_table_matches_declaration_order() {
-        for (i, o) in OUTCOMES.iter().enumerate() {
-            assert_eq!(*o as usize, i, "{}", o.as_str());
-        }
-    }
 
     #[test]
     fn status_classes() {
