@@ -2,7 +2,8 @@
 //!
 //! `config` reads and validates the YAML; `balancer` turns it into a snapshot and makes the
 //! routing decision; `affinity` holds the cookie token and hashing; `proxy` adapts the decision
-//! to Pingora's hooks; `ops` and `server` run the process.
+//! to Pingora's hooks; `state` keeps runtime state across upgrades, restarts and instances;
+//! `ops` and `server` run the process.
 
 pub mod affinity;
 pub mod balancer;
@@ -13,3 +14,4 @@ pub mod live;
 pub mod ops;
 pub mod proxy;
 pub mod server;
+pub mod state;

@@ -23,6 +23,7 @@ const SECTIONS: &[&str] = &[
     "pools",
     "load_balancers",
     "trusted_proxies",
+    "state",
 ];
 
 impl Config {
@@ -89,6 +90,7 @@ impl Config {
             .collect();
         let load_balancers = list::<LoadBalancer>(&root, "load_balancers", &mut errs);
         let trusted_proxies = list::<String>(&root, "trusted_proxies", &mut errs);
+        let state = one(&root, "state", &mut errs).unwrap_or_default();
 
         let mut config = Config {
             server,
@@ -100,6 +102,7 @@ impl Config {
             pools,
             load_balancers,
             trusted_proxies,
+            state,
         };
         expand_env(&mut config, env, &mut errs);
         // A section that failed to parse is absent, so cross-checks against it would only add
@@ -193,6 +196,9 @@ fn expand_env(
         if let Some(token) = &admin.token {
             admin.token = Some(expand(token, "admin.token", env, errs));
         }
+    }
+    if let Some(redis) = &mut config.state.redis {
+        redis.url = expand(&redis.url, "state.redis.url", env, errs);
     }
 }
 

@@ -4,10 +4,12 @@
 mod error;
 mod load;
 mod schema;
+mod state;
 mod validate;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
+pub use state::{redis_address, RedisSection, StateSection, StoreKind};
 pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
 pub use values::{ExpectedCodes, SessionHeader};

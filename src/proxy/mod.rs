@@ -111,6 +111,8 @@ impl ProxyHttp for Tether {
                 headers: &req.headers,
                 random: fastrand::u64(..),
             };
+            // A shared store refreshes the request's header session here (bounded wait).
+            self.live.state.prepare(&snap, &request).await;
             route(&snap, &request, now)
         };
         ctx.facts = Some(Facts {
@@ -231,11 +233,7 @@ impl ProxyHttp for Tether {
                 let value = set_cookie(&token, lb.affinity.cookie, facts.tls, facts.now, expires);
                 resp.append_header(http::header::SET_COOKIE, value)?;
             }
-            PinAction::Remember { session } => {
-                if let Some(store) = &lb.sessions {
-                    store.pin(session, endpoint);
-                }
-            }
+            PinAction::Remember { session } => self.live.state.remember(lb, session, endpoint),
         }
         Ok(())
     }

@@ -1,0 +1,438 @@
+//! The Redis store (`state.store: redis`, SPEC §5): header sessions and admin drains shared by
+//! every instance that uses the same Redis.
+//!
+//! Layout under `key_prefix`:
+//! - `session:<balancer>:<session id hex>` → endpoint id, with the idle TTL as Redis TTL;
+//! - `drains` → a hash `<pool>/<endpoint>` → unix second the admin drain began;
+//! - `epoch` → a random value written once into an empty Redis: when it changes or vanishes,
+//!   Redis lost its data (a restart without persistence) and each instance writes its drains back.
+//!
+//! Requests read a session from Redis at most once per [`REFRESH`] (the local copy answers in
+//! between) and never wait longer than `timeout_ms`; while Redis is unreachable they do not ask
+//! it at all. Drains are polled every [`POLL`], so a drain made on any instance applies on
+//! every other within a second.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::affinity::header_key::session_key;
+use crate::affinity::sessions::SessionStore;
+use crate::affinity::EndpointId;
+use crate::balancer::{RequestFacts, Snapshot};
+use crate::clock::unix_now;
+use crate::config::RedisSection;
+
+use super::metrics;
+
+/// How long a session read from (or written to) Redis is trusted without asking again.
+pub const REFRESH: Duration = Duration::from_secs(1);
+/// How often drains are read from Redis (and the connection's health is checked).
+pub const POLL: Duration = Duration::from_millis(250);
+/// The budget of the background poll: connects and the drain hash may take longer than a
+/// request's budget without holding any request.
+const POLL_TIMEOUT: Duration = Duration::from_secs(1);
+
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
+/// The Redis store of one process.
+pub struct RedisStore {
+    cfg: RedisSection,
+    address: String,
+    timeout: Duration,
+    /// Created by the background sync on its runtime; lazy: it connects on first use and
+    /// reconnects by itself.
+    conn: OnceLock<ConnectionManager>,
+    health: AtomicU8,
+    outage_started: Mutex<Option<Instant>>,
+    /// Drain changes made here and not yet written: `<pool>/<endpoint>` → start (None = undrain).
+    pending: Mutex<HashMap<String, Option<u64>>>,
+    /// Bumped on every local drain change, so a poll that raced one does not undo it.
+    generation: AtomicU64,
+    /// The `epoch` value last seen.
+    epoch: Mutex<Option<String>>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+/// A store operation failed; the message is safe to log (no URL, no password).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(String);
+
+impl RedisStore {
+    /// A store for `cfg`; nothing is connected until [`RedisStore::connect`].
+    pub fn new(cfg: &RedisSection) -> RedisStore {
+        RedisStore {
+            address: cfg.address(),
+            timeout: Duration::from_millis(cfg.timeout_ms),
+            cfg: cfg.clone(),
+            conn: OnceLock::new(),
+            health: AtomicU8::new(UNKNOWN),
+            outage_started: Mutex::new(None),
+            pending: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            epoch: Mutex::new(None),
+            started: Instant::now(),
+        }
+    }
+
+    /// `host:port` of the Redis server, safe to log.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// True while Redis answers within its budget.
+    pub fn is_up(&self) -> bool {
+        self.health.load(Relaxed) == UP
+    }
+
+    /// Creates the (lazy) connection manager; must run inside a tokio runtime that lives as long
+    /// as the process. A URL the client refuses is logged without the URL.
+    pub fn connect(&self) {
+        if self.conn.get().is_some() {
+            return;
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(POLL_TIMEOUT))
+            .set_response_timeout(Some(POLL_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let made = redis::Client::open(self.cfg.url.as_str())
+            .and_then(|c| ConnectionManager::new_lazy_with_config(c, config));
+        match made {
+            Ok(m) => {
+                let _ = self.conn.set(m);
+            }
+            Err(e) => self.failed(&self.scrub(&e)),
+        }
+    }
+
+    /// Milliseconds on this store's clock, never 0.
+    fn clock_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+    }
+
+    /// An error's text without anything of the URL but its address.
+    fn scrub(&self, e: &redis::RedisError) -> StoreError {
+        let mut text = e.to_string();
+        if text.contains(&self.cfg.url) {
+            text = text.replace(&self.cfg.url, &self.address);
+        }
+        if let Some(pw) = redis::Client::open(self.cfg.url.as_str())
+            .ok()
+            .and_then(|c| {
+                c.get_connection_info()
+                    .redis_settings()
+                    .password()
+                    .map(str::to_owned)
+            })
+            .filter(|p| !p.is_empty())
+        {
+            text = text.replace(&pw, "[redacted]");
+        }
+        StoreError(text)
+    }
+
+    /// Records a failed operation: counted, and the first of an outage logged.
+    fn failed(&self, e: &StoreError) {
+        metrics::record_error();
+        let before = self.health.swap(DOWN, Relaxed);
+        if before != DOWN {
+            metrics::set_up(false);
+            *self
+                .outage_started
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            log::warn!(
+                "state store: Redis at {} unreachable ({e}); failing open: header sessions by \
+                 consistent hashing, drains as last known",
+                self.address
+            );
+        }
+    }
+
+    /// Records an answered operation; the end of an outage is logged.
+    fn answered(&self) {
+        let before = self.health.swap(UP, Relaxed);
+        if before == UP {
+            return;
+        }
+        metrics::set_up(true);
+        let began = self
+            .outage_started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match (before, began) {
+            (DOWN, Some(t)) => log::info!(
+                "state store: Redis at {} reachable again after {:.1} s",
+                self.address,
+                t.elapsed().as_secs_f64()
+            ),
+            _ => log::info!("state store: connected to Redis at {}", self.address),
+        }
+    }
+
+    /// Runs `cmd` within `budget`; a failure or timeout is recorded.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        budget: Duration,
+        f: impl FnOnce(ConnectionManager) -> redis::RedisFuture<'static, T>,
+    ) -> Result<T, StoreError> {
+        let Some(conn) = self.conn.get().cloned() else {
+            return Err(StoreError("not connected yet".into()));
+        };
+        let result = match tokio::time::timeout(budget, f(conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.scrub(&e)),
+            Err(_) => Err(StoreError(format!(
+                "no answer within {} ms",
+                budget.as_millis()
+            ))),
+        };
+        match &result {
+            Ok(_) => self.answered(),
+            Err(e) => self.failed(e),
+        }
+        result
+    }
+
+    fn session_key(&self, balancer: &str, id: u128) -> String {
+        format!("{}session:{balancer}:{id:032x}", self.cfg.key_prefix)
+    }
+
+    fn drains_key(&self) -> String {
+        format!("{}drains", self.cfg.key_prefix)
+    }
+
+    fn epoch_key(&self) -> String {
+        format!("{}epoch", self.cfg.key_prefix)
+    }
+
+    /// Makes the local copy of the request's header session current before routing: kept when
+    /// confirmed within [`REFRESH`]; otherwise read from Redis (refreshing its TTL in the same
+    /// round trip). A session Redis does not have, or cannot be asked about, is dropped here so
+    /// routing picks its endpoint by consistent hashing of its key (SPEC §5).
+    pub async fn prepare(&self, snap: &Snapshot, facts: &RequestFacts<'_>) {
+        let Some(b) = snap.balancer_for_host(facts.host) else {
+            return;
+        };
+        let lb = &snap.balancers[b];
+        let Some(store) = &lb.sessions else {
+            return;
+        };
+        let a = &lb.affinity;
+        let Some(key) = session_key(
+            &a.headers,
+            facts.headers,
+            facts.cookies,
+            a.require_all_headers,
+        ) else {
+            return;
+        };
+        let now = self.clock_ms();
+        if let Some(pin) = store.get_pin(key.id) {
+            if pin.synced_ms != 0 && now.saturating_sub(pin.synced_ms) < REFRESH.as_millis() as u64
+            {
+                return;
+            }
+        }
+        if !self.is_up() {
+            store.forget(key.id);
+            return;
+        }
+        let rkey = self.session_key(&lb.name, key.id);
+        let ttl = a.ttl;
+        let read = self
+            .run(self.timeout, move |mut c| {
+                Box::pin(async move {
+                    redis::cmd("GETEX")
+                        .arg(rkey)
+                        .arg("EX")
+                        .arg(ttl)
+                        .query_async::<Option<u64>>(&mut c)
+                        .await
+                })
+            })
+            .await;
+        match read {
+            Ok(Some(endpoint)) => store.pin_synced(key.id, EndpointId(endpoint), now),
+            Ok(None) | Err(_) => store.forget(key.id),
+        }
+    }
+
+    /// Pins a header session here and writes it to Redis in the background (never waited for).
+    pub fn remember(
+        self: &std::sync::Arc<Self>,
+        balancer: &str,
+        ttl: u64,
+        store: &SessionStore,
+        session: u128,
+        endpoint: EndpointId,
+    ) {
+        if !self.is_up() {
+            store.pin(session, endpoint);
+            return;
+        }
+        store.pin_synced(session, endpoint, self.clock_ms());
+        let me = self.clone();
+        let key = self.session_key(balancer, session);
+        tokio::spawn(async move {
+            let _ = me
+                .run(me.timeout, move |mut c| {
+                    Box::pin(async move {
+                        redis::cmd("SET")
+                            .arg(key)
+                            .arg(endpoint.0)
+                            .arg("EX")
+                            .arg(ttl)
+                            .query_async::<()>(&mut c)
+                            .await
+                    })
+                })
+                .await;
+        });
+    }
+
+    /// Queues an admin drain (`since` = its start) or undrain (`None`) of `pool`/`name` for
+    /// every instance; written by the next poll, or as soon as Redis is back.
+    pub fn drain_changed(&self, pool: &str, name: &str, since: Option<u64>) {
+        self.generation.fetch_add(1, Relaxed);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(format!("{pool}/{name}"), since);
+    }
+
+    /// One poll: write queued drain changes, read every drain, and apply them to `snap`.
+    pub async fn poll(&self, snap: &Snapshot) {
+        let generation = self.generation.load(Relaxed);
+        let pending: Vec<(String, Option<u64>)> = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.drain().collect()
+        };
+        if !pending.is_empty() && self.write_drains(&pending).await.is_err() {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for (k, v) in pending {
+                p.entry(k).or_insert(v);
+            }
+            return;
+        }
+        let (drains_key, epoch_key) = (self.drains_key(), self.epoch_key());
+        let read = self
+            .run(
+                POLL_TIMEOUT.min(self.timeout * 4).max(self.timeout),
+                move |mut c| {
+                    Box::pin(async move {
+                        redis::pipe()
+                            .hgetall(drains_key)
+                            .get(epoch_key)
+                            .query_async::<(HashMap<String, u64>, Option<String>)>(&mut c)
+                            .await
+                    })
+                },
+            )
+            .await;
+        let Ok((drains, epoch)) = read else {
+            return;
+        };
+        let known = self.epoch.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let lost = match (&known, &epoch) {
+            (_, None) => true,
+            (Some(k), Some(e)) => k != e,
+            (None, Some(_)) => false,
+        };
+        if lost {
+            // Redis has no record of the drains this instance knows: write them back first.
+            if known.is_some() {
+                log::warn!(
+                    "state store: Redis at {} lost its data; writing this instance's drains back",
+                    self.address
+                );
+            }
+            self.seed(snap).await;
+            return;
+        }
+        *self.epoch.lock().unwrap_or_else(|e| e.into_inner()) = epoch;
+        if self.generation.load(Relaxed) == generation {
+            apply_drains(snap, &drains, unix_now());
+        }
+    }
+
+    async fn write_drains(&self, changes: &[(String, Option<u64>)]) -> Result<(), StoreError> {
+        let key = self.drains_key();
+        let mut pipe = redis::pipe();
+        for (field, since) in changes {
+            match since {
+                Some(s) => pipe.hset(&key, field, s).ignore(),
+                None => pipe.hdel(&key, field).ignore(),
+            };
+        }
+        self.run(POLL_TIMEOUT, move |mut c| {
+            Box::pin(async move { pipe.query_async::<()>(&mut c).await })
+        })
+        .await
+    }
+
+    /// Writes this instance's admin drains into a Redis that lost them (only where Redis has
+    /// none for that endpoint), then a fresh epoch.
+    async fn seed(&self, snap: &Snapshot) {
+        let key = self.drains_key();
+        let epoch_key = self.epoch_key();
+        let epoch = format!("{:016x}", fastrand::u64(..));
+        let mut pipe = redis::pipe();
+        for p in &snap.pools {
+            for e in p.endpoints.iter().filter(|e| e.state.admin_drained()) {
+                pipe.hset_nx(&key, format!("{}/{}", p.id, e.name), e.state.drain_since())
+                    .ignore();
+            }
+        }
+        pipe.cmd("SET")
+            .arg(&epoch_key)
+            .arg(&epoch)
+            .arg("NX")
+            .ignore();
+        let _ = self
+            .run(POLL_TIMEOUT, move |mut c| {
+                Box::pin(async move { pipe.query_async::<()>(&mut c).await })
+            })
+            .await;
+        // The next poll reads whichever epoch won.
+        *self.epoch.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Brings the admin drains of `snap`'s endpoints in line with `drains` (from Redis): a drain made
+/// elsewhere is applied with its start time, an undrain made elsewhere lifts it.
+pub fn apply_drains(snap: &Snapshot, drains: &HashMap<String, u64>, now: u64) {
+    for p in &snap.pools {
+        for e in &p.endpoints {
+            let field = format!("{}/{}", p.id, e.name);
+            match drains.get(&field) {
+                Some(&since) if !e.state.admin_drained() || e.state.drain_since() != since => {
+                    e.state.restore_drain(true, since, e.enabled);
+                    log::info!("drained {} (an admin drain shared through Redis)", e.label);
+                }
+                None if e.state.admin_drained() => {
+                    e.state.set_admin_drained(false);
+                    e.state.sync_enabled(e.enabled, now);
+                    log::info!("undrained {} (shared through Redis)", e.label);
+                }
+                _ => {}
+            }
+        }
+    }
+}
