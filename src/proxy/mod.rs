@@ -233,7 +233,10 @@ impl ProxyHttp for Tether {
                 let value = set_cookie(&token, lb.affinity.cookie, facts.tls, facts.now, expires);
                 resp.append_header(http::header::SET_COOKIE, value)?;
             }
-            PinAction::Remember { session } => self.live.state.remember(lb, session, endpoint),
+            PinAction::Remember { session } => {
+                let new = decision.outcome == crate::balancer::Outcome::New;
+                self.live.state.remember(lb, session, endpoint, new);
+            }
         }
         Ok(())
     }

@@ -95,14 +95,15 @@ impl StateStore {
     }
 
     /// After routing pinned header session `session` of `lb` to `endpoint` (a new session or a
-    /// re-pin): kept here, and shared when the store is Redis (in the background).
-    pub fn remember(&self, lb: &Balancer, session: u128, endpoint: EndpointId) {
+    /// re-pin): kept here, and shared when the store is Redis (in the background). A `new`
+    /// session does not overwrite one another instance pinned meanwhile; a re-pin does.
+    pub fn remember(&self, lb: &Balancer, session: u128, endpoint: EndpointId, new: bool) {
         let Some(store) = &lb.sessions else {
             return;
         };
         match &self.redis {
             None => store.pin(session, endpoint),
-            Some(r) => r.remember(&lb.name, lb.affinity.ttl, store, session, endpoint),
+            Some(r) => r.remember(&lb.name, lb.affinity.ttl, store, session, endpoint, new),
         }
     }
 

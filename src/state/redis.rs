@@ -274,7 +274,8 @@ impl RedisStore {
         }
     }
 
-    /// Pins a header session here and writes it to Redis in the background (never waited for).
+    /// Pins a header session here and writes it to Redis in the background (never waited for);
+    /// a `new` session only if no instance wrote one meanwhile (`SET NX`).
     pub fn remember(
         self: &std::sync::Arc<Self>,
         balancer: &str,
@@ -282,6 +283,7 @@ impl RedisStore {
         store: &SessionStore,
         session: u128,
         endpoint: EndpointId,
+        new: bool,
     ) {
         if !self.is_up() {
             store.pin(session, endpoint);
@@ -294,13 +296,13 @@ impl RedisStore {
             let _ = me
                 .run(me.timeout, move |mut c| {
                     Box::pin(async move {
-                        redis::cmd("SET")
-                            .arg(key)
-                            .arg(endpoint.0)
-                            .arg("EX")
-                            .arg(ttl)
-                            .query_async::<()>(&mut c)
-                            .await
+                        let mut set = redis::cmd("SET");
+                        set.arg(key).arg(endpoint.0).arg("EX").arg(ttl);
+                        if new {
+                            set.arg("NX");
+                        }
+                        // NX answers nil when the key exists: not an error.
+                        set.query_async::<Option<String>>(&mut c).await.map(drop)
                     })
                 })
                 .await;

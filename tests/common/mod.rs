@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod ops;
+pub mod redis;
 pub mod upstream;
 
 use std::io::Read;
