@@ -11,6 +11,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::schema::*;
+use super::state::StoreKind;
 use super::validate::validate;
 
 const SECTIONS: &[&str] = &[
@@ -197,7 +198,8 @@ fn expand_env(
             admin.token = Some(expand(token, "admin.token", env, errs));
         }
     }
-    if let Some(redis) = &mut config.state.redis {
+    // Only the store in use needs its variable set.
+    if let (StoreKind::Redis, Some(redis)) = (config.state.store, &mut config.state.redis) {
         redis.url = expand(&redis.url, "state.redis.url", env, errs);
     }
 }

@@ -10,6 +10,6 @@ mod values;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
-pub use state::{redis_address, RedisSection, StateSection, StoreKind};
+pub use state::{redis_address, unused_parts, RedisSection, StateSection, StoreKind};
 pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
 pub use values::{ExpectedCodes, SessionHeader};

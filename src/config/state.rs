@@ -32,7 +32,7 @@ impl StoreKind {
 }
 
 /// `state:`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSection {
     #[serde(default)]
@@ -43,7 +43,7 @@ pub struct StateSection {
 }
 
 /// `state.redis:`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSection {
     /// `redis://[:password@]host:port/db` or `rediss://` for TLS; `${ENV}` is expanded at load.
@@ -112,29 +112,20 @@ pub fn redis_address(url: &str) -> Option<String> {
     })
 }
 
-/// Checks `state:`; errors name the YAML path and never show the URL.
+/// Checks `state:`; errors name the YAML path and never show the URL. A section the chosen
+/// store does not use (`redis:` with `embedded`, `file` with `redis`) is allowed, as in SPEC
+/// §2's example, and only reported by [`unused_parts`].
 pub fn validate_state(s: &StateSection, errs: &mut Vec<ConfigError>) {
-    match (s.store, &s.redis) {
-        (StoreKind::Redis, None) => errs.push(ConfigError::schema(
+    if s.store == StoreKind::Redis && s.redis.is_none() {
+        errs.push(ConfigError::schema(
             "state.redis",
             "is required with `store: redis` (at least `url`)",
-        )),
-        (StoreKind::Embedded, Some(_)) => errs.push(ConfigError::schema(
-            "state.redis",
-            "is only used with `store: redis`",
-        )),
-        _ => {}
-    }
-    if s.store == StoreKind::Redis && s.file.is_some() {
-        errs.push(ConfigError::schema(
-            "state.file",
-            "is for the embedded store only: with `store: redis` the state lives in Redis",
         ));
     }
     if s.file.as_deref() == Some("") {
         errs.push(ConfigError::schema("state.file", "is empty"));
     }
-    if let Some(r) = &s.redis {
+    if let (StoreKind::Redis, Some(r)) = (s.store, &s.redis) {
         if redis_address(&r.url).is_none() {
             errs.push(ConfigError::schema(
                 "state.redis.url",
@@ -149,6 +140,18 @@ pub fn validate_state(s: &StateSection, errs: &mut Vec<ConfigError>) {
             ));
         }
     }
+}
+
+/// The parts of `state:` the chosen store ignores, one sentence each (logged at start).
+pub fn unused_parts(s: &StateSection) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if s.store == StoreKind::Embedded && s.redis.is_some() {
+        out.push("state.redis is ignored with `store: embedded`");
+    }
+    if s.store == StoreKind::Redis && s.file.is_some() {
+        out.push("state.file is ignored with `store: redis` (the state lives in Redis)");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -185,5 +188,52 @@ mod tests {
             !shown.contains("hunter2") && shown.contains("127.0.0.1:6379"),
             "{shown}"
         );
+    }
+
+    fn load(state: &str, env: Option<&str>) -> Result<crate::config::Config, String> {
+        let yaml = format!(
+            "listeners: [{{ address: \"127.0.0.1:8080\" }}]\n\
+             pools: [{{ id: web, endpoints: [{{ name: a, address: \"127.0.0.1:9001\" }}] }}]\n\
+             load_balancers: [{{ name: \"*\", default_pools: [web] }}]\n{state}"
+        );
+        crate::config::Config::from_yaml_with_env(&yaml, "test", &|_| env.map(str::to_string))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn state_section_is_checked_with_yaml_paths_and_no_secret() {
+        let c = load("", None).unwrap();
+        assert_eq!(c.state.store, StoreKind::Embedded);
+        // SPEC §2's own example: embedded, with a redis section it does not use.
+        let spec = "state:\n  store: embedded\n  file: /tmp/s.json\n  redis:\n    url: ${TETHER_REDIS_URL}\n";
+        assert!(load(spec, None).is_ok());
+        let redis = |url: &str, extra: &str| {
+            format!("state:\n  store: redis\n  redis:\n    url: \"{url}\"\n{extra}")
+        };
+        let ok = load(
+            &redis("${U}", "    timeout_ms: 20\n"),
+            Some("rediss://:pw@h:1"),
+        )
+        .unwrap();
+        assert_eq!(ok.state.redis.as_ref().unwrap().url, "rediss://:pw@h:1");
+        assert_eq!(ok.state.redis.as_ref().unwrap().key_prefix, "tether:");
+        let e = load(&redis("${U}", ""), None).unwrap_err();
+        assert!(
+            e.contains("state.redis.url") && e.contains("not set"),
+            "{e}"
+        );
+        let e = load(&redis("http://:hunter2@h:1", ""), None).unwrap_err();
+        assert!(
+            e.contains("state.redis.url") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = load(&redis("redis://h:1", "    timeout_ms: 0\n"), None).unwrap_err();
+        assert!(e.contains("state.redis.timeout_ms"), "{e}");
+        let e = load("state:\n  store: redis\n", None).unwrap_err();
+        assert!(e.contains("state.redis"), "{e}");
+        let e = load("state:\n  store: memcached\n", None).unwrap_err();
+        assert!(e.contains("state.store"), "{e}");
+        let e = load("state:\n  stroe: redis\n", None).unwrap_err();
+        assert!(e.contains("state"), "{e}");
     }
 }

@@ -82,6 +82,9 @@ pub fn needs_upgrade(started: &Config, new: &Config) -> Vec<String> {
     if format!("{:?}", started.server) != format!("{:?}", new.server) {
         out.push("the server: section changed".to_string());
     }
+    if started.state != new.state {
+        out.push("the state: section changed".to_string());
+    }
     let (a, b) = (&started.limits, &new.limits);
     if a.max_connections != b.max_connections {
         out.push("limits.max_connections changed".to_string());
