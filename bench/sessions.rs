@@ -105,7 +105,7 @@ fn lookup_costs() {
         now + 3600,
     );
     let cookie = format!("__cflb={token}");
-    let cookies = [cookie.as_str()];
+    let cookies = [cookie.as_bytes()];
     let cookie_ns = ns_per_op(200_000, |_| {
         black_box(route(&snap, &facts("cookie.example", &cookies, &empty), now).ok());
     });

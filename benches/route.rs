@@ -33,7 +33,7 @@ fn snapshot(endpoints: usize, affinity: &str) -> Snapshot {
 }
 
 /// A request to the benchmark's balancer with these `Cookie` header values.
-fn facts<'a>(cookies: &'a [&'a str], headers: &'a http::HeaderMap) -> RequestFacts<'a> {
+fn facts<'a>(cookies: &'a [&'a [u8]], headers: &'a http::HeaderMap) -> RequestFacts<'a> {
     RequestFacts {
         host: "shop.example",
         client_ip: IpAddr::from([192, 0, 2, 1]),
@@ -56,7 +56,7 @@ fn routing(c: &mut Criterion) {
             now + 3600,
         );
         let cookie = format!("session=abc123; __cflb={token}; theme=dark");
-        let cookies = [cookie.as_str()];
+        let cookies = [cookie.as_bytes()];
         c.bench_function(&format!("route/cookie_replay/{n}_endpoints"), |b| {
             b.iter(|| route(&snap, black_box(&facts(&cookies, &empty)), now))
         });
@@ -82,7 +82,7 @@ fn routing(c: &mut Criterion) {
         b.iter(|| snap.keys.mint(&name, black_box(endpoint), now + 3600))
     });
     let header = format!("session=abc123; __cflb={token}; theme=dark");
-    let headers = [header.as_str()];
+    let headers = [header.as_bytes()];
     c.bench_function("cookie/find_cflb", |b| {
         b.iter(|| cflb_values(black_box(&headers)).next())
     });

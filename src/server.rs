@@ -1,10 +1,12 @@
 //! Building the Pingora server from a config: `server:` mapped onto `ServerConf`, one proxy
 //! service with every listener, and the background services.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use pingora::listeners::tls::TlsSettings;
+use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -18,6 +20,7 @@ use crate::ops::graceful::LateCleanup;
 use crate::ops::log_sink::{self, AccessLogFlush};
 use crate::ops::reload::SighupReload;
 use crate::proxy::guard::Guarded;
+use crate::proxy::tls_accept::TlsAcceptor;
 use crate::proxy::Tether;
 use crate::state::StateSync;
 
@@ -80,28 +83,40 @@ pub fn run(
     ));
     state.add_dependency(&bootstrap);
 
-    // Inside out: the proxy; the guard that counts connections and enforces the whole-header
-    // deadline (SPEC 3.7); the late cleanup that keeps an upgrade from dropping a request.
-    let app = pingora_proxy::http_proxy(&server.configuration, Tether::new(live.clone()));
-    let guarded = Guarded::new(app, live.clone());
-    let late = LateCleanup::new(guarded, snap.config.server.grace_period_seconds);
-    let mut proxy = Service::new("tether".to_string(), late);
+    // Inside out: the proxy; the guard that counts connections, handshakes TLS and enforces the
+    // header deadlines (SPEC 3.7); the late cleanup that keeps an upgrade from dropping a request.
+    let mut app = pingora_proxy::http_proxy(&server.configuration, Tether::new(live.clone()));
+    let mut options = HttpServerOptions::default();
+    // HTTP/2 with no open stream is closed after the keep-alive timeout (read at start).
+    options.h2_idle_timeout = Some(Duration::from_secs(
+        snap.config.limits.keepalive_timeout_seconds,
+    ));
+    app.server_options = Some(options);
+    let mut guarded = Guarded::new(app, live.clone());
+    let mut proxy_addrs = Vec::new();
     for l in &snap.config.listeners {
-        match &l.tls {
-            None => proxy.add_tcp(&l.address),
+        let tls = match &l.tls {
+            None => None,
             Some(tls) => {
                 let cert = absolute(base, &tls.cert_path);
                 let key = absolute(base, &tls.key_path);
-                let mut settings = TlsSettings::intermediate(&cert, &key)?;
-                settings.enable_h2();
-                proxy.add_tls_with_settings(&l.address, None, settings);
+                Some(TlsAcceptor::from_files(&cert, &key)?)
             }
-        }
+        };
+        let addr: SocketAddr = l.address.parse()?;
+        guarded.listen(addr, tls);
+        proxy_addrs.push(l.address.clone());
         log::info!(
             "listening on {}{}",
             l.address,
             if l.tls.is_some() { " (TLS)" } else { "" }
         );
+    }
+    let late = LateCleanup::new(guarded, snap.config.server.grace_period_seconds);
+    let mut proxy = Service::new("tether".to_string(), late);
+    // TLS listeners too are plain TCP to Pingora: the guard handshakes, counted and timed.
+    for addr in &proxy_addrs {
+        proxy.add_tcp(addr);
     }
     let proxy = server.add_service(proxy);
     proxy.add_dependency(&bootstrap);

@@ -13,6 +13,7 @@ use tether::affinity::rendezvous::{pick, HashKey};
 use tether::affinity::token::{CookieKeys, TokenError};
 use tether::affinity::EndpointId;
 use tether::config::SessionHeader;
+use tether::proxy::forwarded::{client_from, parse_hop, upstream_value};
 
 fn keys(secret: &str) -> CookieKeys {
     CookieKeys::new(&[secret])
@@ -68,24 +69,85 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_cookie_headers_never_panic(header in any::<String>(), token in any::<String>()) {
-        let headers = [header.as_str()];
-        let values: Vec<&str> = cflb_values(&headers).collect();
+    fn arbitrary_cookie_headers_never_panic(header in any::<Vec<u8>>(), token in any::<Vec<u8>>()) {
+        let headers = [header.as_slice()];
+        let values: Vec<&[u8]> = cflb_values(&headers).collect();
         let _ = strip_cflb(&header);
         let k = keys("property secret");
         for v in values {
-            let _ = k.verify("shop", v, 0);
+            if let Ok(v) = std::str::from_utf8(v) {
+                let _ = k.verify("shop", v, 0);
+            }
         }
-        let _ = k.verify("shop", &token, 0);
+        let _ = k.verify("shop", &String::from_utf8_lossy(&token), 0);
     }
 
+    /// Whatever bytes the other cookies hold (raw UTF-8, Latin-1, controls), stripping `__cflb`
+    /// keeps every one of them, byte for byte and in order; a header without `__cflb` is left
+    /// as it is.
     #[test]
-    fn strip_keeps_every_other_cookie(pairs in proptest::collection::vec(("[a-zA-Z0-9_]{1,8}", "[a-zA-Z0-9%]{0,8}"), 0..8)) {
-        let others: Vec<String> = pairs.iter().filter(|(n, _)| n != "__cflb").map(|(n, v)| format!("{n}={v}")).collect();
-        let mut with = others.clone();
-        with.insert(with.len() / 2, "__cflb=token".to_string());
-        let stripped = strip_cflb(&with.join("; ")).unwrap();
-        prop_assert_eq!(stripped, others.join("; "));
+    fn strip_keeps_every_non_cflb_byte(
+        items in proptest::collection::vec(proptest::collection::vec(any::<u8>().prop_filter("no ;", |b| *b != b';'), 0..12), 0..8),
+        at in any::<proptest::sample::Index>(),
+        pad in "[ \t]{0,2}",
+    ) {
+        let is_cflb = |i: &[u8]| {
+            let eq = i.iter().position(|&b| b == b'=');
+            eq.is_some_and(|eq| i[..eq].trim_ascii() == b"__cflb")
+        };
+        let others: Vec<&[u8]> = items.iter().map(Vec::as_slice).filter(|i| !is_cflb(i)).collect();
+        let plain = others.join(&b";"[..]);
+        prop_assert_eq!(strip_cflb(&plain), None);
+        let mut with: Vec<Vec<u8>> = others.iter().map(|i| i.to_vec()).collect();
+        let cflb = format!("{pad}__cflb{pad}={pad}token{pad}").into_bytes();
+        with.insert(at.index(with.len() + 1), cflb);
+        let stripped = strip_cflb(&with.join(&b";"[..])).unwrap();
+        let kept: Vec<&[u8]> = others.iter().map(|i| i.trim_ascii()).filter(|i| !i.is_empty()).collect();
+        prop_assert_eq!(stripped, kept.join(&b"; "[..]));
+    }
+
+    /// Any bytes in any number of X-Forwarded-For lines: no panic, and the upstream value is
+    /// every non-empty line, in order, then the peer.
+    #[test]
+    fn arbitrary_forwarded_for_lines_never_panic_and_all_reach_upstream(
+        lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..5),
+        trusted_bits in any::<u64>(),
+    ) {
+        let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        let _ = client_from(refs.iter().copied(), |ip| trusted_bits & (1 << (ip.to_string().len() % 64)) != 0);
+        for hop in &refs {
+            let _ = parse_hop(hop);
+        }
+        let peer = std::net::IpAddr::from([192, 0, 2, 1]);
+        let mut out = Vec::new();
+        upstream_value(|| refs.iter().copied(), peer, &mut out);
+        let mut want: Vec<&[u8]> = refs.iter().map(|l| l.trim_ascii()).filter(|l| !l.is_empty()).collect();
+        want.push(b"192.0.2.1");
+        prop_assert_eq!(out, want.join(&b", "[..]));
+    }
+
+    /// Every hop form names its address, and the walk returns the right-most untrusted hop
+    /// wherever the lines are split.
+    #[test]
+    fn forwarded_for_walk_finds_the_rightmost_untrusted_hop(
+        hops in proptest::collection::vec((any::<std::net::IpAddr>(), any::<u16>(), 0u8..3, any::<bool>()), 1..8),
+        cut in any::<proptest::sample::Index>(),
+    ) {
+        let written: Vec<String> = hops.iter().map(|(ip, port, form, _)| match (ip, form) {
+            (_, 0) => ip.to_string(),
+            (std::net::IpAddr::V4(v4), _) => format!("{v4}:{port}"),
+            (std::net::IpAddr::V6(v6), 1) => format!("[{v6}]:{port}"),
+            (std::net::IpAddr::V6(v6), _) => format!("[{v6}]"),
+        }).collect();
+        for (w, (ip, ..)) in written.iter().zip(&hops) {
+            prop_assert_eq!(parse_hop(w.as_bytes()), Some(ip.to_canonical()), "{}", w);
+        }
+        let trusted: Vec<std::net::IpAddr> = hops.iter().filter(|h| h.3).map(|h| h.0.to_canonical()).collect();
+        let want = hops.iter().rev().map(|h| h.0.to_canonical()).find(|ip| !trusted.contains(ip));
+        let at = cut.index(written.len() + 1);
+        let (a, b) = (written[..at].join(", "), written[at..].join(","));
+        let lines: Vec<&[u8]> = [a.as_bytes(), b.as_bytes()].into_iter().filter(|l| !l.is_empty()).collect();
+        prop_assert_eq!(client_from(lines.iter().copied(), |ip| trusted.contains(&ip)), want);
     }
 
     #[test]

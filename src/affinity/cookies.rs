@@ -10,62 +10,80 @@ use crate::config::{SameSite, Secure};
 pub const COOKIE_NAME: &str = "__cflb";
 
 /// `(name, value)` of each cookie in one `Cookie` header value, in order, as sent.
-pub fn pairs(raw: &str) -> impl Iterator<Item = (&str, &str)> {
-    raw.split(';').filter_map(|item| {
-        let item = item.trim();
-        let (name, value) = item.split_once('=')?;
-        Some((name.trim(), value.trim().trim_matches('"')))
+///
+/// Works on bytes: browsers send raw UTF-8 (and some clients Latin-1) in cookie values, and one
+/// such byte must not hide the header's other cookies (SPEC §3.7).
+pub fn pairs(raw: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    raw.split(|&b| b == b';').filter_map(|item| {
+        let (name, value) = split_eq(item)?;
+        Some((name, trim_quotes(value)))
     })
 }
 
+/// An item's name and value around its first `=`, each without surrounding whitespace.
+fn split_eq(item: &[u8]) -> Option<(&[u8], &[u8])> {
+    let eq = item.iter().position(|&b| b == b'=')?;
+    Some((item[..eq].trim_ascii(), item[eq + 1..].trim_ascii()))
+}
+
+fn trim_quotes(mut v: &[u8]) -> &[u8] {
+    while let [b'"', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b'"'] = v {
+        v = rest;
+    }
+    v
+}
+
 /// The `__cflb` values of a request, in the order the client sent them.
-pub fn cflb_values<'a>(headers: &'a [&'a str]) -> impl Iterator<Item = &'a str> {
+pub fn cflb_values<'a>(headers: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> {
     headers
         .iter()
         .flat_map(|h| pairs(h))
-        .filter(|(name, _)| *name == COOKIE_NAME)
+        .filter(|(name, _)| *name == COOKIE_NAME.as_bytes())
         .map(|(_, value)| value)
 }
 
-fn is_cflb(item: &str) -> bool {
-    item.trim()
-        .split_once('=')
-        .is_some_and(|(n, _)| n.trim() == COOKIE_NAME)
+fn is_cflb(item: &[u8]) -> bool {
+    split_eq(item).is_some_and(|(n, _)| n == COOKIE_NAME.as_bytes())
 }
 
-/// True when the header value carries a `__cflb` cookie.
-pub fn has_cflb(raw: &str) -> bool {
-    raw.split(';').any(is_cflb)
+/// True when the header value carries a `__cflb` cookie. Allocates nothing: it runs on every
+/// request.
+pub fn has_cflb(raw: &[u8]) -> bool {
+    raw.split(|&b| b == b';').any(is_cflb)
 }
 
 /// Appends the header value's cookies other than `__cflb` to `out`, `; `-separated; a value
-/// without `__cflb` is appended as it is. Builds the upstream `Cookie` in one buffer, without a
-/// `Vec` per header (this runs on every request that carries a pin).
-pub fn push_without_cflb(raw: &str, out: &mut String) {
-    let mut push = |item: &str| {
+/// without `__cflb` is appended as it is. Every other byte of the header is kept: only the
+/// whitespace around a removed cookie's separators is normalised. Builds the upstream `Cookie`
+/// in one buffer, without a `Vec` per header (this runs on every request that carries a pin).
+pub fn push_without_cflb(raw: &[u8], out: &mut Vec<u8>) {
+    let mut push = |item: &[u8]| {
         if !item.is_empty() {
             if !out.is_empty() {
-                out.push_str("; ");
+                out.extend_from_slice(b"; ");
             }
-            out.push_str(item);
+            out.extend_from_slice(item);
         }
     };
     if !has_cflb(raw) {
         push(raw);
         return;
     }
-    for item in raw.split(';').filter(|i| !is_cflb(i)) {
-        push(item.trim());
+    for item in raw.split(|&b| b == b';').filter(|i| !is_cflb(i)) {
+        push(item.trim_ascii());
     }
 }
 
 /// The header value without its `__cflb` cookies: `None` when it has none (forward it as is),
-/// `Some("")` when nothing else is left (drop the header). Other cookies keep their exact text.
-pub fn strip_cflb(raw: &str) -> Option<String> {
+/// `Some(empty)` when nothing else is left (drop the header). Other cookies keep their exact bytes.
+pub fn strip_cflb(raw: &[u8]) -> Option<Vec<u8>> {
     if !has_cflb(raw) {
         return None;
     }
-    let mut kept = String::with_capacity(raw.len());
+    let mut kept = Vec::with_capacity(raw.len());
     push_without_cflb(raw, &mut kept);
     Some(kept)
 }
@@ -128,26 +146,43 @@ mod tests {
 
     #[test]
     fn finds_cflb_values_in_order_across_headers() {
-        let headers = ["a=1; __cflb=first", "__cflb=second;b=2"];
+        let headers: [&[u8]; 2] = [b"a=1; __cflb=first", b"__cflb=second;b=2"];
         assert_eq!(
             cflb_values(&headers).collect::<Vec<_>>(),
-            vec!["first", "second"]
+            vec![&b"first"[..], b"second"]
         );
     }
 
     #[test]
-    fn strip_keeps_other_cookies_exactly() {
-        assert_eq!(strip_cflb("a=1; b=x%20y"), None);
+    fn non_ascii_bytes_are_parsed_like_any_other() {
+        let utf8 = "__cflb=tok; name=caf\u{e9}; x=\u{1F600}".as_bytes();
+        let latin1: &[u8] = b"y=\xe9t\xe9; __cflb=tok2";
+        let headers = [utf8, latin1];
         assert_eq!(
-            strip_cflb("a=1; __cflb=t; b=x%20y").as_deref(),
+            cflb_values(&headers).collect::<Vec<_>>(),
+            vec![&b"tok"[..], b"tok2"]
+        );
+        assert_eq!(
+            strip_cflb(utf8).as_deref(),
+            Some("name=caf\u{e9}; x=\u{1F600}".as_bytes())
+        );
+        assert_eq!(strip_cflb(latin1).as_deref(), Some(&b"y=\xe9t\xe9"[..]));
+    }
+
+    #[test]
+    fn strip_keeps_other_cookies_exactly() {
+        let strip = |s: &str| strip_cflb(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(strip("a=1; b=x%20y"), None);
+        assert_eq!(
+            strip("a=1; __cflb=t; b=x%20y").as_deref(),
             Some("a=1; b=x%20y")
         );
-        assert_eq!(strip_cflb("__cflb=t").as_deref(), Some(""));
+        assert_eq!(strip("__cflb=t").as_deref(), Some(""));
         assert_eq!(
-            strip_cflb("__cflb=t;__cflb=u; c=\"q\"").as_deref(),
+            strip("__cflb=t;__cflb=u; c=\"q\"").as_deref(),
             Some("c=\"q\"")
         );
-        assert_eq!(strip_cflb("x__cflb=1").as_deref(), None);
+        assert_eq!(strip("x__cflb=1").as_deref(), None);
     }
 
     #[test]

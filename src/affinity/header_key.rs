@@ -23,7 +23,7 @@ pub struct SessionKey {
 pub fn session_bytes(
     entries: &[SessionHeader],
     headers: &HeaderMap,
-    cookies: &[&str],
+    cookies: &[&[u8]],
     require_all: bool,
 ) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(64);
@@ -62,20 +62,20 @@ pub fn session_bytes(
                     let value = cookies
                         .iter()
                         .flat_map(|h| pairs(h))
-                        .find(|(n, _)| n == name)
+                        .find(|(n, _)| *n == name.as_bytes())
                         .map(|(_, v)| v);
-                    put(b'c', i, name.as_bytes(), value.map(str::as_bytes));
+                    put(b'c', i, name.as_bytes(), value);
                 }
             }
             SessionHeader::AllCookies => {
                 // Browsers do not promise an order, so all cookies are taken sorted.
-                let mut all: Vec<(&str, &str)> = cookies.iter().flat_map(|h| pairs(h)).collect();
+                let mut all: Vec<(&[u8], &[u8])> = cookies.iter().flat_map(|h| pairs(h)).collect();
                 all.sort_unstable();
                 if all.is_empty() {
                     put(b'a', i, b"", None);
                 }
                 for (name, value) in all {
-                    put(b'a', i, name.as_bytes(), Some(value.as_bytes()));
+                    put(b'a', i, name, Some(value));
                 }
             }
         }
@@ -92,7 +92,7 @@ pub fn session_bytes(
 pub fn session_key(
     entries: &[SessionHeader],
     headers: &HeaderMap,
-    cookies: &[&str],
+    cookies: &[&[u8]],
     require_all: bool,
 ) -> Option<SessionKey> {
     let bytes = session_bytes(entries, headers, cookies, require_all)?;
@@ -159,17 +159,17 @@ mod tests {
     #[test]
     fn cookie_entries() {
         let named = entries(&["cookie:sid"]);
-        let a = session_key(&named, &HeaderMap::new(), &["theme=dark; sid=42"], false);
-        let b = session_key(&named, &HeaderMap::new(), &["sid=42; theme=light"], false);
-        let c = session_key(&named, &HeaderMap::new(), &["sid=43"], false);
+        let a = session_key(&named, &HeaderMap::new(), &[b"theme=dark; sid=42"], false);
+        let b = session_key(&named, &HeaderMap::new(), &[b"sid=42; theme=light"], false);
+        let c = session_key(&named, &HeaderMap::new(), &[b"sid=43"], false);
         assert!(a.is_some());
         assert_eq!(a, b, "only the named cookie counts");
         assert_ne!(a, c);
-        assert!(session_key(&named, &HeaderMap::new(), &["theme=dark"], false).is_none());
+        assert!(session_key(&named, &HeaderMap::new(), &[b"theme=dark"], false).is_none());
 
         let all = entries(&["cookie"]);
-        let x = session_key(&all, &HeaderMap::new(), &["a=1; b=2"], false);
-        let y = session_key(&all, &HeaderMap::new(), &["b=2", "a=1"], false);
+        let x = session_key(&all, &HeaderMap::new(), &[b"a=1; b=2"], false);
+        let y = session_key(&all, &HeaderMap::new(), &[&b"b=2"[..], b"a=1"], false);
         assert!(x.is_some());
         assert_eq!(x, y, "all cookies, whatever their order");
         assert!(session_key(&all, &HeaderMap::new(), &[], false).is_none());

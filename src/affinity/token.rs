@@ -64,9 +64,14 @@ impl CookieKeys {
         CookieKeys { keys }
     }
 
-    /// A fresh random key, for a config without `cookie_secret`.
+    /// A fresh random key from the operating system's CSPRNG, for a config without
+    /// `cookie_secret`. Never from a seeded user-space generator: one whose seed is the clock
+    /// and the thread lets anyone holding one cookie recover the key and forge pins.
     pub fn random() -> Self {
-        let secret: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
+        let mut secret = [0u8; 32];
+        // The kernel's generator does not fail once the system has booted; a process that
+        // cannot read it must not sign cookies with a guessable key.
+        getrandom::fill(&mut secret).expect("the operating system's random generator is available");
         Self::new(&[secret])
     }
 
@@ -196,6 +201,44 @@ mod tests {
         let other = CookieKeys::new(&["another secret entirely, also long enough"]);
         assert_eq!(other.verify("shop", &t, 1_000), Err(TokenError::Forged));
         assert_eq!(keys().verify("blog", &t, 1_000), Err(TokenError::Forged));
+    }
+
+    /// The attack of issue 11: the old generator seeded itself from `Instant::now()` and the
+    /// thread id, so knowing roughly when the key was made was enough to recompute it. Here the
+    /// test knows the instant to the microsecond and the thread exactly, and still must not
+    /// find the key.
+    #[test]
+    fn random_key_is_not_derived_from_time_and_thread() {
+        use std::hash::{Hash, Hasher};
+        use std::time::{Duration, Instant};
+
+        let (keys, before, after, thread) = std::thread::spawn(|| {
+            let before = Instant::now();
+            let keys = CookieKeys::random();
+            let after = Instant::now();
+            (keys, before, after, std::thread::current().id())
+        })
+        .join()
+        .unwrap();
+        let token = keys.mint("shop", EP, 2_000);
+        let window = (after - before).as_nanos().min(200_000) as u64;
+        for ns in 0..=window {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (before + Duration::from_nanos(ns)).hash(&mut h);
+            thread.hash(&mut h);
+            let mut rng = fastrand::Rng::with_seed(h.finish());
+            let guess: [u8; 32] = std::array::from_fn(|_| rng.u8(..));
+            assert_ne!(
+                CookieKeys::new(&[guess]).mint("shop", EP, 2_000),
+                token,
+                "the key was recomputed from the clock and the thread id"
+            );
+        }
+        assert_ne!(
+            CookieKeys::random().mint("shop", EP, 2_000),
+            token,
+            "two random keys are the same"
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@ fn kept(s: &Snapshot, name: &str) -> Decision {
     let facts = RequestFacts {
         host: "shop.example.com",
         client_ip: IpAddr::from([192, 0, 2, 1]),
-        cookies: &[&cookie],
+        cookies: &[cookie.as_bytes()],
         headers: &headers,
         random: 0,
     };

@@ -22,7 +22,7 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
     pub client_ip: IpAddr,
     /// The raw values of every `Cookie` header, in order.
-    pub cookies: &'a [&'a str],
+    pub cookies: &'a [&'a [u8]],
     /// All request headers, for `header` affinity.
     pub headers: &'a HeaderMap,
     /// A fresh random number for steering.
@@ -178,12 +178,16 @@ pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Deci
 fn pinned_by_cookie(
     snap: &Snapshot,
     lb: &Balancer,
-    cookies: &[&str],
+    cookies: &[&[u8]],
     now: u64,
 ) -> Result<EndpointRef, Outcome> {
     let mut why = Outcome::New;
     for value in cflb_values(cookies) {
-        match snap.keys.verify(&lb.name, value, now) {
+        // A token is base64url, so a value that is not even UTF-8 is simply malformed.
+        let verified = std::str::from_utf8(value)
+            .map_err(|_| TokenError::Malformed)
+            .and_then(|v| snap.keys.verify(&lb.name, v, now));
+        match verified {
             Ok(pin) => match lb.pins.get(&pin.endpoint) {
                 Some(&target) => return still_serves(snap, lb, target, now),
                 None => why = Outcome::Invalid,

@@ -38,7 +38,7 @@ fn empty() -> &'static http::HeaderMap {
     EMPTY.get_or_init(http::HeaderMap::new)
 }
 
-fn facts<'a>(host: &'a str, cookies: &'a [&'a str], random: u64) -> RequestFacts<'a> {
+fn facts<'a>(host: &'a str, cookies: &'a [&'a [u8]], random: u64) -> RequestFacts<'a> {
     RequestFacts {
         host,
         client_ip: IpAddr::from([192, 0, 2, 1]),
@@ -97,7 +97,12 @@ fn first_visit_mints_a_pin_that_is_then_kept() {
         .mint(&lb.name, s.endpoint(first.target).id, NOW + 82_800);
     let cookie = format!("a=1; __cflb={token}");
     for r in 0..50 {
-        let again = route(&s, &facts("shop.example.com", &[&cookie], r), NOW + 10).unwrap();
+        let again = route(
+            &s,
+            &facts("shop.example.com", &[cookie.as_bytes()], r),
+            NOW + 10,
+        )
+        .unwrap();
         assert_eq!(
             (again.target, again.pin, again.outcome),
             (first.target, PinAction::None, Outcome::Kept)
@@ -122,7 +127,7 @@ fn bad_cookies_are_treated_as_absent() {
         (expired.as_str(), Outcome::Expired),
         (gone.as_str(), Outcome::Invalid),
     ] {
-        let d = route(&s, &facts("shop.example.com", &[cookie], 3), NOW).unwrap();
+        let d = route(&s, &facts("shop.example.com", &[cookie.as_bytes()], 3), NOW).unwrap();
         assert_eq!(d.outcome, outcome, "{cookie}");
         assert!(matches!(d.pin, PinAction::Set { .. }));
     }
@@ -135,7 +140,7 @@ fn first_valid_of_several_cookies_wins() {
     let b = s.pools[0].endpoints[1].id;
     let valid = s.keys.mint(&lb.name, b, NOW + 100);
     let header = format!("__cflb=forged; __cflb={valid}");
-    let d = route(&s, &facts("shop.example.com", &[&header], 0), NOW).unwrap();
+    let d = route(&s, &facts("shop.example.com", &[header.as_bytes()], 0), NOW).unwrap();
     assert_eq!((name(&s, &d).as_str(), d.outcome), ("b", Outcome::Kept));
 }
 
@@ -200,7 +205,7 @@ fn unhealthy_or_drained_pin_is_repinned_and_draining_pin_kept() {
     let a = &s.pools[0].endpoints[0];
     let cookie = format!("__cflb={}", s.keys.mint(&lb.name, a.id, NOW + 1000));
     a.state.set_healthy(false);
-    let d = route(&s, &facts("shop.example.com", &[&cookie], 0), NOW).unwrap();
+    let d = route(&s, &facts("shop.example.com", &[cookie.as_bytes()], 0), NOW).unwrap();
     assert_eq!(
         (name(&s, &d).as_str(), d.outcome),
         ("b", Outcome::Unhealthy)
@@ -208,7 +213,12 @@ fn unhealthy_or_drained_pin_is_repinned_and_draining_pin_kept() {
     a.state.set_healthy(true);
     a.state.set_admin_drained(true);
     a.state.sync_enabled(false, NOW);
-    let d = route(&s, &facts("shop.example.com", &[&cookie], 0), NOW + 30).unwrap();
+    let d = route(
+        &s,
+        &facts("shop.example.com", &[cookie.as_bytes()], 0),
+        NOW + 30,
+    )
+    .unwrap();
     assert_eq!((name(&s, &d).as_str(), d.outcome), ("a", Outcome::Kept));
     let d = route(&s, &facts("shop.example.com", &[], 0), NOW + 30).unwrap();
     assert_eq!(
@@ -216,7 +226,12 @@ fn unhealthy_or_drained_pin_is_repinned_and_draining_pin_kept() {
         "b",
         "a draining endpoint takes no new session"
     );
-    let d = route(&s, &facts("shop.example.com", &[&cookie], 0), NOW + 60).unwrap();
+    let d = route(
+        &s,
+        &facts("shop.example.com", &[cookie.as_bytes()], 0),
+        NOW + 60,
+    )
+    .unwrap();
     assert_eq!((name(&s, &d).as_str(), d.outcome), ("b", Outcome::Drained));
 }
 
@@ -280,7 +295,7 @@ fn header_snap(require_all: bool) -> Snapshot {
 }
 
 /// Routes like the proxy does, carrying out a `Remember` as the response would.
-fn route_header(s: &Snapshot, headers: &http::HeaderMap, cookies: &[&str], now: u64) -> Decision {
+fn route_header(s: &Snapshot, headers: &http::HeaderMap, cookies: &[&[u8]], now: u64) -> Decision {
     let f = RequestFacts {
         headers,
         ..facts("shop.example.com", cookies, fastrand::u64(..))
@@ -320,9 +335,9 @@ fn header_session_pins_and_sets_no_cookie() {
 #[test]
 fn header_session_without_headers_is_balanced_without_session() {
     let s = header_snap(false);
-    let d = route_header(&s, &http::HeaderMap::new(), &["theme=dark"], NOW);
+    let d = route_header(&s, &http::HeaderMap::new(), &[b"theme=dark"], NOW);
     assert_eq!((d.outcome, d.pin), (Outcome::NoSession, PinAction::None));
-    let d = route_header(&s, &http::HeaderMap::new(), &["sid=7"], NOW);
+    let d = route_header(&s, &http::HeaderMap::new(), &[b"sid=7"], NOW);
     assert_eq!(
         d.outcome,
         Outcome::New,
@@ -335,7 +350,7 @@ fn header_session_without_headers_is_balanced_without_session() {
         Outcome::NoSession,
         "require_all_headers: sid is missing"
     );
-    let d = route_header(&strict, &user("alice"), &["sid=7"], NOW);
+    let d = route_header(&strict, &user("alice"), &[b"sid=7"], NOW);
     assert_eq!(d.outcome, Outcome::New);
 }
 

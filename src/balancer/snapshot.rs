@@ -140,15 +140,17 @@ impl Snapshot {
         let mut errs = Vec::new();
         let keys = match &config.cookie_secret {
             Some(secrets) => {
-                for (i, s) in secrets.as_slice().iter().enumerate() {
+                let raw: Vec<&str> = secrets.as_slice().iter().map(|s| s.expose()).collect();
+                for (i, s) in raw.iter().enumerate() {
                     if s.len() < 32 {
                         log::warn!(
-                            "cookie_secret[{i}] is {} bytes; 32 or more are recommended",
+                            "{} is {} bytes; 32 or more are recommended",
+                            secrets.path(i),
                             s.len()
                         );
                     }
                 }
-                CookieKeys::new(secrets.as_slice())
+                CookieKeys::new(&raw)
             }
             None => runtime.random_keys.clone(),
         };

@@ -76,9 +76,27 @@ impl Config {
 
         let server = one(&root, "server", &mut errs).unwrap_or_default();
         let listeners = list::<Listener>(&root, "listeners", &mut errs);
-        let admin = one::<Admin>(&root, "admin", &mut errs);
+        let admin = match root.get("admin") {
+            // serde would quote a scalar here, and `admin: <token>` is an easy slip.
+            Some(v) if !matches!(v, Value::Mapping(_) | Value::Null) => {
+                errs.push(ConfigError::schema(
+                    "admin",
+                    "expected a mapping (address, token); the value is not shown",
+                ));
+                None
+            }
+            _ => one::<Admin>(&root, "admin", &mut errs),
+        };
         let limits = one(&root, "limits", &mut errs).unwrap_or_default();
         let cookie_secret = one::<Secrets>(&root, "cookie_secret", &mut errs);
+        if matches!(root.get("cookie_secret"), Some(Value::Null)) {
+            // `cookie_secret:` with nothing after it is a mistake, not a request for a random
+            // key (leaving the line out is how to ask for one).
+            errs.push(ConfigError::schema(
+                "cookie_secret",
+                "is empty; remove the line to use a random key",
+            ));
+        }
         let monitors = list::<Monitor>(&root, "monitors", &mut errs);
         let pools = list::<Pool>(&root, "pools", &mut errs)
             .into_iter()
@@ -173,34 +191,30 @@ fn expand_env(
     errs: &mut Vec<ConfigError>,
 ) {
     if let Some(secrets) = &mut config.cookie_secret {
-        let list: Vec<String> = secrets.as_slice().to_vec();
-        let many = matches!(secrets, Secrets::Many(_));
-        let expanded: Vec<String> = list
+        let expanded: Vec<Secret> = secrets
+            .as_slice()
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                let path = if many {
-                    format!("cookie_secret[{i}]")
-                } else {
-                    "cookie_secret".into()
-                };
-                expand(s, &path, env, errs)
-            })
+            .map(|(i, s)| Secret::new(expand(s.expose(), &secrets.path(i), env, errs)))
             .collect();
-        *secrets = if many {
-            Secrets::Many(expanded)
-        } else {
-            Secrets::One(expanded.into_iter().next().unwrap_or_default())
+        *secrets = match secrets {
+            Secrets::Many(_) => Secrets::Many(expanded),
+            Secrets::One(_) => Secrets::One(expanded.into_iter().next().unwrap_or_default()),
         };
     }
     if let Some(admin) = &mut config.admin {
         if let Some(token) = &admin.token {
-            admin.token = Some(expand(token, "admin.token", env, errs));
+            admin.token = Some(Secret::new(expand(
+                token.expose(),
+                "admin.token",
+                env,
+                errs,
+            )));
         }
     }
     // Only the store in use needs its variable set.
     if let (StoreKind::Redis, Some(redis)) = (config.state.store, &mut config.state.redis) {
-        redis.url = expand(&redis.url, "state.redis.url", env, errs);
+        redis.url = Secret::new(expand(redis.url.expose(), "state.redis.url", env, errs));
     }
 }
 

@@ -4,12 +4,14 @@
 mod error;
 mod load;
 mod schema;
+mod secret;
 mod state;
 mod validate;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
+pub use secret::REDACTED;
 pub use state::{redis_address, unused_parts, RedisSection, StateSection, StoreKind};
 pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
 pub use values::{ExpectedCodes, SessionHeader};

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use super::secret::{Secret, Secrets};
+
 /// A parsed, validated configuration file. Paths inside it are as written in the file.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -85,7 +87,7 @@ pub struct Admin {
     #[serde(default = "default_admin_address")]
     pub address: String,
     /// Bearer token; `${ENV}` is expanded at load.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
 }
 
 /// Request limits (SPEC §3.7).
@@ -98,6 +100,9 @@ pub struct Limits {
     pub request_header_timeout_seconds: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// An idle kept-alive HTTP/1 or HTTP/2 connection is closed after this many seconds.
+    #[serde(default = "sixty")]
+    pub keepalive_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -106,24 +111,7 @@ impl Default for Limits {
             max_request_header_bytes: default_max_header_bytes(),
             request_header_timeout_seconds: 10,
             max_connections: default_max_connections(),
-        }
-    }
-}
-
-/// `cookie_secret`: one key, or a list whose first entry signs and every entry verifies.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum Secrets {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Secrets {
-    /// The keys in order: the first signs, all verify.
-    pub fn as_slice(&self) -> &[String] {
-        match self {
-            Secrets::One(one) => std::slice::from_ref(one),
-            Secrets::Many(many) => many,
+            keepalive_timeout_seconds: 60,
         }
     }
 }

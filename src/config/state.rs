@@ -1,14 +1,15 @@
 //! The `state:` section (SPEC §2, §5): where runtime state beyond the file lives — in-process
 //! (`embedded`, optionally kept in a file across restarts) or in Redis, shared by every instance.
 //!
-//! The Redis URL may carry a password: its `Debug` and every error here print only the host and
-//! port, never the URL itself.
+//! The Redis URL may carry a password: it is a [`Secret`], and every error here and every log
+//! line about the store shows only its host and port.
 
 use std::fmt;
 
 use serde::Deserialize;
 
 use super::error::ConfigError;
+use super::secret::Secret;
 
 /// Which store holds admin drains, drain clocks and header sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -47,8 +48,8 @@ pub struct StateSection {
 #[serde(deny_unknown_fields)]
 pub struct RedisSection {
     /// `redis://[:password@]host:port/db` or `rediss://` for TLS; `${ENV}` is expanded at load.
-    /// A secret: never printed (see [`RedisSection::address`]).
-    pub url: String,
+    /// Never printed (see [`RedisSection::address`]).
+    pub url: Secret,
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
     /// One operation's budget on the request path.
@@ -70,12 +71,12 @@ pub const MAX_REDIS_TIMEOUT_MS: u64 = 5000;
 impl RedisSection {
     /// `host:port` of the URL, safe to log (no scheme, user, password or database).
     pub fn address(&self) -> String {
-        redis_address(&self.url).unwrap_or_else(|| "(unparsable address)".to_string())
+        redis_address(self.url.expose()).unwrap_or_else(|| "(unparsable address)".to_string())
     }
 
     /// True for `rediss://` (TLS).
     pub fn tls(&self) -> bool {
-        self.url.starts_with("rediss://")
+        self.url.expose().starts_with("rediss://")
     }
 }
 
@@ -126,7 +127,7 @@ pub fn validate_state(s: &StateSection, errs: &mut Vec<ConfigError>) {
         errs.push(ConfigError::schema("state.file", "is empty"));
     }
     if let (StoreKind::Redis, Some(r)) = (s.store, &s.redis) {
-        if redis_address(&r.url).is_none() {
+        if redis_address(r.url.expose()).is_none() {
             errs.push(ConfigError::schema(
                 "state.redis.url",
                 "is not a redis:// or rediss:// URL with a host (value not shown: it may hold a password)",
@@ -179,7 +180,7 @@ mod tests {
         assert_eq!(redis_address("http://x:1"), None);
         assert_eq!(redis_address("redis://"), None);
         let r = RedisSection {
-            url: "redis://:hunter2@127.0.0.1:6379".into(),
+            url: Secret::new("redis://:hunter2@127.0.0.1:6379"),
             key_prefix: "t:".into(),
             timeout_ms: 50,
         };
@@ -215,7 +216,10 @@ mod tests {
             Some("rediss://:pw@h:1"),
         )
         .unwrap();
-        assert_eq!(ok.state.redis.as_ref().unwrap().url, "rediss://:pw@h:1");
+        assert_eq!(
+            ok.state.redis.as_ref().unwrap().url.expose(),
+            "rediss://:pw@h:1"
+        );
         assert_eq!(ok.state.redis.as_ref().unwrap().key_prefix, "tether:");
         let e = load(&redis("${U}", ""), None).unwrap_err();
         assert!(

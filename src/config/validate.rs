@@ -42,7 +42,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
                 format!("is not an ip:port address ({reason})"),
             ));
         }
-        if admin.token.as_deref() == Some("") {
+        if admin.token.as_ref().is_some_and(Secret::is_empty) {
             e.push(ConfigError::schema("admin.token", "is empty"));
         }
     }
@@ -54,10 +54,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         }
         for (i, s) in secrets.as_slice().iter().enumerate() {
             if s.is_empty() {
-                e.push(ConfigError::schema(
-                    format!("cookie_secret[{i}]"),
-                    "is empty",
-                ));
+                e.push(ConfigError::schema(secrets.path(i), "is empty"));
             }
         }
     }
@@ -219,6 +216,14 @@ fn limits(l: &Limits, e: &mut Vec<ConfigError>) {
             "limits.request_header_timeout_seconds",
             v,
             "is outside 1..3600",
+        ));
+    }
+    if !(1..=86_400).contains(&l.keepalive_timeout_seconds) {
+        let v = l.keepalive_timeout_seconds;
+        e.push(ConfigError::invalid(
+            "limits.keepalive_timeout_seconds",
+            v,
+            "is outside 1..86400",
         ));
     }
     if l.max_connections == 0 {

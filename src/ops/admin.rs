@@ -10,28 +10,18 @@ use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
 use crate::clock::unix_now;
 use crate::live::Live;
+use crate::proxy::access_log::Escaped;
 
+use super::admin_auth::{bearer_matches, same_site};
 use super::status::{self, NotFound};
 use super::{metrics, reload, status_page};
 
 /// The admin API over the live instance.
 pub struct AdminApi {
     pub live: Arc<Live>,
-}
-
-/// True when `token` is unset, or `authorization` is exactly `Bearer <token>`.
-fn authorized(token: Option<&str>, authorization: Option<&[u8]>) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
-    let Some(given) = authorization.and_then(|h| h.strip_prefix(b"Bearer ")) else {
-        return false;
-    };
-    bool::from(given.ct_eq(token.as_bytes()))
 }
 
 fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -124,44 +114,48 @@ impl ServeHttp for AdminApi {
         let _ = session.drain_request_body().await;
         let req = session.req_header();
         let snap = self.live.snapshot();
-        let token = snap.config.admin.as_ref().and_then(|a| a.token.as_deref());
-        let auth = req
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        if !authorized(token, auth) {
-            let mut resp = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-            resp.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer realm=\"tether admin\""),
-            );
-            return resp;
+        let header = |name| {
+            req.headers
+                .get(name)
+                .map(|v: &http::HeaderValue| v.as_bytes())
+        };
+        match snap.config.admin.as_ref().and_then(|a| a.token.as_ref()) {
+            Some(token) => {
+                if !bearer_matches(token.expose(), header(http::header::AUTHORIZATION)) {
+                    let mut resp =
+                        error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+                    resp.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer realm=\"tether admin\""),
+                    );
+                    return resp;
+                }
+            }
+            None => {
+                let host = req
+                    .uri
+                    .authority()
+                    .map(|a| a.as_str().as_bytes())
+                    .or_else(|| header(http::header::HOST));
+                let local = session
+                    .server_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip());
+                if let Err(refused) = same_site(host, header(http::header::ORIGIN), local) {
+                    log::warn!(target: "admin", "{} {}", refused.message(), Escaped(req.raw_path()));
+                    return error(StatusCode::FORBIDDEN, refused.message());
+                }
+            }
         }
         let (method, path) = (req.method.clone(), req.uri.path().to_string());
         let resp = self.route(&method, &path);
         log::info!(
             target: "admin",
             "{} {} {}",
-            method,
-            path,
+            Escaped(method.as_str().as_bytes()),
+            Escaped(path.as_bytes()),
             resp.status().as_u16()
         );
         resp
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::authorized;
-
-    #[test]
-    fn bearer_token_must_match_exactly() {
-        assert!(authorized(None, None));
-        assert!(authorized(Some("s3cret"), Some(b"Bearer s3cret")));
-        assert!(!authorized(Some("s3cret"), None));
-        assert!(!authorized(Some("s3cret"), Some(b"Bearer s3cre")));
-        assert!(!authorized(Some("s3cret"), Some(b"Bearer s3cretX")));
-        assert!(!authorized(Some("s3cret"), Some(b"bearer s3cret")));
-        assert!(!authorized(Some("s3cret"), Some(b"s3cret")));
     }
 }

@@ -2,6 +2,7 @@
 //! status views and runtime drain, and Prometheus metrics.
 
 pub mod admin;
+mod admin_auth;
 pub mod graceful;
 pub mod log_sink;
 pub mod metrics;

@@ -2,6 +2,9 @@
 //!
 //! The line is formatted straight into the logger's buffer: no intermediate `String`s, and
 //! durations printed with integer arithmetic, since this runs once per request.
+//!
+//! Everything the client chose (Host, method, path) goes through [`Escaped`], so no request can
+//! end a field early or write a field of its own (SPEC §3.7).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -11,6 +14,33 @@ use pingora::Error;
 use pingora_proxy::Session;
 
 use super::ctx::RequestCtx;
+
+/// Bytes a client sent, as one log field: printable ASCII is written as is, and every other
+/// byte — space, `"`, `\`, controls, non-ASCII — as `\xHH`. A value can therefore never contain
+/// the space or quote that ends a field, nor a line break, and the original bytes can be
+/// recovered exactly. The one place that decides how client bytes look in a log line.
+pub(crate) struct Escaped<'a>(pub &'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plain = |b: u8| b.is_ascii_graphic() && b != b'"' && b != b'\\';
+        let mut rest = self.0;
+        while !rest.is_empty() {
+            let run = rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len());
+            if run > 0 {
+                // Only printable ASCII up to here, so this cannot fail.
+                f.write_str(std::str::from_utf8(&rest[..run]).map_err(|_| fmt::Error)?)?;
+            }
+            if let Some(&b) = rest.get(run) {
+                write!(f, "\\x{b:02x}")?;
+                rest = &rest[run + 1..];
+            } else {
+                rest = &[];
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A client address, or `-` before one was known.
 struct Client(Option<IpAddr>);
@@ -71,10 +101,21 @@ struct ErrorNote<'a>(Option<&'a Error>);
 impl fmt::Display for ErrorNote<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(e) => write!(f, " error=\"{e}\""),
+            // Rare; an error's text may quote what the client sent, so it is escaped too.
+            Some(e) => write!(f, " error=\"{}\"", Escaped(e.to_string().as_bytes())),
             None => Ok(()),
         }
     }
+}
+
+/// The request's path as received (without the query), even when it is not UTF-8 and the URI
+/// holds only a lossy rendering of it.
+fn path(req: &pingora::http::RequestHeader) -> &[u8] {
+    if req.raw_path_is_utf8() {
+        return req.uri.path().as_bytes();
+    }
+    let raw = req.raw_path();
+    raw.split(|&b| b == b'?').next().unwrap_or(raw)
 }
 
 /// Logs the finished request.
@@ -92,9 +133,9 @@ pub fn write(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
         target: "access",
         "{client} {host} \"{method} {path}\" {status} endpoint={endpoint} affinity={outcome} upstream_ms={upstream} total_ms={total}{error}",
         client = Client(ctx.facts.map(|f| f.client)),
-        host = super::facts::host(req),
-        method = req.method,
-        path = req.uri.path(),
+        host = Escaped(super::facts::host_bytes(req)),
+        method = Escaped(req.method.as_str().as_bytes()),
+        path = Escaped(path(req)),
         upstream = Millis(ctx.timing.upstream),
         total = Millis(Some(ctx.timing.started.elapsed())),
         error = ErrorNote(e),
@@ -122,5 +163,24 @@ mod tests {
             Client("2001:db8::1".parse().ok()).to_string(),
             "2001:db8::1"
         );
+    }
+
+    #[test]
+    fn escaped_client_bytes_cannot_end_a_field() {
+        assert_eq!(
+            Escaped(b"shop.example:8080").to_string(),
+            "shop.example:8080"
+        );
+        assert_eq!(Escaped(b"/a/b?c=d&e=%20").to_string(), "/a/b?c=d&e=%20");
+        assert_eq!(
+            Escaped(b"x\" 200 endpoint=web/a").to_string(),
+            "x\\x22\\x20200\\x20endpoint=web/a"
+        );
+        assert_eq!(
+            Escaped(b"\r\n\t\x00\x7f\\").to_string(),
+            "\\x0d\\x0a\\x09\\x00\\x7f\\x5c"
+        );
+        assert_eq!(Escaped("caf\u{e9}".as_bytes()).to_string(), "caf\\xc3\\xa9");
+        assert_eq!(Escaped(b"").to_string(), "");
     }
 }

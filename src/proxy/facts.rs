@@ -19,6 +19,17 @@ pub fn host(req: &RequestHeader) -> &str {
         .unwrap_or("")
 }
 
+/// The `Host` as the client sent it, as bytes, for the access log: unlike [`host`] it keeps a
+/// value that is not visible ASCII.
+pub fn host_bytes(req: &RequestHeader) -> &[u8] {
+    if let Some(authority) = req.uri.authority() {
+        return authority.as_str().as_bytes();
+    }
+    req.headers
+        .get(http::header::HOST)
+        .map_or(&b""[..], |h| h.as_bytes())
+}
+
 /// The socket peer's address (unspecified for a non-IP socket, which tether never listens on).
 pub fn peer_ip(session: &Session) -> IpAddr {
     session
@@ -34,67 +45,26 @@ pub fn is_tls(session: &Session) -> bool {
 }
 
 /// The client's address: the peer, unless the peer is a trusted proxy, in which case the
-/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy.
+/// right-most address of `X-Forwarded-For` (every line of it) that is not itself a trusted proxy.
 pub fn client_ip(snap: &Snapshot, req: &RequestHeader, peer: IpAddr) -> IpAddr {
     if snap.trusted_proxies.is_empty() || !snap.is_trusted_proxy(peer) {
         return peer;
     }
-    let hops = req
+    let lines = req
         .headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim);
-    rightmost_untrusted(hops, |ip| snap.is_trusted_proxy(ip)).unwrap_or(peer)
+        .map(|v| v.as_bytes());
+    super::forwarded::client_from(lines, |ip| snap.is_trusted_proxy(ip)).unwrap_or(peer)
 }
 
-/// The right-most hop that parses and is not trusted; a hop that does not parse ends the walk,
-/// since nothing to its left can be believed.
-fn rightmost_untrusted<'a>(
-    hops: impl Iterator<Item = &'a str>,
-    trusted: impl Fn(IpAddr) -> bool,
-) -> Option<IpAddr> {
-    let hops: Vec<&str> = hops.collect();
-    for hop in hops.iter().rev() {
-        let ip = hop.parse::<IpAddr>().ok()?.to_canonical();
-        if !trusted(ip) {
-            return Some(ip);
-        }
-    }
-    None
-}
-
-/// The raw values of the request's `Cookie` headers, in order; on the stack for the usual one or
-/// two headers, since this runs on every request.
-pub fn cookie_headers(req: &RequestHeader) -> SmallVec<[&str; 2]> {
+/// The raw values of the request's `Cookie` headers, in order, as bytes (a non-ASCII byte must
+/// not hide a header); on the stack for the usual one or two headers, since this runs on every
+/// request.
+pub fn cookie_headers(req: &RequestHeader) -> SmallVec<[&[u8]; 2]> {
     req.headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.as_bytes())
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rightmost_untrusted_hop_wins() {
-        let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
-        let hops = ["203.0.113.9", "198.51.100.1", "10.0.0.2"];
-        assert_eq!(
-            rightmost_untrusted(hops.into_iter(), trusted),
-            "198.51.100.1".parse().ok()
-        );
-        assert_eq!(rightmost_untrusted(["10.0.0.1"].into_iter(), trusted), None);
-        assert_eq!(
-            rightmost_untrusted(["garbage", "10.0.0.1"].into_iter(), trusted),
-            None
-        );
-        assert_eq!(
-            rightmost_untrusted(["2001:db8::1"].into_iter(), trusted),
-            "2001:db8::1".parse().ok()
-        );
-    }
 }

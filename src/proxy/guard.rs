@@ -1,49 +1,53 @@
 //! The connection guard around the proxy app (SPEC §3.7): at most `limits.max_connections`
-//! concurrent client connections per listener, and a whole-header deadline of
-//! `limits.request_header_timeout_seconds`.
+//! concurrent client connections per listener, TLS included from accept; the TLS handshake
+//! bounded by `limits.request_header_timeout_seconds`; then every request's header held to that
+//! deadline and to `max_request_header_bytes`, and idle keep-alives closed after
+//! `keepalive_timeout_seconds`, by the [`Watched`] stream wrapper.
 //!
-//! Pingora times out each *read* of a request header (60 s), so a client that sends one byte
-//! every few seconds would hold a connection forever. The guard runs the connection's keep-alive
-//! loop itself, so it can count the connection once and race each request's header against a
-//! deadline; `early_request_filter` (the first hook after the header is parsed) disarms it.
+//! Pingora handshakes TLS before any app code with 60 s to spare, and serves all keep-alive
+//! requests of a connection inside one `process_new`: so the guard accepts TLS listeners as TCP,
+//! handshakes itself, and runs the HTTP/1 keep-alive loop itself to see where each request ends.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 
+use super::conn::{ConnLimits, Signals, Watch, Watched};
+use super::tls_accept::TlsAcceptor;
+use crate::config::Limits;
 use crate::live::Live;
 use crate::ops::metrics;
 
-/// How long a kept-alive connection may sit idle before its next request (Pingora's default).
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
-
 tokio::task_local! {
-    /// Set once the current request's header has been parsed.
-    static HEADER_DONE: Arc<AtomicBool>;
+    /// The signals of the HTTP/1 connection this task serves.
+    static CONN: Arc<Signals>;
 }
 
-/// Tells the guard that this connection's current request header is complete.
+/// Tells the guard that this connection's current request header is complete; a no-op on
+/// HTTP/2, whose streams are not timed by the guard.
 pub fn header_complete() {
-    let _ = HEADER_DONE.try_with(|done| done.store(true, Relaxed));
+    let _ = CONN.try_with(|s| s.header_done());
 }
 
-/// Open connections of one listener.
+/// One listener: its open connections and, for TLS, its acceptor.
 struct Listener {
     addr: SocketAddr,
     open: AtomicUsize,
+    tls: Option<TlsAcceptor>,
 }
 
-/// Wraps a `ServerApp` (the proxy) with the connection limit and the header deadline.
+/// Wraps the proxy app with the connection limit, the TLS handshake and the header deadlines.
 pub struct Guarded<A> {
     inner: Arc<A>,
     live: Arc<Live>,
-    /// One counter per configured listener; listeners change only with an upgrade.
+    /// Listeners change only with an upgrade.
     listeners: Vec<Listener>,
     /// Connections whose local address matches no listener (not expected; counted apart).
     other: AtomicUsize,
@@ -51,38 +55,34 @@ pub struct Guarded<A> {
 
 impl<A> Guarded<A> {
     pub fn new(inner: A, live: Arc<Live>) -> Self {
-        let listeners = live
-            .snapshot()
-            .config
-            .listeners
-            .iter()
-            .filter_map(|l| l.address.parse().ok())
-            .map(|addr| Listener {
-                addr,
-                open: AtomicUsize::new(0),
-            })
-            .collect();
         Guarded {
             inner: Arc::new(inner),
             live,
-            listeners,
+            listeners: Vec::new(),
             other: AtomicUsize::new(0),
         }
     }
 
-    /// The counter of the listener that accepted a connection on `local`: the exact address, else
-    /// a listener on the unspecified address (0.0.0.0 or ::) with the same port.
-    fn counter(&self, local: Option<SocketAddr>) -> &AtomicUsize {
-        let Some(local) = local else {
-            return &self.other;
-        };
+    /// Declares a listener the service accepts on (as plain TCP); `tls` handshakes its
+    /// connections inside the guard.
+    pub fn listen(&mut self, addr: SocketAddr, tls: Option<TlsAcceptor>) {
+        self.listeners.push(Listener {
+            addr,
+            open: AtomicUsize::new(0),
+            tls,
+        });
+    }
+
+    /// The listener that accepted a connection on `local`: the exact address, else a listener
+    /// on the unspecified address (0.0.0.0 or ::) with the same port.
+    fn listener(&self, local: Option<SocketAddr>) -> Option<&Listener> {
+        let local = local?;
         let exact = self.listeners.iter().find(|l| l.addr == local);
-        let wildcard = || {
+        exact.or_else(|| {
             self.listeners
                 .iter()
                 .find(|l| l.addr.ip().is_unspecified() && l.addr.port() == local.port())
-        };
-        exact.or_else(wildcard).map_or(&self.other, |l| &l.open)
+        })
     }
 }
 
@@ -95,63 +95,107 @@ impl Drop for Open<'_> {
     }
 }
 
+fn conn_limits(l: &Limits) -> ConnLimits {
+    ConnLimits {
+        header_timeout: Duration::from_secs(l.request_header_timeout_seconds),
+        keepalive: Duration::from_secs(l.keepalive_timeout_seconds),
+        header_bytes: l.max_request_header_bytes,
+    }
+}
+
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let limits = self.live.snapshot().config.limits.clone();
+        let (limits, max) = {
+            let snap = self.live.snapshot();
+            let l = &snap.config.limits;
+            (conn_limits(l), l.max_connections)
+        };
         let local = stream
             .get_socket_digest()
             .and_then(|d| d.local_addr().and_then(|a| a.as_inet().copied()));
-        let counter = self.counter(local);
+        let listener = self.listener(local);
+        let counter = listener.map_or(&self.other, |l| &l.open);
         let open = counter.fetch_add(1, Relaxed) + 1;
         let _open = Open(counter);
-        if open > limits.max_connections {
-            log::warn!(target: "refused", "connection refused: {open} open on this listener, limits.max_connections is {}", limits.max_connections);
+        if open > max {
+            log::warn!(target: "refused", "connection refused: {open} open on this listener, limits.max_connections is {max}");
             metrics::record_refusal("max_connections");
             return None;
         }
-        let header_timeout = Duration::from_secs(limits.request_header_timeout_seconds);
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            // HTTP/2 multiplexes requests on one connection; its header frames are not a slow read.
-            return self.inner.process_new(stream, shutdown).await;
-        }
-        let mut stream = stream;
-        let mut first = true;
-        loop {
-            let mut deadline = header_timeout;
-            if !first {
-                // Start the clock at the next request's first byte when the stream can peek.
-                match tokio::time::timeout(KEEPALIVE_IDLE, stream.try_peek(&mut [0u8; 1])).await {
-                    Ok(Ok(true)) => {}
-                    Ok(Ok(false)) => deadline += KEEPALIVE_IDLE,
-                    Ok(Err(_)) | Err(_) => return None,
-                }
-            }
-            let done = Arc::new(AtomicBool::new(false));
-            let request = HEADER_DONE.scope(done.clone(), self.inner.process_new(stream, shutdown));
-            tokio::pin!(request);
-            let next = tokio::select! {
-                next = &mut request => next,
-                _ = tokio::time::sleep(deadline) => {
-                    if done.load(Relaxed) {
-                        request.await
-                    } else {
-                        log::warn!(target: "refused", "connection closed: request header not complete within {}s", deadline.as_secs());
-                        metrics::record_refusal("header_timeout");
+        let stream = match listener.and_then(|l| l.tls.as_ref()) {
+            None => stream,
+            Some(tls) => {
+                match tokio::time::timeout(limits.header_timeout, tls.handshake(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        log::debug!("TLS handshake failed: {e}");
+                        return None;
+                    }
+                    Err(_) => {
+                        log::warn!(target: "refused", "connection closed: TLS handshake not complete within {}s", limits.header_timeout.as_secs());
+                        metrics::record_refusal("tls_handshake_timeout");
                         return None;
                     }
                 }
-            };
-            stream = next?;
-            first = false;
+            }
+        };
+        let signals = Arc::new(Signals::default());
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            let watch = Watch::http2(limits, Instant::now());
+            let stream = Box::new(Watched::new(stream, watch, signals));
+            // Pingora's own HTTP/2 loop; its `h2_idle_timeout` closes a connection left idle.
+            return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
+        let watch = Watch::http1(limits, Instant::now());
+        let stream = Box::new(Watched::new(stream, watch, signals.clone()));
+        CONN.scope(
+            signals.clone(),
+            self.serve_http1(stream, &signals, limits, shutdown),
+        )
+        .await;
+        None
     }
 
     async fn cleanup(&self) {
-        self.inner.cleanup().await
+        self.inner.http_cleanup().await
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
+    /// Pingora's HTTP/1 keep-alive loop (as in its `ServerApp` impl for HTTP apps), plus the
+    /// signal to the stream that a request is over, so the next byte starts a new header clock.
+    async fn serve_http1(
+        &self,
+        stream: Stream,
+        signals: &Signals,
+        limits: ConnLimits,
+        shutdown: &ShutdownWatch,
+    ) {
+        let mut session = ServerSession::new_http1(stream);
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else {
+            // Pingora's own idle bound, a backstop to the stream's.
+            session.set_keepalive(Some(limits.keepalive.as_secs()));
+        }
+        let request_limit = self
+            .inner
+            .server_options()
+            .and_then(|o| o.keepalive_request_limit);
+        session.set_keepalive_reuses_remaining(request_limit);
+        let mut reused = self.inner.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = reused.map(|r| r.consume()) {
+            signals.request_over();
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            reused = self.inner.process_new_http(session, shutdown).await;
+        }
     }
 }

@@ -1,16 +1,18 @@
 //! The Pingora adapter: each hook collects facts or carries out a decision of
 //! `balancer::route`; no routing logic lives here.
 
-mod access_log;
+pub(crate) mod access_log;
+pub mod conn;
 mod count;
 mod ctx;
 mod facts;
+pub mod forwarded;
 pub mod guard;
 pub mod limits;
 mod redirect;
 mod retry;
+pub mod tls_accept;
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -185,17 +187,16 @@ impl ProxyHttp for Tether {
             upstream.insert_header(http::header::HOST, host.as_str())?;
         }
         forward_cookies_without_cflb(upstream)?;
-        // One buffer: the client's chain, if any, then the peer this hop saw.
-        let prior = upstream
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let mut xff = String::with_capacity(prior.map_or(0, |p| p.len() + 2) + 39);
-        if let Some(prior) = prior {
-            xff.push_str(prior);
-            xff.push_str(", ");
-        }
-        let _ = write!(xff, "{}", facts.peer);
+        // One buffer: every line of the client's chain, then the peer this hop saw.
+        let mut xff = Vec::new();
+        let lines = || {
+            upstream
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes())
+        };
+        forwarded::upstream_value(lines, facts.peer, &mut xff);
         upstream.insert_header("x-forwarded-for", xff)?;
         upstream.insert_header(
             "x-forwarded-proto",
@@ -248,20 +249,22 @@ impl ProxyHttp for Tether {
     }
 }
 
-/// Rewrites the upstream `Cookie` header without `__cflb`, leaving other cookies' text intact;
-/// untouched (and nothing allocated) when the request carries no `__cflb`.
+/// Rewrites the upstream `Cookie` header without `__cflb`, leaving other cookies' bytes intact
+/// (non-ASCII ones included); untouched (and nothing allocated) when the request carries no
+/// `__cflb`.
 fn forward_cookies_without_cflb(upstream: &mut RequestHeader) -> Result<()> {
     let values = || {
         upstream
             .headers
             .get_all(http::header::COOKIE)
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.as_bytes())
     };
     if !values().any(has_cflb) {
         return Ok(());
     }
-    let mut kept = String::new();
+    // Only bytes of values Pingora accepted, joined by "; ", so the result is a valid value.
+    let mut kept = Vec::new();
     for v in values() {
         push_without_cflb(v, &mut kept);
     }

@@ -110,7 +110,7 @@ impl RedisStore {
             .set_response_timeout(Some(POLL_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let made = redis::Client::open(self.cfg.url.as_str())
+        let made = redis::Client::open(self.cfg.url.expose())
             .and_then(|c| ConnectionManager::new_lazy_with_config(c, config));
         match made {
             Ok(m) => {
@@ -128,10 +128,10 @@ impl RedisStore {
     /// An error's text without anything of the URL but its address.
     fn scrub(&self, e: &redis::RedisError) -> StoreError {
         let mut text = e.to_string();
-        if text.contains(&self.cfg.url) {
-            text = text.replace(&self.cfg.url, &self.address);
+        if text.contains(self.cfg.url.expose()) {
+            text = text.replace(self.cfg.url.expose(), &self.address);
         }
-        if let Some(pw) = redis::Client::open(self.cfg.url.as_str())
+        if let Some(pw) = redis::Client::open(self.cfg.url.expose())
             .ok()
             .and_then(|c| {
                 c.get_connection_info()

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod ops;
+pub mod raw;
 pub mod redis;
 pub mod upstream;
 

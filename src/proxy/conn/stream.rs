@@ -1,0 +1,227 @@
+//! [`Watched`]: the client stream as Pingora reads it, with the header deadline and byte budget
+//! of [`Watch`] enforced at every read.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use pingora::protocols::Stream;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::Sleep;
+
+use super::delegate::delegate_io_but_read;
+use super::watch::{Cut, Phase, Signals, Watch};
+use crate::ops::metrics;
+
+/// How long a cut connection may take to receive its 408/431 and stop sending, and how much
+/// of what it still sends is read and dropped meanwhile: closing a socket with unread bytes
+/// sends a reset, which can destroy the response before the client reads it.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// A client stream whose reads obey a [`Watch`]: past the deadline, or past the header byte
+/// budget, a read fails (after a 408/431 where the client sent part of a request) instead of
+/// waiting or buffering more. Reads of a request body or of HTTP/2 frames pass straight through.
+#[derive(Debug)]
+pub struct Watched {
+    inner: Stream,
+    watch: Watch,
+    signals: Arc<Signals>,
+    /// Armed at or before the watch's deadline; re-armed only when it fires early, so a
+    /// request costs no timer operation in the common case.
+    timer: Pin<Box<Sleep>>,
+    cut: Option<Cutting>,
+}
+
+/// A connection being cut: its response is written, then input is drained until `until`.
+#[derive(Debug)]
+struct Cutting {
+    why: Cut,
+    written: usize,
+    flushed: bool,
+    shut: bool,
+    drained: usize,
+    until: Instant,
+}
+
+impl Watched {
+    /// Wraps `inner`; `signals` is where the proxy's hooks report header and request ends.
+    pub fn new(inner: Stream, watch: Watch, signals: Arc<Signals>) -> Self {
+        let first = watch.deadline().unwrap_or_else(|| Instant::now() + LINGER);
+        Watched {
+            inner,
+            watch,
+            signals,
+            timer: Box::pin(tokio::time::sleep_until(first.into())),
+            cut: None,
+        }
+    }
+
+    /// True once `deadline` has passed; otherwise the timer is armed to wake this task by then.
+    fn passed(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        let at = tokio::time::Instant::from_std(deadline);
+        if self.timer.deadline() > at {
+            self.timer.as_mut().reset(at);
+        }
+        while self.timer.as_mut().poll(cx).is_ready() {
+            // Tokio rounds a timer up to the millisecond; never spin on the remainder.
+            if Instant::now() + Duration::from_millis(1) >= deadline {
+                return true;
+            }
+            self.timer.as_mut().reset(at);
+        }
+        false
+    }
+
+    /// Starts cutting the connection for `why`: logged, counted, then answered if it earned an
+    /// answer. Returns what the read that found it reports.
+    fn start_cut(&mut self, cx: &mut Context<'_>, why: Cut) -> Poll<io::Result<()>> {
+        let peer = self
+            .inner
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().cloned());
+        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+        let limits = self.watch.limits();
+        match why {
+            Cut::TooLarge => {
+                log::warn!(target: "refused", "431 from {peer}: request header over limits.max_request_header_bytes ({}) and not complete", limits.header_bytes)
+            }
+            Cut::HeaderTimeout | Cut::Silent => {
+                log::warn!(target: "refused", "connection from {peer} closed: request header not complete within {}s", limits.header_timeout.as_secs())
+            }
+            Cut::Idle => log::debug!(
+                "kept-alive connection from {peer} idle for {}s, closed",
+                limits.keepalive.as_secs()
+            ),
+        }
+        if let Some(reason) = why.reason() {
+            metrics::record_refusal(reason);
+        }
+        if why.response().is_none() {
+            // End of stream: Pingora closes quietly when no byte of a request was read.
+            return Poll::Ready(Ok(()));
+        }
+        let until = Instant::now() + LINGER;
+        self.timer.as_mut().reset(until.into());
+        self.cut = Some(Cutting {
+            why,
+            written: 0,
+            flushed: false,
+            shut: false,
+            drained: 0,
+            until,
+        });
+        self.poll_cut(cx)
+    }
+
+    /// Writes the response, closes the write side and drains input until the client stops or
+    /// the linger time is up; then fails the read so Pingora drops the connection.
+    fn poll_cut(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(cut) = self.cut.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let failed = |why: Cut| {
+            let what = match why {
+                Cut::TooLarge => "request header over limits.max_request_header_bytes",
+                _ => "request header not complete within limits.request_header_timeout_seconds",
+            };
+            Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, what)))
+        };
+        let why = cut.why;
+        let until = cut.until;
+        if self.timer.as_mut().poll(cx).is_ready() && Instant::now() >= until {
+            return failed(why);
+        }
+        let response = why.response().unwrap_or_default();
+        let mut inner = Pin::new(&mut *self.inner);
+        while cut.written < response.len() {
+            match ready!(inner.as_mut().poll_write(cx, &response[cut.written..])) {
+                Ok(n) if n > 0 => cut.written += n,
+                _ => return failed(why),
+            }
+        }
+        if !cut.flushed {
+            if ready!(inner.as_mut().poll_flush(cx)).is_err() {
+                return failed(why);
+            }
+            cut.flushed = true;
+        }
+        if !cut.shut {
+            // Errors are fine here: the client may have gone already.
+            let _ = ready!(inner.as_mut().poll_shutdown(cx));
+            cut.shut = true;
+        }
+        let mut scratch = [0u8; 4096];
+        loop {
+            let mut rb = ReadBuf::new(&mut scratch);
+            match ready!(inner.as_mut().poll_read(cx, &mut rb)) {
+                Ok(()) if !rb.filled().is_empty() => {
+                    cut.drained += rb.filled().len();
+                    if cut.drained >= LINGER_BYTES {
+                        return failed(why);
+                    }
+                }
+                _ => return failed(why),
+            }
+        }
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.cut.is_some() {
+            return this.poll_cut(cx);
+        }
+        this.signals.apply(&mut this.watch, Instant::now);
+        if let Some(deadline) = this.watch.deadline() {
+            if this.passed(cx, deadline) {
+                let why = this.watch.expired();
+                return this.start_cut(cx, why);
+            }
+        }
+        match this.watch.allowance() {
+            Some(0) => return this.start_cut(cx, Cut::TooLarge),
+            Some(max) if max < buf.remaining() => {
+                // Read no further than the budget: the bytes of an unfinished header are all
+                // the memory a client can make tether hold for it.
+                let mut part = ReadBuf::new(buf.initialize_unfilled_to(max));
+                ready!(Pin::new(&mut *this.inner).poll_read(cx, &mut part))?;
+                let n = part.filled().len();
+                buf.advance(n);
+                this.watch.on_read(n, Instant::now);
+                return Poll::Ready(Ok(()));
+            }
+            _ => {}
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut *this.inner).poll_read(cx, buf))?;
+        if this.watch.counts_reads() {
+            this.watch
+                .on_read(buf.filled().len() - before, Instant::now);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+delegate_io_but_read!(Watched, inner);
+
+impl Watched {
+    /// Where the connection is in its request cycle.
+    pub fn phase(&self) -> Phase {
+        self.watch.phase()
+    }
+}
+
+// The wrapper must stay a valid Pingora stream.
+const _: fn() = || {
+    fn is_io<T: pingora::protocols::IO>() {}
+    is_io::<Watched>();
+};

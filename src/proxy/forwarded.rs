@@ -1,0 +1,119 @@
+//! `X-Forwarded-For` (SPEC §3.7): every line of it counts, for the client address as for the
+//! value sent upstream, and it is read as bytes, since a client may put anything in it.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+/// One hop of the chain: an address, `ip:port` or `[v6]:port` (some proxies add the port);
+/// `None` when it is none of these.
+pub fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(hop.trim_ascii()).ok()?;
+    let ip = s
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| s.strip_prefix('[')?.strip_suffix(']')?.parse().ok())?;
+    Some(ip.to_canonical())
+}
+
+/// The client behind a trusted proxy: walking the hops of all `lines` (in the order received)
+/// from the right, the first that is not `trusted`. A hop that does not parse ends the walk with
+/// `None`, since nothing to its left can be believed. Allocates nothing.
+pub fn client_from<'a, L>(lines: L, trusted: impl Fn(IpAddr) -> bool) -> Option<IpAddr>
+where
+    L: DoubleEndedIterator<Item = &'a [u8]>,
+{
+    for hop in lines.rev().flat_map(|line| line.rsplit(|&b| b == b',')) {
+        let ip = parse_hop(hop)?;
+        if !trusted(ip) {
+            return Some(ip);
+        }
+    }
+    None
+}
+
+/// Writes the upstream `X-Forwarded-For` into `out`: every received line (`lines()` gives them
+/// in order) as sent, less surrounding whitespace, joined with `, `, then `peer`. One buffer,
+/// sized once.
+pub fn upstream_value<'a, L>(lines: impl Fn() -> L, peer: IpAddr, out: &mut Vec<u8>)
+where
+    L: Iterator<Item = &'a [u8]>,
+{
+    out.reserve(lines().map(|l| l.len() + 2).sum::<usize>() + 39);
+    for line in lines() {
+        let line = line.trim_ascii();
+        if !line.is_empty() {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b", ");
+        }
+    }
+    // Writing an address into a Vec cannot fail.
+    let _ = write!(out, "{peer}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        s.parse().ok()
+    }
+
+    #[test]
+    fn hops_with_ports_parse_as_their_address() {
+        assert_eq!(parse_hop(b" 203.0.113.9 "), ip("203.0.113.9"));
+        assert_eq!(parse_hop(b"203.0.113.9:4711"), ip("203.0.113.9"));
+        assert_eq!(parse_hop(b"2001:db8::1"), ip("2001:db8::1"));
+        assert_eq!(parse_hop(b"[2001:db8::1]:443"), ip("2001:db8::1"));
+        assert_eq!(parse_hop(b"[2001:db8::1]"), ip("2001:db8::1"));
+        assert_eq!(parse_hop(b"::ffff:10.0.0.1"), ip("10.0.0.1"));
+        for bad in [
+            &b""[..],
+            b"unknown",
+            b"1.2.3.4:x",
+            b"[::1",
+            b"caf\xc3\xa9",
+            b"\xff",
+        ] {
+            assert_eq!(parse_hop(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rightmost_untrusted_hop_wins_across_lines() {
+        let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
+        let walk = |lines: &[&[u8]]| client_from(lines.iter().copied(), trusted);
+        assert_eq!(
+            walk(&[b"203.0.113.9, 198.51.100.1", b"10.0.0.2"]),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            walk(&[b"198.51.100.1:5000", b"10.0.0.2:1"]),
+            ip("198.51.100.1")
+        );
+        assert_eq!(walk(&[b"10.0.0.1"]), None);
+        assert_eq!(walk(&[b"garbage", b"10.0.0.1"]), None);
+        assert_eq!(
+            walk(&[b"garbage, 203.0.113.7", b"10.0.0.1"]),
+            ip("203.0.113.7")
+        );
+        assert_eq!(walk(&[b"[2001:db8::1]:80"]), ip("2001:db8::1"));
+        assert_eq!(walk(&[]), None);
+    }
+
+    #[test]
+    fn upstream_value_joins_every_line_then_the_peer() {
+        let peer = IpAddr::from([192, 0, 2, 1]);
+        let value = |lines: &[&[u8]]| {
+            let mut out = Vec::new();
+            upstream_value(|| lines.iter().copied(), peer, &mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        assert_eq!(value(&[]), "192.0.2.1");
+        assert_eq!(
+            value(&[b"203.0.113.9", b" 198.51.100.1, 10.0.0.2 "]),
+            "203.0.113.9, 198.51.100.1, 10.0.0.2, 192.0.2.1"
+        );
+        assert_eq!(value(&[b"", b"a:1"]), "a:1, 192.0.2.1");
+    }
+}
