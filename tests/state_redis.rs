@@ -305,3 +305,21 @@ fn redis_password_works_and_is_never_shown() {
     }
     assert!(!status.contains(password));
 }
+
+#[test]
+fn rediss_url_shares_state_over_tls() {
+    let redis = Redis::start_tls();
+    let ups = [Upstream::start("a"), Upstream::start("b")];
+    let ups: Vec<&Upstream> = ups.iter().collect();
+    let (a, b) = (
+        Instance::start(&redis.url(), &ups),
+        Instance::start(&redis.url(), &ups),
+    );
+    wait_for("connected over TLS", Duration::from_secs(10), || {
+        a.reachable() && b.reachable()
+    });
+    a.post("/pools/web/endpoints/a/drain");
+    wait_for("the drain shared over TLS", Duration::from_secs(2), || {
+        b.endpoint_status("a")["admin_drained"] == true
+    });
+}

@@ -75,6 +75,8 @@ pub struct StoreError(String);
 impl RedisStore {
     /// A store for `cfg`; nothing is connected until [`RedisStore::connect`].
     pub fn new(cfg: &RedisSection) -> RedisStore {
+        // Not reachable until the first answer.
+        metrics::set_up(false);
         RedisStore {
             address: cfg.address(),
             timeout: Duration::from_millis(cfg.timeout_ms),

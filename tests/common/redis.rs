@@ -15,6 +15,8 @@ pub struct Redis {
     pub port: u16,
     dir: tempfile::TempDir,
     password: Option<String>,
+    /// Serves TLS only (a self-signed certificate made at test time).
+    tls: bool,
 }
 
 impl Redis {
@@ -30,7 +32,22 @@ impl Redis {
             port,
             dir: tempfile::tempdir().unwrap(),
             password: password.map(str::to_string),
+            tls: false,
         };
+        r.restart();
+        r
+    }
+
+    /// Starts `redis-server` serving TLS only, with a self-signed certificate.
+    pub fn start_tls() -> Redis {
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            password: None,
+            tls: true,
+        };
+        super::ops::self_signed(r.dir.path());
         r.restart();
         r
     }
@@ -39,8 +56,23 @@ impl Redis {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
+        if self.tls {
+            let (cert, key) = (
+                self.dir.path().join("cert.pem"),
+                self.dir.path().join("key.pem"),
+            );
+            cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&cert)
+                .arg("--tls-key-file")
+                .arg(&key)
+                .arg("--tls-ca-cert-file")
+                .arg(&cert)
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        cmd.args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .arg("--dir")
@@ -52,7 +84,11 @@ impl Redis {
         }
         self.child = Some(cmd.spawn().expect("redis-server (make deps installs it)"));
         wait_for("redis-server to answer", Duration::from_secs(10), || {
-            self.command(&["PING"]).is_some_and(|r| r == "+PONG")
+            if self.tls {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                self.command(&["PING"]).is_some_and(|r| r == "+PONG")
+            }
         });
     }
 
@@ -66,6 +102,10 @@ impl Redis {
 
     /// `redis://` URL of the server.
     pub fn url(&self) -> String {
+        if self.tls {
+            // The certificate is self-signed: the client is told not to verify it.
+            return format!("rediss://127.0.0.1:{}/#insecure", self.port);
+        }
         match &self.password {
             Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
             None => format!("redis://127.0.0.1:{}", self.port),
