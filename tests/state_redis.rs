@@ -179,15 +179,24 @@ fn redis_killed_under_load_costs_no_request_and_sessions_resume() {
         Instance::start(&redis.url(), &ups),
     );
     let (_, moved) = repin(&a, &[&b], "carol");
+    wait_for("B knows carol's re-pin", Duration::from_secs(3), || {
+        b.session("carol") == moved
+    });
+    // Carol's loops insist on her re-pinned endpoint through the outage: each instance keeps
+    // the pin it last knew. Dave is a new session: consistent hashing, the same everywhere.
     let loops: Vec<RequestLoop> = [&a, &b, &a, &b]
         .iter()
         .enumerate()
         .map(|(i, inst)| {
-            let sid = if i < 2 { "carol" } else { "dave" };
+            let (sid, expect) = if i < 2 {
+                ("carol", Some(moved.clone()))
+            } else {
+                ("dave", None)
+            };
             RequestLoop::start(
                 inst.t.url("/"),
                 Some(format!("sid={sid}")),
-                None,
+                expect,
                 i % 2 == 0,
                 20_000,
             )
@@ -233,14 +242,20 @@ fn redis_killed_under_load_costs_no_request_and_sessions_resume() {
         .parse()
         .unwrap();
     assert!(errors >= 1);
-    // Sessions are shared again: a re-pin on B is honoured on A. (Carol's pin was in the
-    // Redis that died without persistence; she is back on her hashed endpoint or re-pinned.)
-    let _ = moved;
-    let (_, moved) = repin(&b, &[&a], "erin");
+    // Sessions resume: Redis came back empty, and carol's pin, which the instances still
+    // know, is written back; a third instance started now finds it there.
+    let c = Instance::start(&redis.url(), &ups);
+    wait_for(
+        "carol's pin written back to Redis",
+        Duration::from_secs(3),
+        || c.session("carol") == moved,
+    );
+    // And a re-pin made after the outage is shared again.
+    let (_, erin) = repin(&b, &[&a, &c], "erin");
     wait_for(
         "the re-pin honoured after the outage",
         Duration::from_secs(3),
-        || a.session("erin") == moved,
+        || a.session("erin") == erin,
     );
 }
 

@@ -67,11 +67,6 @@ impl SessionStore {
         );
     }
 
-    /// Drops session `id` here (a shared store could not confirm it).
-    pub fn forget(&self, id: u128) {
-        self.cache.invalidate(&id);
-    }
-
     /// Every session held now: (session id, endpoint). For state hand-over and the state file.
     pub fn entries(&self) -> Vec<(u128, EndpointId)> {
         self.cache

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -229,9 +229,11 @@ impl RedisStore {
 
     /// Makes the local copy of the request's header session current before routing: kept when
     /// confirmed within [`REFRESH`]; otherwise read from Redis (refreshing its TTL in the same
-    /// round trip). A session Redis does not have, or cannot be asked about, is dropped here so
-    /// routing picks its endpoint by consistent hashing of its key (SPEC §5).
-    pub async fn prepare(&self, snap: &Snapshot, facts: &RequestFacts<'_>) {
+    /// round trip). When Redis cannot be asked, the copy this instance last knew is used; a
+    /// session it never knew is routed by consistent hashing of its key, the endpoint a new
+    /// session would get on any instance (SPEC §5). A session this instance knows and Redis
+    /// lost (a restart without persistence, pins made during an outage) is written back.
+    pub async fn prepare(self: &Arc<Self>, snap: &Snapshot, facts: &RequestFacts<'_>) {
         let Some(b) = snap.balancer_for_host(facts.host) else {
             return;
         };
@@ -249,40 +251,48 @@ impl RedisStore {
             return;
         };
         let now = self.clock_ms();
-        if let Some(pin) = store.get_pin(key.id) {
+        let local = store.get_pin(key.id);
+        if let Some(pin) = local {
             if pin.synced_ms != 0 && now.saturating_sub(pin.synced_ms) < REFRESH.as_millis() as u64
             {
                 return;
             }
         }
         if !self.is_up() {
-            store.forget(key.id);
             return;
         }
         let rkey = self.session_key(&lb.name, key.id);
         let ttl = a.ttl;
         let read = self
-            .run(self.timeout, move |mut c| {
-                Box::pin(async move {
-                    redis::cmd("GETEX")
-                        .arg(rkey)
-                        .arg("EX")
-                        .arg(ttl)
-                        .query_async::<Option<u64>>(&mut c)
-                        .await
-                })
+            .run(self.timeout, {
+                let rkey = rkey.clone();
+                move |mut c| {
+                    Box::pin(async move {
+                        redis::cmd("GETEX")
+                            .arg(rkey)
+                            .arg("EX")
+                            .arg(ttl)
+                            .query_async::<Option<u64>>(&mut c)
+                            .await
+                    })
+                }
             })
             .await;
-        match read {
-            Ok(Some(endpoint)) => store.pin_synced(key.id, EndpointId(endpoint), now),
-            Ok(None) | Err(_) => store.forget(key.id),
+        match (read, local) {
+            (Ok(Some(endpoint)), _) => store.pin_synced(key.id, EndpointId(endpoint), now),
+            (Ok(None), Some(pin)) => {
+                store.pin_synced(key.id, pin.endpoint, now);
+                self.write_session(rkey, pin.endpoint, ttl, true);
+            }
+            (Ok(None), None) | (Err(_), _) => {}
         }
     }
 
     /// Pins a header session here and writes it to Redis in the background (never waited for);
-    /// a `new` session only if no instance wrote one meanwhile (`SET NX`).
+    /// a `new` session only if no instance wrote one meanwhile (`SET NX`). While Redis is
+    /// unreachable the pin is kept here only, and written back once Redis answers again.
     pub fn remember(
-        self: &std::sync::Arc<Self>,
+        self: &Arc<Self>,
         balancer: &str,
         ttl: u64,
         store: &SessionStore,
@@ -295,15 +305,19 @@ impl RedisStore {
             return;
         }
         store.pin_synced(session, endpoint, self.clock_ms());
+        self.write_session(self.session_key(balancer, session), endpoint, ttl, new);
+    }
+
+    /// `SET key endpoint EX ttl [NX]` in the background.
+    fn write_session(self: &Arc<Self>, key: String, endpoint: EndpointId, ttl: u64, nx: bool) {
         let me = self.clone();
-        let key = self.session_key(balancer, session);
         tokio::spawn(async move {
             let _ = me
                 .run(me.timeout, move |mut c| {
                     Box::pin(async move {
                         let mut set = redis::cmd("SET");
                         set.arg(key).arg(endpoint.0).arg("EX").arg(ttl);
-                        if new {
+                        if nx {
                             set.arg("NX");
                         }
                         // NX answers nil when the key exists: not an error.
