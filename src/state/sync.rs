@@ -114,7 +114,8 @@ impl BackgroundService for StateSync {
         if let Some(r) = store.redis() {
             r.connect();
             // One poll before traffic, so drains shared by other instances apply from the start.
-            r.poll(&self.live.snapshot()).await;
+            r.poll(&self.live.snapshot(), super::redis::POLL_TIMEOUT)
+                .await;
         }
         let socket = handover::socket_path(&self.upgrade_sock);
         self.restore(&socket).await;
@@ -154,7 +155,7 @@ impl BackgroundService for StateSync {
                 _ = tick.tick() => {
                     let snap = self.live.snapshot();
                     if let Some(r) = store.redis() {
-                        r.poll(&snap).await;
+                        r.poll(&snap, r.timeout()).await;
                     }
                     if store.file().is_some() {
                         let now_marks = drain_marks(&snap);
@@ -166,7 +167,12 @@ impl BackgroundService for StateSync {
                     }
                 }
                 _ = shutdown.changed() => {
-                    self.write_file(&self.live.snapshot());
+                    let snap = self.live.snapshot();
+                    if let Some(r) = store.redis() {
+                        // A drain made in the last moments still reaches the other instances.
+                        r.poll(&snap, super::redis::POLL_TIMEOUT).await;
+                    }
+                    self.write_file(&snap);
                     return;
                 }
             }

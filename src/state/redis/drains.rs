@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use crate::balancer::Snapshot;
 use crate::clock::unix_now;
@@ -11,7 +12,9 @@ use super::{RedisStore, StoreError, POLL_TIMEOUT};
 
 impl RedisStore {
     /// One poll: write queued drain changes, read every drain, and apply them to `snap`.
-    pub async fn poll(&self, snap: &Snapshot) {
+    /// Reads get `budget`: a request's budget in steady state, so "reachable" means the same
+    /// for the poll as for requests; more for the first poll, which also connects.
+    pub async fn poll(&self, snap: &Snapshot, budget: Duration) {
         let generation = self.generation.load(Relaxed);
         let pending: Vec<(String, Option<u64>)> = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -26,18 +29,15 @@ impl RedisStore {
         }
         let (drains_key, epoch_key) = (self.drains_key(), self.epoch_key());
         let read = self
-            .run(
-                POLL_TIMEOUT.min(self.timeout * 4).max(self.timeout),
-                move |mut c| {
-                    Box::pin(async move {
-                        redis::pipe()
-                            .hgetall(drains_key)
-                            .get(epoch_key)
-                            .query_async::<(HashMap<String, u64>, Option<String>)>(&mut c)
-                            .await
-                    })
-                },
-            )
+            .run(budget, move |mut c| {
+                Box::pin(async move {
+                    redis::pipe()
+                        .hgetall(drains_key)
+                        .get(epoch_key)
+                        .query_async::<(HashMap<String, u64>, Option<String>)>(&mut c)
+                        .await
+                })
+            })
             .await;
         let Ok((drains, epoch)) = read else {
             return;

@@ -37,7 +37,7 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 pub const POLL: Duration = Duration::from_millis(250);
 /// The budget of the background poll: connects and the drain hash may take longer than a
 /// request's budget without holding any request.
-const POLL_TIMEOUT: Duration = Duration::from_secs(1);
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(1);
 
 const UNKNOWN: u8 = 0;
 const UP: u8 = 1;
@@ -97,6 +97,11 @@ impl RedisStore {
     /// `host:port` of the Redis server, safe to log.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// One request's budget (`timeout_ms`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// True while Redis answers within its budget.
