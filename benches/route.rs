@@ -29,7 +29,7 @@ fn snapshot(endpoints: usize, affinity: &str) -> Snapshot {
         "load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n    session_affinity: {affinity}\n"
     ));
     let config = Config::from_yaml(&y, "bench").expect("valid bench config");
-    Snapshot::build(config, &RuntimeState::default(), 0).expect("snapshot")
+    Snapshot::build(config, &RuntimeState::default(), 0)
 }
 
 /// A request to the benchmark's balancer with these `Cookie` header values.

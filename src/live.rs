@@ -1,5 +1,11 @@
 //! The live configuration: the current snapshot behind an `ArcSwap`, and the runtime state that
 //! outlives snapshots. Requests load the snapshot once; a reload swaps in a new one whole.
+//!
+//! A reload is compile, then commit: the file is read, validated and compiled into a snapshot
+//! without touching runtime state (so a failure changes nothing); only then, and with the
+//! runtime registry locked, is the snapshot given its runtime state and stored. Reloads (SIGHUP,
+//! `POST /reload`) and operator actions (drain, undrain) take that one lock in turn; requests
+//! never take it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,11 +35,8 @@ impl Live {
     pub fn load(path: &Path) -> Result<Live, ConfigErrors> {
         let runtime = RuntimeState::default();
         let config = Config::load(path)?;
-        Ok(Self::new(
-            Snapshot::build(config, &runtime, unix_now())?,
-            runtime,
-            path,
-        ))
+        let snapshot = Snapshot::build(config, &runtime, unix_now());
+        Ok(Self::new(snapshot, runtime, path))
     }
 
     /// A live instance around an already built snapshot.
@@ -68,11 +71,22 @@ impl Live {
     }
 
     /// Re-reads the file; on success swaps the new snapshot in and returns it, on failure
-    /// changes nothing.
+    /// changes nothing. Reloads run one at a time, so the snapshot stored last is the one whose
+    /// runtime state the registry holds.
     pub fn reload(&self) -> Result<Arc<Snapshot>, ConfigErrors> {
+        let mut registry = self.runtime.lock();
         let config = Config::load(&self.path)?;
-        let snapshot = Arc::new(Snapshot::build(config, &self.runtime, unix_now())?);
+        let mut snapshot = Snapshot::compile(config, &self.runtime.random_keys);
+        registry.adopt(&mut snapshot, unix_now());
+        let snapshot = Arc::new(snapshot);
         self.current.store(snapshot.clone());
         Ok(snapshot)
+    }
+
+    /// Runs an operator's change to runtime state (drain, undrain) on the snapshot in effect,
+    /// with reloads held off, so a reload cannot interleave with it and undo half of it.
+    pub fn operate<R>(&self, change: impl FnOnce(&Snapshot) -> R) -> R {
+        let _registry = self.runtime.lock();
+        change(&self.current.load())
     }
 }

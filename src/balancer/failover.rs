@@ -24,6 +24,9 @@ use super::steering::PickFacts;
 /// routing time. Should the monitor flip while the connect is still timing out, the retry is
 /// all the more right, so it is not re-checked here.
 ///
+/// A session placed by consistent hashing (`ip_cookie`, `header`) is placed by its key again,
+/// among the endpoints not tried; other sessions by the pool's steering.
+///
 /// The pin: `temporary` leaves a kept cookie or header session alone, so the client goes home
 /// once its endpoint answers; `sticky` mints a new cookie to the endpoint that served (`sticky`
 /// with header sessions is refused by validation, as Cloudflare). A session that was being
@@ -38,6 +41,8 @@ pub fn failover(
     facts: PickFacts,
     now: u64,
 ) -> Option<Decision> {
+    // `now` is the routing time (the clock is read once per request), so a sticky re-pin's
+    // `Max-Age` is exactly the TTL.
     let lb = snap.balancers.get(failed.balancer)?;
     let outcome = match lb.affinity.failover {
         Failover::None => return None,
@@ -53,7 +58,7 @@ pub fn failover(
         return None;
     }
 
-    let key = (lb.affinity.mode == Affinity::IpCookie).then_some(facts.client);
+    let key = failed.key;
     let home = failed.target.pool;
     let target = pick_in_pool(snap, home, facts, key, tried).or_else(|| {
         if !lb.affinity.failover_across_pools {
@@ -87,6 +92,7 @@ pub fn failover(
         target,
         pin,
         outcome,
+        key,
     })
 }
 

@@ -38,7 +38,7 @@ fn snap(mode: &str, across: bool) -> Snapshot {
         .replace("MODE", mode)
         .replace("ACROSS", &across.to_string());
     let config = Config::from_yaml(&yaml, "test").unwrap_or_else(|e| panic!("{e}"));
-    Snapshot::build(config, &RuntimeState::default(), NOW).unwrap()
+    Snapshot::build(config, &RuntimeState::default(), NOW)
 }
 
 fn pick(random: u64) -> PickFacts {
@@ -187,7 +187,7 @@ fn header_sessions_fail_over_without_a_repin_unless_new() {
         )
         .replace("ACROSS", "false");
     let config = Config::from_yaml(&yaml, "test").unwrap_or_else(|e| panic!("{e}"));
-    let s = Snapshot::build(config, &RuntimeState::default(), NOW).unwrap();
+    let s = Snapshot::build(config, &RuntimeState::default(), NOW);
     let a = EndpointRef {
         pool: 0,
         endpoint: 0,
@@ -197,6 +197,7 @@ fn header_sessions_fail_over_without_a_repin_unless_new() {
         target: a,
         pin: PinAction::None,
         outcome: Outcome::Kept,
+        key: None,
     };
     let f = failover(&s, &kept, &[a], pick(0), NOW).unwrap();
     assert_eq!(
@@ -213,4 +214,52 @@ fn header_sessions_fail_over_without_a_repin_unless_new() {
         (name(&s, &f).as_str(), f.pin),
         ("b", PinAction::Remember { session: 7 })
     );
+}
+
+#[test]
+fn a_new_header_session_fails_over_by_its_hash_key() {
+    let yaml = r#"
+listeners: [{ address: "127.0.0.1:8080" }]
+pools:
+  - id: web
+    endpoints:
+      - { name: a, address: "127.0.0.1:9001" }
+      - { name: b, address: "127.0.0.1:9002" }
+      - { name: c, address: "127.0.0.1:9003" }
+      - { name: d, address: "127.0.0.1:9004" }
+      - { name: e, address: "127.0.0.1:9005" }
+load_balancers:
+  - name: "*"
+    default_pools: [web]
+    session_affinity: header
+    session_affinity_attributes: { zero_downtime_failover: temporary, headers: [x-user] }
+"#;
+    let config = Config::from_yaml(yaml, "test").unwrap_or_else(|e| panic!("{e}"));
+    let s = Snapshot::build(config, &RuntimeState::default(), NOW);
+    for user in ["alice", "bob", "carol", "dave"] {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-user", user.parse().unwrap());
+        let facts = |random| RequestFacts {
+            host: "shop.example.com",
+            client_ip: IpAddr::from([192, 0, 2, 1]),
+            cookies: &[],
+            headers: &headers,
+            random,
+        };
+        let first = route(&s, &facts(0), NOW).unwrap();
+        assert_eq!(first.outcome, Outcome::New);
+        // Where the session goes when its first endpoint cannot take it: by its key.
+        let home = s.endpoint(first.target);
+        home.state.set_healthy(false);
+        let by_key = route(&s, &facts(0), NOW).unwrap().target;
+        home.state.set_healthy(true);
+        for random in [0, 1 << 62, u64::MAX / 3, u64::MAX] {
+            let f = failover(&s, &first, &[first.target], pick(random), NOW).unwrap();
+            assert_eq!(
+                (name(&s, &f), f.pin),
+                (s.endpoint(by_key).name.clone(), first.pin),
+                "user {user}, random {random}"
+            );
+        }
+    }
 }

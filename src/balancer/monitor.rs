@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::config::{ExpectedCodes, Monitor, MonitorKind};
+use crate::config::{ExpectedCodes, Monitor, MonitorKind, TypedMonitor};
 
 /// How many bytes of a response body `expected_body` is searched in (Cloudflare: the first 10 KB).
 pub const BODY_LIMIT: usize = 10 * 1024;
@@ -37,12 +37,9 @@ pub struct MonitorSpec {
 }
 
 impl MonitorSpec {
-    /// Compiles a validated monitor. `expected_codes` was checked by validation; should it still
-    /// not parse, `2xx` (the default) is used rather than failing a snapshot.
-    pub fn compile(m: &Monitor) -> MonitorSpec {
-        let expected_codes = ExpectedCodes::parse(&m.expected_codes)
-            .or_else(|_| ExpectedCodes::parse("2xx"))
-            .unwrap_or_else(|_| unreachable!("2xx parses"));
+    /// Compiles a validated monitor with the values validation parsed.
+    pub fn compile(m: &Monitor, typed: &TypedMonitor) -> MonitorSpec {
+        let expected_codes = typed.expected_codes.clone();
         let mut host = None;
         let mut headers = Vec::new();
         for (name, values) in &m.header {
@@ -171,7 +168,10 @@ mod tests {
     fn spec(extra: &str) -> MonitorSpec {
         let yaml = format!("id: m\n{extra}");
         let m: Monitor = serde_yaml::from_str(&yaml).unwrap();
-        MonitorSpec::compile(&m)
+        let typed = TypedMonitor {
+            expected_codes: ExpectedCodes::parse(&m.expected_codes).unwrap(),
+        };
+        MonitorSpec::compile(&m, &typed)
     }
 
     #[test]

@@ -90,6 +90,10 @@ pub struct Decision {
     pub target: EndpointRef,
     pub pin: PinAction,
     pub outcome: Outcome,
+    /// The key the session is placed by, in the modes that place sessions by consistent
+    /// hashing (`ip_cookie`: the client address; `header`: the session key); a failover places
+    /// the session by it too (SPEC §3.2).
+    pub key: Option<HashKey>,
 }
 
 /// Why a request cannot be routed.
@@ -119,31 +123,31 @@ pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Deci
             target,
             pin,
             outcome,
+            key,
         })
     };
-    let kept = |target| {
+    let kept = |target, key| {
         Ok(Decision {
             balancer: b,
             target,
             pin: PinAction::None,
             outcome: Outcome::Kept,
+            key,
         })
     };
     match lb.affinity.mode {
         Affinity::None => decide(Outcome::Unpinned, None, PinAction::None),
         Affinity::Cookie | Affinity::IpCookie => {
+            let key = (lb.affinity.mode == Affinity::IpCookie).then_some(pick.client);
             match pinned_by_cookie(snap, lb, facts.cookies, now) {
-                Ok(target) => kept(target),
-                Err(outcome) => {
-                    let key = (lb.affinity.mode == Affinity::IpCookie).then_some(pick.client);
-                    decide(
-                        outcome,
-                        key,
-                        PinAction::Set {
-                            expires: now + lb.affinity.ttl,
-                        },
-                    )
-                }
+                Ok(target) => kept(target, key),
+                Err(outcome) => decide(
+                    outcome,
+                    key,
+                    PinAction::Set {
+                        expires: now + lb.affinity.ttl,
+                    },
+                ),
             }
         }
         Affinity::Header => {
@@ -162,7 +166,7 @@ pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Deci
             let found = store.get(key.id).ok_or(Outcome::New);
             let target = found.and_then(|id| lb.pins.get(&id).copied().ok_or(Outcome::Invalid));
             match target.and_then(|t| still_serves(snap, lb, t, now)) {
-                Ok(target) => kept(target),
+                Ok(target) => kept(target, Some(key.hash)),
                 Err(outcome) => decide(
                     outcome,
                     Some(key.hash),

@@ -9,7 +9,7 @@ const NOW: u64 = 1_700_000_000;
 
 fn snap(yaml: &str) -> Snapshot {
     let config = Config::from_yaml(yaml, "test").unwrap_or_else(|e| panic!("{e}"));
-    Snapshot::build(config, &RuntimeState::default(), NOW).unwrap()
+    Snapshot::build(config, &RuntimeState::default(), NOW)
 }
 
 const BASE: &str = r#"
@@ -379,8 +379,7 @@ fn header_sessions_survive_a_rebuild_for_endpoints_that_still_exist() {
         "session_affinity: header\n    session_affinity_attributes: { headers: [x-user] }",
     );
     let runtime = RuntimeState::default();
-    let build =
-        |y: &str| Snapshot::build(Config::from_yaml(y, "t").unwrap(), &runtime, NOW).unwrap();
+    let build = |y: &str| Snapshot::build(Config::from_yaml(y, "t").unwrap(), &runtime, NOW);
     let s1 = build(&yaml);
     let mut homes = std::collections::HashMap::new();
     for i in 0..40 {

@@ -10,13 +10,10 @@ use crate::affinity::cookies::CookieAttributes;
 use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::EndpointId;
-use crate::config::{
-    parse_cidr, resolve_address, Affinity, Config, ConfigError, ConfigErrors, Failover,
-    SessionHeader, SteeringPolicy,
-};
+use crate::config::{Affinity, Config, Failover, SessionHeader, SteeringPolicy, Validated};
 
 use super::monitor::MonitorSpec;
-use super::state::{EndpointState, Lifecycle, RuntimeState, SessionNeed};
+use super::state::{EndpointState, Lifecycle, RuntimeState};
 use super::steering::{self, Steering};
 
 /// Where an endpoint sits in a snapshot.
@@ -131,13 +128,18 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds a snapshot, attaching the runtime state of endpoints that already exist.
-    pub fn build(
-        config: Config,
-        runtime: &RuntimeState,
-        now: u64,
-    ) -> Result<Snapshot, ConfigErrors> {
-        let mut errs = Vec::new();
+    /// Compiles a validated config. Pure: every endpoint gets a fresh state and no balancer a
+    /// session store yet; [`super::state::Registry::adopt`] swaps in the states that outlive snapshots
+    /// when the snapshot is committed. `fallback_keys` sign cookies when the file sets no
+    /// `cookie_secret`.
+    pub fn compile(valid: Validated, fallback_keys: &CookieKeys) -> Snapshot {
+        let Validated {
+            file: config,
+            monitors: typed_monitors,
+            pools: typed_pools,
+            balancers: typed_balancers,
+            trusted_proxies,
+        } = valid;
         let keys = match &config.cookie_secret {
             Some(secrets) => {
                 let raw: Vec<&str> = secrets.as_slice().iter().map(|s| s.expose()).collect();
@@ -152,83 +154,53 @@ impl Snapshot {
                 }
                 CookieKeys::new(&raw)
             }
-            None => runtime.random_keys.clone(),
+            None => fallback_keys.clone(),
         };
 
-        let ids: Vec<(String, String)> = config
-            .pools
-            .iter()
-            .flat_map(|p| {
-                p.endpoints
-                    .iter()
-                    .map(|e| (p.pool.id.clone(), e.name.clone()))
-            })
-            .collect();
-        let mut states = runtime.attach(&ids).into_iter();
-
-        let monitors: HashMap<&str, Arc<MonitorSpec>> = config
+        let monitors: Vec<Arc<MonitorSpec>> = config
             .monitors
             .iter()
-            .map(|m| (m.id.as_str(), Arc::new(MonitorSpec::compile(m))))
+            .zip(&typed_monitors)
+            .map(|(m, typed)| Arc::new(MonitorSpec::compile(m, typed)))
             .collect();
         let mut pools = Vec::with_capacity(config.pools.len());
-        let mut pool_index = HashMap::new();
-        for (pi, p) in config.pools.iter().enumerate() {
-            let mut endpoints = Vec::with_capacity(p.endpoints.len());
-            for (ei, e) in p.endpoints.iter().enumerate() {
-                let state = states.next().expect("one state per endpoint");
-                let addr = match resolve_address(&e.address) {
-                    Ok(a) => a,
-                    Err(reason) => {
-                        let path = format!("pools[{pi}].endpoints[{ei}].address");
-                        errs.push(ConfigError::invalid(path, &e.address, reason));
-                        continue;
-                    }
-                };
-                state.sync_enabled(e.enabled && !state.admin_drained(), now);
-                let host = e
-                    .header
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("host"));
-                endpoints.push(Endpoint {
+        for (p, typed) in config.pools.iter().zip(&typed_pools) {
+            let endpoints: Vec<Endpoint> = p
+                .endpoints
+                .iter()
+                .zip(&typed.endpoints)
+                .map(|(e, t)| Endpoint {
                     name: e.name.clone(),
                     id: EndpointId::of(&p.pool.id, &e.name),
-                    addr,
+                    addr: t.addr,
                     weight: e.weight,
                     enabled: e.enabled,
-                    host: host.and_then(|(_, v)| v.first().cloned()),
+                    host: t.host.clone(),
                     label: format!("{}/{}", p.pool.id, e.name),
-                    state,
-                });
-            }
-            pool_index.insert(p.pool.id.clone(), pi);
+                    state: Arc::default(),
+                })
+                .collect();
             let weights: Vec<f64> = endpoints.iter().map(|e| e.weight).collect();
             pools.push(Pool {
                 id: p.pool.id.clone(),
                 endpoints,
                 minimum_origins: p.pool.minimum_origins,
                 steering: steering::policy(p.pool.origin_steering.policy, &weights),
-                monitor: p
-                    .pool
-                    .monitor
-                    .as_deref()
-                    .and_then(|id| monitors.get(id).cloned()),
+                monitor: typed.monitor.map(|m| monitors[m].clone()),
             });
         }
 
         let mut balancers = Vec::with_capacity(config.load_balancers.len());
         let mut exact = HashMap::new();
         let mut wildcard = None;
-        for (bi, lb) in config.load_balancers.iter().enumerate() {
-            let pool_of = |id: &String| pool_index[id.as_str()];
-            let default: Vec<usize> = lb.default_pools.iter().map(pool_of).collect();
-            let fallback = lb
-                .fallback_pool
-                .as_ref()
-                .map(pool_of)
-                .unwrap_or(default[default.len() - 1]);
+        for (bi, (lb, typed)) in config
+            .load_balancers
+            .iter()
+            .zip(typed_balancers)
+            .enumerate()
+        {
             let mut pins = HashMap::new();
-            for &pi in default.iter().chain(std::iter::once(&fallback)) {
+            for &pi in typed.default_pools.iter().chain([&typed.fallback]) {
                 for (ei, e) in pools[pi].endpoints.iter().enumerate() {
                     pins.insert(
                         e.id,
@@ -240,26 +212,20 @@ impl Snapshot {
                 }
             }
             let attrs = &lb.session_affinity_attributes;
-            // SPEC §2 defaults: 23 h for cookie sessions, 30 min idle for header sessions.
-            let default_ttl = match lb.session_affinity {
-                Affinity::Header => 1800,
-                _ => 82_800,
-            };
-            let name = lb.name.to_ascii_lowercase();
-            if name == "*" {
+            if typed.name == "*" {
                 wildcard = Some(bi);
             } else {
-                exact.insert(name.trim_end_matches('.').to_string(), bi);
+                exact.insert(typed.name.trim_end_matches('.').to_string(), bi);
             }
             balancers.push(Balancer {
-                name,
-                pools: default,
-                fallback,
+                name: typed.name,
+                pools: typed.default_pools,
+                fallback: typed.fallback,
                 steering: lb.steering_policy,
                 always_use_https: lb.always_use_https,
                 affinity: AffinityPolicy {
                     mode: lb.session_affinity,
-                    ttl: lb.session_affinity_ttl.unwrap_or(default_ttl),
+                    ttl: typed.ttl,
                     cookie: CookieAttributes {
                         secure: attrs.secure,
                         samesite: attrs.samesite,
@@ -268,11 +234,7 @@ impl Snapshot {
                     drain_duration: attrs.drain_duration,
                     failover: attrs.zero_downtime_failover,
                     failover_across_pools: lb.adaptive_routing.failover_across_pools,
-                    headers: attrs
-                        .headers
-                        .iter()
-                        .filter_map(|h| SessionHeader::parse(h).ok())
-                        .collect(),
+                    headers: typed.session_headers,
                     require_all_headers: attrs.require_all_headers,
                     max_sessions: lb.max_sessions,
                 },
@@ -280,31 +242,7 @@ impl Snapshot {
                 sessions: None,
             });
         }
-        let needs: Vec<SessionNeed> = balancers
-            .iter()
-            .filter(|b| b.affinity.mode == Affinity::Header)
-            .map(|b| SessionNeed {
-                balancer: b.name.clone(),
-                ttl: std::time::Duration::from_secs(b.affinity.ttl),
-                capacity: b.affinity.max_sessions,
-            })
-            .collect();
-        let mut stores = runtime.attach_sessions(&needs).into_iter();
-        for b in balancers
-            .iter_mut()
-            .filter(|b| b.affinity.mode == Affinity::Header)
-        {
-            b.sessions = stores.next();
-        }
-        let trusted_proxies = config
-            .trusted_proxies
-            .iter()
-            .filter_map(|c| parse_cidr(c))
-            .collect();
-        if !errs.is_empty() {
-            return Err(ConfigErrors(errs));
-        }
-        Ok(Snapshot {
+        Snapshot {
             balancers,
             pools,
             exact,
@@ -312,7 +250,15 @@ impl Snapshot {
             keys,
             trusted_proxies,
             config,
-        })
+        }
+    }
+
+    /// Compiles `valid` and adopts `runtime`'s state into it at `now`, as a commit does; for
+    /// tests and benchmarks, which have no [`crate::live::Live`].
+    pub fn build(valid: Validated, runtime: &RuntimeState, now: u64) -> Snapshot {
+        let mut snap = Snapshot::compile(valid, &runtime.random_keys);
+        runtime.lock().adopt(&mut snap, now);
+        snap
     }
 
     /// The balancer for a `Host` value: exact name (case-insensitive, port ignored), else `"*"`.

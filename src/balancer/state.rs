@@ -4,10 +4,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
+use crate::config::Affinity;
+
+use super::snapshot::Snapshot;
 
 /// Where an endpoint is in its life: serving new sessions, draining old ones, or drained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,70 +121,84 @@ impl EndpointState {
 /// State that survives reloads: endpoint states keyed by (pool id, endpoint name), header
 /// session stores keyed by balancer name, and the random cookie key used when the file sets no
 /// `cookie_secret` (so a reload does not void every cookie).
+///
+/// The registry is behind one `Mutex` that only commits and operator actions (drain, undrain)
+/// take, never a request: a request reaches this state through its snapshot's `Arc`s.
 #[derive(Debug)]
 pub struct RuntimeState {
-    endpoints: Mutex<HashMap<(String, String), Arc<EndpointState>>>,
-    sessions: Mutex<HashMap<String, Arc<SessionStore>>>,
+    registry: Mutex<Registry>,
     pub random_keys: CookieKeys,
 }
 
 impl Default for RuntimeState {
     fn default() -> Self {
         RuntimeState {
-            endpoints: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
             random_keys: CookieKeys::random(),
         }
     }
 }
 
-/// What a balancer needs from the session registry: its name and, in header mode, its limits.
-#[derive(Debug, Clone)]
-pub struct SessionNeed {
-    pub balancer: String,
-    pub ttl: std::time::Duration,
-    pub capacity: u64,
+/// The states that outlive snapshots, as the last committed snapshot uses them.
+#[derive(Debug, Default)]
+pub struct Registry {
+    endpoints: HashMap<(String, String), Arc<EndpointState>>,
+    sessions: HashMap<String, Arc<SessionStore>>,
 }
 
 impl RuntimeState {
-    /// The states for `keys`, reusing existing ones; states of endpoints not listed are dropped.
-    /// Called when a snapshot is built, never per request.
-    pub fn attach(&self, keys: &[(String, String)]) -> Vec<Arc<EndpointState>> {
-        let mut map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
-        let states: Vec<_> = keys
-            .iter()
-            .map(|k| map.entry(k.clone()).or_default().clone())
-            .collect();
-        let keep: std::collections::HashSet<_> = keys.iter().collect();
-        map.retain(|k, _| keep.contains(k));
-        states
-    }
-
-    /// The session stores for `needs`, reusing a balancer's store (resized when its limits
-    /// changed) so sessions survive a reload; stores of balancers not listed are dropped.
-    pub fn attach_sessions(&self, needs: &[SessionNeed]) -> Vec<Arc<SessionStore>> {
-        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let stores: Vec<_> = needs
-            .iter()
-            .map(|n| {
-                let store = match map.get(&n.balancer) {
-                    Some(s) if s.has_limits(n.ttl, n.capacity) => s.clone(),
-                    Some(s) => Arc::new(s.resized(n.ttl, n.capacity)),
-                    None => Arc::new(SessionStore::new(n.ttl, n.capacity)),
-                };
-                map.insert(n.balancer.clone(), store.clone());
-                store
-            })
-            .collect();
-        let keep: std::collections::HashSet<_> = needs.iter().map(|n| &n.balancer).collect();
-        map.retain(|k, _| keep.contains(k));
-        stores
+    /// The registry, held until the guard drops; while it is held no other commit or operator
+    /// action runs, so a commit and its snapshot store happen as one step.
+    pub fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Header sessions held now, per balancer.
     pub fn session_counts(&self) -> Vec<(String, u64)> {
-        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter().map(|(b, s)| (b.clone(), s.len())).collect()
+        let reg = self.lock();
+        reg.sessions
+            .iter()
+            .map(|(b, s)| (b.clone(), s.len()))
+            .collect()
+    }
+}
+
+impl Registry {
+    /// Commits `snap`'s claim on runtime state at `now`: each endpoint takes the state of the
+    /// endpoint with its pool id and name (its fresh one when it is new), its drain clock
+    /// follows the file's `enabled`; each `header` balancer takes its session store (resized
+    /// when its limits changed). State of endpoints and balancers `snap` lacks is dropped, so
+    /// the registry holds exactly what `snap` uses.
+    pub fn adopt(&mut self, snap: &mut Snapshot, now: u64) {
+        let mut endpoints = HashMap::with_capacity(self.endpoints.len());
+        for pool in &mut snap.pools {
+            for e in &mut pool.endpoints {
+                let key = (pool.id.clone(), e.name.clone());
+                if let Some(state) = self.endpoints.remove(&key) {
+                    e.state = state;
+                }
+                e.state
+                    .sync_enabled(e.enabled && !e.state.admin_drained(), now);
+                endpoints.insert(key, e.state.clone());
+            }
+        }
+        self.endpoints = endpoints;
+
+        let mut sessions = HashMap::new();
+        for b in &mut snap.balancers {
+            if b.affinity.mode != Affinity::Header {
+                continue;
+            }
+            let (ttl, capacity) = (Duration::from_secs(b.affinity.ttl), b.affinity.max_sessions);
+            let store = match self.sessions.remove(&b.name) {
+                Some(s) if s.has_limits(ttl, capacity) => s,
+                Some(s) => Arc::new(s.resized(ttl, capacity)),
+                None => Arc::new(SessionStore::new(ttl, capacity)),
+            };
+            sessions.insert(b.name.clone(), store.clone());
+            b.sessions = Some(store);
+        }
+        self.sessions = sessions;
     }
 }
 
@@ -204,20 +222,56 @@ mod tests {
         assert_eq!(s.lifecycle(true, 60, 170), Lifecycle::Serving);
     }
 
+    fn config(endpoints: &[&str]) -> crate::config::Validated {
+        let eps: String = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!(
+                    "      - {{ name: {n}, address: \"127.0.0.1:{}\" }}\n",
+                    9001 + i
+                )
+            })
+            .collect();
+        let yaml = format!(
+            "listeners: [{{ address: \"127.0.0.1:8080\" }}]\npools:\n  - id: web\n    endpoints:\n{eps}load_balancers: [{{ name: \"*\", default_pools: [web] }}]\n"
+        );
+        crate::config::Config::from_yaml(&yaml, "test").unwrap()
+    }
+
     #[test]
-    fn attach_keeps_state_of_surviving_endpoints() {
+    fn adopt_keeps_state_of_surviving_endpoints() {
         let rt = RuntimeState::default();
-        let a = ("web".to_string(), "a".to_string());
-        let b = ("web".to_string(), "b".to_string());
-        let first = rt.attach(&[a.clone(), b.clone()]);
-        first[0].set_healthy(false);
-        let second = rt.attach(std::slice::from_ref(&a));
-        assert!(Arc::ptr_eq(&first[0], &second[0]));
-        assert!(!second[0].healthy());
-        let third = rt.attach(&[a, b]);
+        let first = Snapshot::build(config(&["a", "b"]), &rt, 100);
+        first.pools[0].endpoints[0].state.set_healthy(false);
+        let second = Snapshot::build(config(&["a"]), &rt, 100);
+        let (a1, a2) = (&first.pools[0].endpoints[0], &second.pools[0].endpoints[0]);
+        assert!(Arc::ptr_eq(&a1.state, &a2.state));
+        assert!(!a2.state.healthy());
+        let third = Snapshot::build(config(&["a", "b"]), &rt, 100);
         assert!(
-            !Arc::ptr_eq(&first[1], &third[1]),
+            !Arc::ptr_eq(
+                &first.pools[0].endpoints[1].state,
+                &third.pools[0].endpoints[1].state
+            ),
             "a removed endpoint starts afresh"
         );
+    }
+
+    #[test]
+    fn a_compiled_snapshot_claims_nothing_until_adopted() {
+        let rt = RuntimeState::default();
+        let live = Snapshot::build(config(&["a"]), &rt, 100);
+        live.pools[0].endpoints[0].state.set_admin_drained(true);
+        // A compile that is never committed (a reload that fails later) leaves the registry as
+        // the live snapshot uses it.
+        let draft = Snapshot::compile(config(&["b"]), &rt.random_keys);
+        drop(draft);
+        let next = Snapshot::build(config(&["a"]), &rt, 100);
+        assert!(Arc::ptr_eq(
+            &live.pools[0].endpoints[0].state,
+            &next.pools[0].endpoints[0].state
+        ));
+        assert!(next.pools[0].endpoints[0].state.admin_drained());
     }
 }

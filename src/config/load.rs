@@ -12,6 +12,7 @@ use serde_yaml::{Mapping, Value};
 use super::error::{ConfigError, ConfigErrors};
 use super::schema::*;
 use super::state::StoreKind;
+use super::typed::Validated;
 use super::validate::validate;
 
 const SECTIONS: &[&str] = &[
@@ -29,7 +30,7 @@ const SECTIONS: &[&str] = &[
 
 impl Config {
     /// Reads, parses and validates `file`; on failure returns every error found.
-    pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
+    pub fn load(file: &Path) -> Result<Validated, ConfigErrors> {
         let text = std::fs::read_to_string(file).map_err(|e| {
             ConfigErrors(vec![ConfigError::Unreadable {
                 file: file.display().to_string(),
@@ -40,7 +41,7 @@ impl Config {
     }
 
     /// Parses and validates YAML text; `origin` names it in syntax errors.
-    pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Validated, ConfigErrors> {
         Self::from_yaml_with_env(text, origin, &|name| std::env::var(name).ok())
     }
 
@@ -49,7 +50,7 @@ impl Config {
         text: &str,
         origin: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigErrors> {
+    ) -> Result<Validated, ConfigErrors> {
         let syntax = |reason: String| {
             ConfigErrors(vec![ConfigError::Syntax {
                 file: origin.to_string(),
@@ -126,14 +127,10 @@ impl Config {
         expand_env(&mut config, env, &mut errs);
         // A section that failed to parse is absent, so cross-checks against it would only add
         // noise ("no pool with id ..."): validate only what parsed cleanly.
-        if errs.is_empty() {
-            errs.extend(validate(&config));
+        if !errs.is_empty() {
+            return Err(ConfigErrors(errs));
         }
-        if errs.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(errs))
-        }
+        validate(config).map_err(ConfigErrors)
     }
 }
 

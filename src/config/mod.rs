@@ -6,6 +6,7 @@ mod load;
 mod schema;
 mod secret;
 mod state;
+mod typed;
 mod validate;
 mod values;
 
@@ -13,5 +14,5 @@ pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
 pub use secret::REDACTED;
 pub use state::{redis_address, unused_parts, RedisSection, StateSection, StoreKind};
-pub use validate::{parse_cidr, resolve_address, COOKIE_TTL, HEADER_TTL};
+pub use typed::{session_ttl, TypedBalancer, TypedEndpoint, TypedMonitor, TypedPool, Validated};
 pub use values::{ExpectedCodes, SessionHeader};

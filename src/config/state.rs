@@ -198,6 +198,7 @@ mod tests {
              load_balancers: [{{ name: \"*\", default_pools: [web] }}]\n{state}"
         );
         crate::config::Config::from_yaml_with_env(&yaml, "test", &|_| env.map(str::to_string))
+            .map(|v| v.file)
             .map_err(|e| e.to_string())
     }
 

@@ -7,15 +7,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::error::ConfigError;
 use super::schema::*;
+use super::typed::{session_ttl, TypedBalancer, TypedEndpoint, TypedMonitor, TypedPool, Validated};
 use super::values::{ExpectedCodes, SessionHeader};
 
-/// Cookie-affinity TTL range (seconds), as Cloudflare.
-pub const COOKIE_TTL: std::ops::RangeInclusive<u64> = 1800..=604_800;
-/// Header-affinity idle TTL range (seconds), as Cloudflare.
-pub const HEADER_TTL: std::ops::RangeInclusive<u64> = 30..=3600;
-
-/// Parses `host:port`, resolving a host name once; used at load and by the snapshot builder.
-pub fn resolve_address(s: &str) -> Result<SocketAddr, String> {
+/// Parses `host:port`, resolving a host name; validation calls it once per endpoint.
+fn resolve_address(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -28,8 +24,8 @@ pub fn resolve_address(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
-/// Returns every semantic error in `config`.
-pub fn validate(config: &Config) -> Vec<ConfigError> {
+/// Checks `config` and returns it with its parsed values, or every semantic error in it.
+pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
     let mut errs = Vec::new();
     let e = &mut errs;
     server(&config.server, e);
@@ -65,9 +61,12 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         "monitor",
         e,
     );
-    for (i, m) in config.monitors.iter().enumerate() {
-        monitor(m, &format!("monitors[{i}]"), e);
-    }
+    let monitors: Vec<Option<TypedMonitor>> = config
+        .monitors
+        .iter()
+        .enumerate()
+        .map(|(i, m)| monitor(m, &format!("monitors[{i}]"), e))
+        .collect();
     let pool_ids = unique(
         config.pools.iter().map(|p| p.pool.id.as_str()),
         "pools",
@@ -75,9 +74,12 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         "pool",
         e,
     );
-    for (i, p) in config.pools.iter().enumerate() {
-        pool(p, &format!("pools[{i}]"), &monitor_ids, e);
-    }
+    let pools: Vec<Option<TypedPool>> = config
+        .pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| pool(p, &format!("pools[{i}]"), &monitor_ids, e))
+        .collect();
     let names = config
         .load_balancers
         .iter()
@@ -90,23 +92,43 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         "load balancer",
         e,
     );
-    for (i, lb) in config.load_balancers.iter().enumerate() {
-        load_balancer(lb, &format!("load_balancers[{i}]"), &pool_ids, e);
-    }
+    let balancers: Vec<Option<TypedBalancer>> = config
+        .load_balancers
+        .iter()
+        .enumerate()
+        .map(|(i, lb)| load_balancer(lb, &format!("load_balancers[{i}]"), &pool_ids, e))
+        .collect();
+    let mut trusted_proxies = Vec::with_capacity(config.trusted_proxies.len());
     for (i, cidr) in config.trusted_proxies.iter().enumerate() {
-        if parse_cidr(cidr).is_none() {
-            e.push(ConfigError::invalid(
+        match parse_cidr(cidr) {
+            Some(net) => trusted_proxies.push(net),
+            None => e.push(ConfigError::invalid(
                 format!("trusted_proxies[{i}]"),
                 cidr,
                 "is not an IP address or CIDR",
-            ));
+            )),
         }
     }
-    errs
+    // Every `None` above came with an error, so with no error every part is there.
+    match (all(monitors), all(pools), all(balancers)) {
+        (Some(monitors), Some(pools), Some(balancers)) if errs.is_empty() => Ok(Validated {
+            file: config,
+            monitors,
+            pools,
+            balancers,
+            trusted_proxies,
+        }),
+        _ => Err(errs),
+    }
+}
+
+/// Every part, when validation produced each one.
+fn all<T>(parts: Vec<Option<T>>) -> Option<Vec<T>> {
+    parts.into_iter().collect()
 }
 
 /// Parses a CIDR, or a bare address as a single-host network.
-pub fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
     s.parse::<ipnet::IpNet>()
         .ok()
         .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
@@ -235,7 +257,8 @@ fn limits(l: &Limits, e: &mut Vec<ConfigError>) {
     }
 }
 
-fn monitor(m: &Monitor, path: &str, e: &mut Vec<ConfigError>) {
+fn monitor(m: &Monitor, path: &str, e: &mut Vec<ConfigError>) -> Option<TypedMonitor> {
+    let mut expected_codes = Some(ExpectedCodes::default());
     if m.kind != MonitorKind::Tcp {
         if m.method.is_empty() || !m.method.bytes().all(|b| b.is_ascii_uppercase()) {
             e.push(ConfigError::invalid(
@@ -251,13 +274,17 @@ fn monitor(m: &Monitor, path: &str, e: &mut Vec<ConfigError>) {
                 "must start with '/'",
             ));
         }
-        if let Err(reason) = ExpectedCodes::parse(&m.expected_codes) {
-            e.push(ConfigError::invalid(
-                format!("{path}.expected_codes"),
-                &m.expected_codes,
-                reason,
-            ));
-        }
+        expected_codes = match ExpectedCodes::parse(&m.expected_codes) {
+            Ok(codes) => Some(codes),
+            Err(reason) => {
+                e.push(ConfigError::invalid(
+                    format!("{path}.expected_codes"),
+                    &m.expected_codes,
+                    reason,
+                ));
+                None
+            }
+        };
         header_map(&m.header, &format!("{path}.header"), e);
     }
     if !(1..=3600).contains(&m.interval) {
@@ -287,6 +314,9 @@ fn monitor(m: &Monitor, path: &str, e: &mut Vec<ConfigError>) {
             ));
         }
     }
+    Some(TypedMonitor {
+        expected_codes: expected_codes?,
+    })
 }
 
 fn header_map(
@@ -314,9 +344,16 @@ fn header_map(
     }
 }
 
-fn pool(p: &PoolConfig, path: &str, monitors: &HashMap<&str, usize>, e: &mut Vec<ConfigError>) {
+fn pool(
+    p: &PoolConfig,
+    path: &str,
+    monitors: &HashMap<&str, usize>,
+    e: &mut Vec<ConfigError>,
+) -> Option<TypedPool> {
+    let mut monitor = None;
     if let Some(m) = &p.pool.monitor {
-        if !monitors.contains_key(m.as_str()) {
+        monitor = monitors.get(m.as_str()).copied();
+        if monitor.is_none() {
             e.push(ConfigError::UnknownRef {
                 path: format!("{path}.monitor"),
                 what: "monitor",
@@ -350,14 +387,25 @@ fn pool(p: &PoolConfig, path: &str, monitors: &HashMap<&str, usize>, e: &mut Vec
         "endpoint",
         e,
     );
+    let mut endpoints = Vec::with_capacity(p.endpoints.len());
     for (j, ep) in p.endpoints.iter().enumerate() {
         let path = format!("{list}[{j}]");
-        if let Err(reason) = resolve_address(&ep.address) {
-            e.push(ConfigError::invalid(
+        match resolve_address(&ep.address) {
+            Ok(addr) => {
+                let host = ep
+                    .header
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("host"));
+                endpoints.push(TypedEndpoint {
+                    addr,
+                    host: host.and_then(|(_, v)| v.first().cloned()),
+                });
+            }
+            Err(reason) => e.push(ConfigError::invalid(
                 format!("{path}.address"),
                 &ep.address,
                 reason,
-            ));
+            )),
         }
         if !(0.0..=1.0).contains(&ep.weight) {
             e.push(ConfigError::invalid(
@@ -380,6 +428,8 @@ fn pool(p: &PoolConfig, path: &str, monitors: &HashMap<&str, usize>, e: &mut Vec
         }
         header_map(&ep.header, &format!("{path}.header"), e);
     }
+    let complete = endpoints.len() == p.endpoints.len();
+    complete.then_some(TypedPool { monitor, endpoints })
 }
 
 fn load_balancer(
@@ -387,24 +437,29 @@ fn load_balancer(
     path: &str,
     pools: &HashMap<&str, usize>,
     e: &mut Vec<ConfigError>,
-) {
+) -> Option<TypedBalancer> {
+    let errors_before = e.len();
     if lb.default_pools.is_empty() {
         e.push(ConfigError::schema(
             format!("{path}.default_pools"),
             "needs at least one pool",
         ));
     }
+    let mut default_pools = Vec::with_capacity(lb.default_pools.len());
     for (i, p) in lb.default_pools.iter().enumerate() {
-        if !pools.contains_key(p.as_str()) {
-            e.push(ConfigError::UnknownRef {
+        match pools.get(p.as_str()) {
+            Some(&index) => default_pools.push(index),
+            None => e.push(ConfigError::UnknownRef {
                 path: format!("{path}.default_pools[{i}]"),
                 what: "pool",
                 name: p.clone(),
-            });
+            }),
         }
     }
+    let mut fallback = default_pools.last().copied();
     if let Some(p) = &lb.fallback_pool {
-        if !pools.contains_key(p.as_str()) {
+        fallback = pools.get(p.as_str()).copied();
+        if fallback.is_none() {
             e.push(ConfigError::UnknownRef {
                 path: format!("{path}.fallback_pool"),
                 what: "pool",
@@ -414,12 +469,9 @@ fn load_balancer(
     }
     let attrs = &lb.session_affinity_attributes;
     let apath = format!("{path}.session_affinity_attributes");
+    let rules = session_ttl(lb.session_affinity);
     if let Some(ttl) = lb.session_affinity_ttl {
-        let range = match lb.session_affinity {
-            Affinity::Header => Some(HEADER_TTL),
-            Affinity::Cookie | Affinity::IpCookie => Some(COOKIE_TTL),
-            Affinity::None => None,
-        };
+        let range = rules.as_ref().map(|(_, range)| range);
         if let Some(range) = range.filter(|r| !r.contains(&ttl)) {
             let reason = format!(
                 "is outside {}..{} for {} affinity",
@@ -464,6 +516,7 @@ fn load_balancer(
         ));
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut session_headers = Vec::with_capacity(attrs.headers.len());
     for (i, h) in attrs.headers.iter().enumerate() {
         let hpath = format!("{apath}.headers[{i}]");
         match SessionHeader::parse(h) {
@@ -479,6 +532,7 @@ fn load_balancer(
                         first,
                     });
                 }
+                session_headers.push(parsed);
             }
         }
     }
@@ -489,4 +543,15 @@ fn load_balancer(
             "must be at least 1",
         ));
     }
+    if e.len() > errors_before {
+        return None;
+    }
+    let default_ttl = rules.map_or(0, |(default, _)| default);
+    Some(TypedBalancer {
+        name: lb.name.to_ascii_lowercase(),
+        default_pools,
+        fallback: fallback?,
+        ttl: lb.session_affinity_ttl.unwrap_or(default_ttl),
+        session_headers,
+    })
 }

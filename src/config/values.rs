@@ -12,6 +12,13 @@ enum CodeMatch {
     Class(u16),
 }
 
+impl Default for ExpectedCodes {
+    /// `2xx`, Cloudflare's default.
+    fn default() -> Self {
+        ExpectedCodes(vec![CodeMatch::Class(2)])
+    }
+}
+
 impl ExpectedCodes {
     /// Parses the list; every item is a status 100..599 or a class `1xx`..`5xx`.
     pub fn parse(s: &str) -> Result<Self, String> {

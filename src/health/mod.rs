@@ -26,6 +26,7 @@ use pingora::services::background::BackgroundService;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::affinity::EndpointId;
 use crate::balancer::monitor::{CheckFailure, MonitorSpec, Streak};
 use crate::balancer::{EndpointState, Snapshot};
 use crate::clock::unix_now;
@@ -41,7 +42,7 @@ pub struct EndpointWatch {
     pub live: Arc<Live>,
 }
 
-/// One monitored endpoint, keyed by its `EndpointState` (stable across reloads).
+/// One monitored endpoint, keyed by its [`EndpointId`] (stable across reloads).
 struct Tracked {
     state: Arc<EndpointState>,
     pool: String,
@@ -57,15 +58,17 @@ struct Tracked {
     checked: bool,
 }
 
-type Key = usize;
-
-fn key(state: &Arc<EndpointState>) -> Key {
-    Arc::as_ptr(state) as usize
+/// A check in flight: the endpoint it is for, and the state it will report to. An endpoint
+/// removed and added again while its check ran has a new state, and the check's result is
+/// dropped rather than landing on it.
+struct Running {
+    id: EndpointId,
+    state: Arc<EndpointState>,
 }
 
 /// Brings `tracked` in line with `snap`: adds new endpoints (due at once), refreshes changed
 /// ones, drops removed ones, and marks endpoints of unmonitored pools healthy.
-fn sync(snap: &Snapshot, tracked: &mut HashMap<Key, Tracked>, now: Instant) {
+fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instant) {
     let mut seen = HashSet::new();
     for pool in &snap.pools {
         for e in &pool.endpoints {
@@ -75,9 +78,15 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<Key, Tracked>, now: Instant) {
                 }
                 continue;
             };
-            let k = key(&e.state);
-            seen.insert(k);
-            let t = tracked.entry(k).or_insert_with(|| Tracked {
+            seen.insert(e.id);
+            if tracked
+                .get(&e.id)
+                .is_some_and(|t| !Arc::ptr_eq(&t.state, &e.state))
+            {
+                // Removed and added again between two rounds: a new endpoint.
+                tracked.remove(&e.id);
+            }
+            let t = tracked.entry(e.id).or_insert_with(|| Tracked {
                 state: e.state.clone(),
                 pool: pool.id.clone(),
                 name: e.name.clone(),
@@ -114,6 +123,21 @@ fn report_transition(pool: &str, endpoint: &str, healthy: bool, reason: &str, in
         log::info!("{pool}/{endpoint} healthy: {reason}{run}");
     } else {
         log::warn!("{pool}/{endpoint} unhealthy: {reason}{run}");
+    }
+}
+
+/// Hands a finished check to its endpoint, if that endpoint is still the one it checked.
+fn finish(
+    tracked: &mut HashMap<EndpointId, Tracked>,
+    check: Running,
+    result: Result<String, CheckFailure>,
+) {
+    let Some(t) = tracked.get_mut(&check.id) else {
+        return;
+    };
+    if Arc::ptr_eq(&t.state, &check.state) {
+        t.running = false;
+        record(t, result);
     }
 }
 
@@ -156,18 +180,18 @@ fn record(t: &mut Tracked, result: Result<String, CheckFailure>) {
 impl BackgroundService for EndpointWatch {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let prober = Arc::new(Prober::default());
-        let mut tracked: HashMap<Key, Tracked> = HashMap::new();
+        let mut tracked: HashMap<EndpointId, Tracked> = HashMap::new();
         let mut drains = drain_log::DrainLog::default();
         let mut checks = JoinSet::new();
         // Which endpoint each running check is for, so a check that panicked still frees its
         // endpoint for the next round instead of leaving it "running" for ever.
-        let mut running: HashMap<tokio::task::Id, Key> = HashMap::new();
+        let mut running: HashMap<tokio::task::Id, Running> = HashMap::new();
         loop {
             let snap = self.live.snapshot();
             let now = Instant::now();
             sync(&snap, &mut tracked, now);
             drains.observe(&snap, unix_now());
-            for (&k, t) in tracked.iter_mut() {
+            for (&id, t) in tracked.iter_mut() {
                 if t.running || t.next_due > now {
                     continue;
                 }
@@ -177,7 +201,8 @@ impl BackgroundService for EndpointWatch {
                     (prober.clone(), t.monitor.clone(), t.addr, t.host.clone());
                 let handle =
                     checks.spawn(async move { prober.check(&spec, addr, host.as_deref()).await });
-                running.insert(handle.id(), k);
+                let state = t.state.clone();
+                running.insert(handle.id(), Running { id, state });
             }
             let wake = tracked
                 .values()
@@ -190,10 +215,8 @@ impl BackgroundService for EndpointWatch {
                         Ok((id, result)) => (id, result),
                         Err(e) => (e.id(), Err(CheckFailure::Io(format!("check failed: {e}")))),
                     };
-                    let t = running.remove(&id).and_then(|k| tracked.get_mut(&k));
-                    if let Some(t) = t {
-                        t.running = false;
-                        record(t, result);
+                    if let Some(check) = running.remove(&id) {
+                        finish(&mut tracked, check, result);
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => {}
@@ -211,7 +234,7 @@ mod tests {
 
     fn snap(yaml: &str, runtime: &RuntimeState) -> Snapshot {
         let config = Config::from_yaml(yaml, "test").unwrap();
-        Snapshot::build(config, runtime, 1_700_000_000).unwrap()
+        Snapshot::build(config, runtime, 1_700_000_000)
     }
 
     const WITH: &str = r#"
@@ -266,5 +289,61 @@ load_balancers: [{ name: "*", default_pools: [web] }]
         sync(&unmonitored, &mut tracked, t1);
         assert!(tracked.is_empty());
         assert!(unmonitored.pools[0].endpoints[0].state.healthy());
+    }
+
+    #[test]
+    fn a_check_of_a_removed_endpoint_does_not_land_on_its_successor() {
+        let runtime = RuntimeState::default();
+        let with_down_1 = WITH.replace("interval: 30", "interval: 30, consecutive_down: 1");
+        let first = snap(&with_down_1, &runtime);
+        let mut tracked = HashMap::new();
+        let t0 = Instant::now();
+        sync(&first, &mut tracked, t0);
+        let a = &first.pools[0].endpoints[0];
+        let check = Running {
+            id: a.id,
+            state: a.state.clone(),
+        };
+        // While the check runs, `a` is removed (one round sees it gone) and added again.
+        let without_a =
+            with_down_1.replace("      - { name: a, address: \"127.0.0.1:9001\" }\n", "");
+        drop(first);
+        sync(&snap(&without_a, &runtime), &mut tracked, t0);
+        let again = snap(&with_down_1, &runtime);
+        sync(&again, &mut tracked, t0);
+        finish(&mut tracked, check, Err(CheckFailure::Io("refused".into())));
+        let new_a = &again.pools[0].endpoints[0];
+        assert!(
+            new_a.state.healthy(),
+            "the old check's failure stays with the old endpoint"
+        );
+        assert!(tracked[&new_a.id].streak.is_empty());
+
+        // A check of the same endpoint is recorded.
+        let check = Running {
+            id: new_a.id,
+            state: new_a.state.clone(),
+        };
+        finish(&mut tracked, check, Err(CheckFailure::Io("refused".into())));
+        assert!(!new_a.state.healthy());
+    }
+
+    #[test]
+    fn an_endpoint_readded_between_rounds_is_tracked_afresh() {
+        let runtime = RuntimeState::default();
+        let first = snap(WITH, &runtime);
+        let mut tracked = HashMap::new();
+        let t0 = Instant::now();
+        sync(&first, &mut tracked, t0);
+        let id = first.pools[0].endpoints[0].id;
+        tracked.get_mut(&id).unwrap().next_due = t0 + Duration::from_secs(30);
+        let without_a = WITH.replace("      - { name: a, address: \"127.0.0.1:9001\" }\n", "");
+        // The round in between is missed: only the re-added endpoint is seen.
+        drop(snap(&without_a, &runtime));
+        let again = snap(WITH, &runtime);
+        sync(&again, &mut tracked, t0);
+        let t = &tracked[&id];
+        assert!(Arc::ptr_eq(&t.state, &again.pools[0].endpoints[0].state));
+        assert_eq!(t.next_due, t0, "a new endpoint is checked at once");
     }
 }

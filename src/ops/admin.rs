@@ -83,8 +83,13 @@ impl AdminApi {
                 }
             },
             (&Method::POST, ["pools", pool, "endpoints", name, action @ ("drain" | "undrain")]) => {
-                match status::set_drained(&snap, pool, name, *action == "drain", now) {
+                let drain = *action == "drain";
+                match self
+                    .live
+                    .operate(|snap| status::set_drained(snap, pool, name, drain, now))
+                {
                     Ok(view) => {
+                        let snap = self.live.snapshot();
                         let since = crate::state::admin_drain_of(&snap, pool, name);
                         self.live.state.drain_changed(pool, name, since);
                         json_response(StatusCode::OK, &view.to_json())

@@ -139,7 +139,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.yaml");
         std::fs::write(&path, yaml).unwrap();
-        Config::load(&path).unwrap()
+        Config::load(&path).unwrap().file
     }
 
     #[test]

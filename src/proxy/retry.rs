@@ -7,7 +7,6 @@ use pingora::Error;
 use crate::affinity::rendezvous::HashKey;
 use crate::balancer::steering::PickFacts;
 use crate::balancer::{failover, Decision, Outcome, Snapshot};
-use crate::clock::unix_now;
 
 use super::ctx::RequestCtx;
 
@@ -22,7 +21,8 @@ pub fn on_connect_failure(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error>
         client: HashKey::of_ip(facts.client),
         random: fastrand::u64(..),
     };
-    match failover(snap, &failed, &ctx.attempts.tried, pick, unix_now()) {
+    // The routing time, not a second clock read: the cookie's Max-Age is counted from it.
+    match failover(snap, &failed, &ctx.attempts.tried, pick, facts.now) {
         Some(next) => {
             report_failover(snap, &failed, &next, &e);
             ctx.decision = Some(next);

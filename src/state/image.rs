@@ -154,7 +154,7 @@ load_balancers:
 
     fn snap() -> Snapshot {
         let config = Config::from_yaml(YAML, "test").unwrap();
-        Snapshot::build(config, &RuntimeState::default(), 1_000).unwrap()
+        Snapshot::build(config, &RuntimeState::default(), 1_000)
     }
 
     #[test]

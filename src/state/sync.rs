@@ -48,11 +48,10 @@ impl StateSync {
 
     /// Applies the state file, then the old process's state (fresher), to the live snapshot.
     async fn restore(&self, socket: &Path) {
-        let snap = self.live.snapshot();
         if let Some(path) = self.live.state.file() {
             match file::read(path) {
                 Ok(Some(image)) => {
-                    let a = image.apply(&snap);
+                    let a = self.live.operate(|snap| image.apply(snap));
                     log::info!(
                         "state file {}: restored {} drains and {} header sessions",
                         path.display(),
@@ -67,7 +66,7 @@ impl StateSync {
         if self.upgrade {
             match handover::fetch(socket).await {
                 Ok(image) => {
-                    let a = image.apply(&snap);
+                    let a = self.live.operate(|snap| image.apply(snap));
                     log::info!(
                         "took over the old process's state: {} drains, {} header sessions, {} unhealthy endpoints",
                         a.drains,
@@ -114,8 +113,7 @@ impl BackgroundService for StateSync {
         if let Some(r) = store.redis() {
             r.connect();
             // One poll before traffic, so drains shared by other instances apply from the start.
-            r.poll(&self.live.snapshot(), super::redis::POLL_TIMEOUT)
-                .await;
+            r.poll(&self.live, super::redis::POLL_TIMEOUT).await;
         }
         let socket = handover::socket_path(&self.upgrade_sock);
         self.restore(&socket).await;
@@ -155,7 +153,7 @@ impl BackgroundService for StateSync {
                 _ = tick.tick() => {
                     let snap = self.live.snapshot();
                     if let Some(r) = store.redis() {
-                        r.poll(&snap, r.timeout()).await;
+                        r.poll(&self.live, r.timeout()).await;
                     }
                     if store.file().is_some() {
                         let now_marks = drain_marks(&snap);
@@ -170,7 +168,7 @@ impl BackgroundService for StateSync {
                     let snap = self.live.snapshot();
                     if let Some(r) = store.redis() {
                         // A drain made in the last moments still reaches the other instances.
-                        r.poll(&snap, super::redis::POLL_TIMEOUT).await;
+                        r.poll(&self.live, super::redis::POLL_TIMEOUT).await;
                     }
                     self.write_file(&snap);
                     return;

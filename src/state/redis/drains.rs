@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use crate::balancer::Snapshot;
 use crate::clock::unix_now;
+use crate::live::Live;
 
 use super::{RedisStore, StoreError, POLL_TIMEOUT};
 
 impl RedisStore {
-    /// One poll: write queued drain changes, read every drain, and apply them to `snap`.
+    /// One poll: write queued drain changes, read every drain, and apply them to the live
+    /// snapshot (holding off reloads, as any operator change does).
     /// Reads get `budget`: a request's budget in steady state, so "reachable" means the same
     /// for the poll as for requests; more for the first poll, which also connects.
-    pub async fn poll(&self, snap: &Snapshot, budget: Duration) {
+    pub async fn poll(&self, live: &Live, budget: Duration) {
         let generation = self.generation.load(Relaxed);
         let pending: Vec<(String, Option<u64>)> = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -56,12 +58,12 @@ impl RedisStore {
                     self.address
                 );
             }
-            self.seed(snap).await;
+            self.seed(&live.snapshot()).await;
             return;
         }
         *self.epoch.lock().unwrap_or_else(|e| e.into_inner()) = epoch;
         if self.generation.load(Relaxed) == generation {
-            apply_drains(snap, &drains, unix_now());
+            live.operate(|snap| apply_drains(snap, &drains, unix_now()));
         }
     }
 
