@@ -140,9 +140,13 @@ pub fn run(
     ));
     server.add_service(background_service(
         "reload on SIGHUP",
-        SighupReload { live },
+        SighupReload { live: live.clone() },
     ));
     server.add_service(background_service("access log flush", AccessLogFlush));
+    server.add_service(background_service(
+        "status page history",
+        crate::ops::history::HistorySampler { live: live.clone() },
+    ));
     server.run(RunArgs::default());
     // The last access lines of in-flight requests are still in the buffer.
     log_sink::flush()?;

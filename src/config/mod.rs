@@ -1,6 +1,7 @@
 //! Configuration: the YAML schema, its defaults, and validation that names the YAML path of
 //! every error. Nothing here is consulted per request: `balancer::Snapshot` is built from it.
 
+mod access_log;
 mod error;
 mod listener_tls;
 mod load;
@@ -12,6 +13,7 @@ mod typed;
 mod validate;
 mod values;
 
+pub use access_log::{AccessLog, AccessLogFormat};
 pub use error::{ConfigError, ConfigErrors};
 pub use listener_tls::{CertKey, ListenerTls};
 pub use origin_tls::{read_ca_file, OriginTls, OriginTlsConfig};

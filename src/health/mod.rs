@@ -15,6 +15,7 @@
 mod drain_log;
 pub mod monitor;
 mod probe;
+pub mod reason;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -77,6 +78,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
     for pool in &snap.pools {
         for e in &pool.endpoints {
             let Some(monitor) = &pool.monitor else {
+                reason::set(&e.label, "its pool has no monitor");
                 if e.state.set_healthy(true) {
                     report_transition(&pool.id, &e.name, true, "its pool has no monitor", 0);
                 }
@@ -161,6 +163,7 @@ fn record(t: &mut Tracked, result: Result<String, CheckFailure>) {
         Ok(passed) => passed.clone(),
         Err(failure) => failure.to_string(),
     };
+    reason::set(&t.label, &reason);
     let first = !t.checked;
     t.checked = true;
     match flip {

@@ -149,6 +149,19 @@ impl ServeHttp for AdminApi {
         match snap.config.admin.as_ref().and_then(|a| a.token.as_ref()) {
             Some(token) => {
                 if !bearer_matches(token.expose(), header(http::header::AUTHORIZATION)) {
+                    // A browser cannot send a bearer header when it opens the page: it gets a
+                    // page without data that asks for the token and loads the rest with it.
+                    // The page's own script marks its requests: those get the 401 that makes
+                    // it ask for the token.
+                    let from_script =
+                        header(http::HeaderName::from_static(status_page::SCRIPT_HEADER));
+                    if req.method == Method::GET && req.uri.path() == "/" && from_script.is_none() {
+                        return respond(
+                            StatusCode::OK,
+                            "text/html; charset=utf-8",
+                            status_page::locked().into_bytes(),
+                        );
+                    }
                     let mut resp =
                         error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
                     resp.headers_mut().insert(

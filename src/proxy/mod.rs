@@ -1,6 +1,7 @@
 //! The Pingora adapter: each hook collects facts or carries out a decision of
 //! `balancer::route`; no routing logic lives here.
 
+mod access_json;
 pub(crate) mod access_log;
 pub mod conn;
 mod ctx;
@@ -27,6 +28,7 @@ use pingora_proxy::{ProxyHttp, Session};
 use crate::affinity::cookies::{has_cflb, push_without_cflb, set_cookie};
 use crate::balancer::{route, PinAction, Refusal, RequestFacts};
 use crate::clock::unix_now;
+use crate::config::AccessLogFormat;
 use crate::live::Live;
 
 pub use ctx::RequestCtx;
@@ -175,13 +177,15 @@ impl ProxyHttp for Tether {
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
-        _reused: bool,
+        reused: bool,
         _peer: &HttpPeer,
         #[cfg(unix)] _fd: std::os::unix::io::RawFd,
         #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
         digest: Option<&pingora::protocols::Digest>,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.timing.upstream_connect = ctx.timing.upstream_started.map(|t| t.elapsed());
+        ctx.timing.upstream_reused = reused;
         match origin::name_refused(digest) {
             Some(e) => Err(e),
             None => Ok(()),
@@ -283,7 +287,14 @@ impl ProxyHttp for Tether {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.attempts.inflight = None;
-        access_log::write(session, e, ctx);
+        let format = match &ctx.snapshot {
+            Some(snap) => snap.config.access_log.format,
+            None => self.live.snapshot().config.access_log.format,
+        };
+        match format {
+            AccessLogFormat::Text => access_log::write(session, e, ctx),
+            AccessLogFormat::Json => access_json::write(session, e, ctx),
+        }
         if let Some(snap) = &ctx.snapshot {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             snap.count(
