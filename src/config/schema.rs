@@ -22,6 +22,8 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     pub load_balancers: Vec<LoadBalancer>,
     pub trusted_proxies: Vec<String>,
+    /// Where runtime state lives (SPEC §5); see `config::state`.
+    pub state: super::state::StateSection,
     pub access_log: super::AccessLog,
 }
 

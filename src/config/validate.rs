@@ -45,6 +45,7 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
         }
     }
     limits(&config.limits, e);
+    super::state::validate_state(&config.state, e);
     if let Some(secrets) = &config.cookie_secret {
         if secrets.as_slice().is_empty() {
             e.push(ConfigError::schema("cookie_secret", "the list is empty"));

@@ -85,6 +85,9 @@ pub fn needs_upgrade(started: &Config, new: &Config) -> Vec<String> {
     if format!("{:?}", started.server) != format!("{:?}", new.server) {
         out.push("the server: section changed".to_string());
     }
+    if started.state != new.state {
+        out.push("the state: section changed".to_string());
+    }
     // The other limits are read by the connection guard for every new connection; only the
     // HTTP/2 idle timeout is handed to Pingora once, at start.
     if started.limits.keepalive_timeout_seconds != new.limits.keepalive_timeout_seconds {

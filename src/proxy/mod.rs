@@ -107,6 +107,8 @@ impl ProxyHttp for Tether {
                 random: fastrand::u64(..),
                 tls,
             };
+            // A shared store refreshes the request's header session here (bounded wait).
+            self.live.state.prepare(&snap, &request).await;
             route(&snap, &request, now)
         };
         ctx.facts = Some(Arrival {
@@ -277,9 +279,8 @@ impl ProxyHttp for Tether {
                 resp.append_header(http::header::SET_COOKIE, value)?;
             }
             PinAction::Remember { session } => {
-                if let Some(store) = &lb.sessions {
-                    store.pin(session, endpoint);
-                }
+                let new = decision.outcome == crate::balancer::Outcome::New;
+                self.live.state.remember(lb, session, endpoint, new);
             }
         }
         Ok(())
