@@ -15,7 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{Config, Listener};
 use crate::live::Live;
 
-use super::metrics;
+use crate::telemetry::metrics;
 
 /// Reloads `live` and logs the result; shared by SIGHUP and the admin API. Counted in metrics.
 pub fn reload_and_log(live: &Live) -> Result<(), crate::config::ConfigErrors> {
@@ -38,10 +38,12 @@ pub fn reload_and_log(live: &Live) -> Result<(), crate::config::ConfigErrors> {
     }
 }
 
+/// A listener as far as an upgrade is concerned: its address and whether it speaks TLS. Its
+/// certificates are re-read by every reload (SPEC §3.8).
 fn describe(l: &Listener) -> String {
     match &l.tls {
         None => l.address.clone(),
-        Some(t) => format!("{} (TLS {} {})", l.address, t.cert_path, t.key_path),
+        Some(_) => format!("{} (TLS)", l.address),
     }
 }
 
@@ -82,6 +84,9 @@ pub fn needs_upgrade(started: &Config, new: &Config) -> Vec<String> {
     }
     if format!("{:?}", started.server) != format!("{:?}", new.server) {
         out.push("the server: section changed".to_string());
+    }
+    if started.state != new.state {
+        out.push("the state: section changed".to_string());
     }
     // The other limits are read by the connection guard for every new connection; only the
     // HTTP/2 idle timeout is handed to Pingora once, at start.

@@ -5,6 +5,8 @@ pub mod hostile;
 pub mod hostile_mix;
 pub mod ops;
 pub mod raw;
+pub mod redis;
+pub mod tls_upstream;
 pub mod upstream;
 
 use std::io::Read;

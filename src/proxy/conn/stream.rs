@@ -14,7 +14,7 @@ use tokio::time::Sleep;
 
 use super::delegate::delegate_io_but_read;
 use super::watch::{Cut, Phase, Signals, Watch};
-use crate::ops::metrics;
+use crate::telemetry::metrics;
 
 /// How long a cut connection may take to receive its 408/431 and stop sending, and how much
 /// of what it still sends is read and dropped meanwhile: closing a socket with unread bytes
