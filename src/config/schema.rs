@@ -22,6 +22,9 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     pub load_balancers: Vec<LoadBalancer>,
     pub trusted_proxies: Vec<String>,
+    /// Where runtime state lives (SPEC §5); see `config::state`.
+    pub state: super::state::StateSection,
+    pub access_log: super::AccessLog,
 }
 
 /// A pool with its endpoints parsed.

@@ -9,7 +9,7 @@ use super::error::ConfigError;
 use super::listener_tls::{self, CertKey};
 use super::origin_tls::{self, OriginTls};
 use super::schema::*;
-use super::typed::{session_ttl, TypedBalancer, TypedEndpoint, TypedMonitor, TypedPool, Validated};
+use super::typed::{session_ttl, MonitorSpec, TypedBalancer, TypedEndpoint, TypedPool, Validated};
 use super::values::{ExpectedCodes, SessionHeader};
 
 /// Parses `host:port`, resolving a host name; validation calls it once per endpoint.
@@ -45,6 +45,7 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
         }
     }
     limits(&config.limits, e);
+    super::state::validate_state(&config.state, e);
     if let Some(secrets) = &config.cookie_secret {
         if secrets.as_slice().is_empty() {
             e.push(ConfigError::schema("cookie_secret", "the list is empty"));
@@ -62,7 +63,7 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
         "monitor",
         e,
     );
-    let monitors: Vec<Option<TypedMonitor>> = config
+    let monitors: Vec<Option<MonitorSpec>> = config
         .monitors
         .iter()
         .enumerate()
@@ -252,7 +253,7 @@ fn limits(l: &Limits, e: &mut Vec<ConfigError>) {
     }
 }
 
-fn monitor(m: &Monitor, path: &str, e: &mut Vec<ConfigError>) -> Option<TypedMonitor> {
+fn monitor(m: &Monitor, path: &str, e: &mut Vec<ConfigError>) -> Option<MonitorSpec> {
     let mut expected_codes = Some(ExpectedCodes::default());
     if m.kind != MonitorKind::Tcp {
         if m.method.is_empty() || !m.method.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -309,9 +310,7 @@ fn monitor(m: &Monitor, path: &str, e: &mut Vec<ConfigError>) -> Option<TypedMon
             ));
         }
     }
-    Some(TypedMonitor {
-        expected_codes: expected_codes?,
-    })
+    Some(MonitorSpec::compile(m, expected_codes?))
 }
 
 fn header_map(

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use pingora::connectors::http::v1::Connector;
 use pingora::http::RequestHeader;
 
-use crate::balancer::monitor::{CheckFailure, MonitorSpec, BODY_LIMIT};
+use super::monitor::{CheckFailure, MonitorSpec, BODY_LIMIT};
 use crate::config::MonitorKind;
 use crate::proxy::origin::{self, Origin};
 

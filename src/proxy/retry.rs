@@ -48,7 +48,7 @@ fn report_failover(snap: &Snapshot, failed: &Decision, next: &Decision, e: &Erro
         Outcome::FailoverSticky => "sticky",
         _ => "temporary",
     };
-    crate::ops::metrics::record_failover(balancer, mode);
+    crate::telemetry::metrics::record_failover(balancer, mode);
     log::warn!(
         "{}{}: failover-{mode} retry on {} (balancer {balancer})",
         snap.endpoint(failed.target).label,
