@@ -55,11 +55,6 @@ impl Live {
         self.current.load_full()
     }
 
-    /// True when `snap` is the snapshot in effect now (no reload since it was loaded); lock-free.
-    pub fn is_current(&self, snap: &Arc<Snapshot>) -> bool {
-        Arc::ptr_eq(&self.current.load(), snap)
-    }
-
     /// The config file this instance reads.
     pub fn path(&self) -> &Path {
         &self.path

@@ -17,12 +17,12 @@ use crate::health::EndpointWatch;
 use crate::live::Live;
 use crate::ops::admin::AdminApi;
 use crate::ops::graceful::LateCleanup;
-use crate::ops::log_sink::{self, AccessLogFlush};
 use crate::ops::reload::SighupReload;
 use crate::proxy::guard::Guarded;
 use crate::proxy::tls_accept::TlsAcceptor;
 use crate::proxy::Tether;
 use crate::state::StateSync;
+use crate::telemetry::log_sink::{self, AccessLogFlush};
 
 /// Command-line switches that Pingora itself acts on.
 #[derive(Debug, Clone, Copy, Default)]
@@ -97,10 +97,11 @@ pub fn run(
     for l in &snap.config.listeners {
         let tls = match &l.tls {
             None => None,
-            Some(tls) => {
-                let cert = absolute(base, &tls.cert_path);
-                let key = absolute(base, &tls.key_path);
-                Some(TlsAcceptor::from_files(&cert, &key)?)
+            Some(_) => {
+                let Some(started) = snap.listener_certs(&l.address).cloned() else {
+                    return Err(format!("listener {}: certificates not loaded", l.address).into());
+                };
+                Some(TlsAcceptor::live(live.clone(), l.address.clone(), started)?)
             }
         };
         let addr: SocketAddr = l.address.parse()?;
@@ -139,10 +140,15 @@ pub fn run(
     ));
     server.add_service(background_service(
         "reload on SIGHUP",
-        SighupReload { live },
+        SighupReload { live: live.clone() },
     ));
     server.add_service(background_service("access log flush", AccessLogFlush));
+    server.add_service(background_service(
+        "status page history",
+        crate::ops::history::HistorySampler { live: live.clone() },
+    ));
     server.run(RunArgs::default());
+    crate::state::write_at_exit(&live);
     // The last access lines of in-flight requests are still in the buffer.
     log_sink::flush()?;
     Ok(())

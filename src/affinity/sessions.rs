@@ -76,13 +76,8 @@ impl SessionStore {
     }
 
     /// Sessions held now (approximate while evictions are pending).
-    pub fn len(&self) -> u64 {
+    pub fn count(&self) -> u64 {
         self.cache.entry_count()
-    }
-
-    /// True when no session is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// True when this store was built with these limits.
@@ -141,7 +136,7 @@ mod tests {
         assert_eq!(s.get(1), Some(EndpointId(1)));
         s.pin(4, EndpointId(4));
         s.sync();
-        assert!(s.len() <= 3, "bounded: {}", s.len());
+        assert!(s.count() <= 3, "bounded: {}", s.count());
         assert_eq!(s.get(2), None, "least recently used goes first");
         assert_eq!(s.get(1), Some(EndpointId(1)));
         assert_eq!(s.get(4), Some(EndpointId(4)));

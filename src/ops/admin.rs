@@ -11,13 +11,15 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
+use crate::balancer::Snapshot;
 use crate::clock::unix_now;
 use crate::live::Live;
 use crate::proxy::access_log::Escaped;
 
 use super::admin_auth::{bearer_matches, same_site};
 use super::status::{self, NotFound};
-use super::{metrics, reload, status_page};
+use super::{reload, status_page};
+use crate::telemetry::metrics;
 
 /// The admin API over the live instance.
 pub struct AdminApi {
@@ -50,6 +52,26 @@ fn error(status: StatusCode, message: &str) -> Response<Vec<u8>> {
     json_response(status, &json!({ "ok": false, "error": message }))
 }
 
+/// `GET /metrics`: every counter, with the gauges read from `snap` now.
+fn metrics_page(snap: &Snapshot) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let endpoints = snap.pools.iter().flat_map(|p| {
+        p.endpoints.iter().map(|e| metrics::EndpointGauges {
+            pool: &p.id,
+            endpoint: &e.name,
+            healthy: e.state.healthy(),
+            enabled: e.enabled_now(),
+            inflight: e.state.inflight.load(Relaxed),
+        })
+    });
+    let sessions = snap.balancers.iter().filter_map(|b| {
+        let store = b.sessions.as_ref()?;
+        store.sync();
+        Some((b.name.as_str(), store.count()))
+    });
+    metrics::render(endpoints, sessions)
+}
+
 impl AdminApi {
     /// Answers one admin request; `method` and `path` come from the request line.
     fn route(&self, method: &Method, path: &str) -> Response<Vec<u8>> {
@@ -70,7 +92,7 @@ impl AdminApi {
             (&Method::GET, ["metrics"]) => respond(
                 StatusCode::OK,
                 metrics::CONTENT_TYPE,
-                (metrics::render(&snap) + &crate::state::metrics::render()).into_bytes(),
+                (metrics_page(&snap) + &crate::state::metrics::render()).into_bytes(),
             ),
             (&Method::POST, ["reload"]) => match reload::reload_and_log(&self.live) {
                 Ok(()) => json_response(StatusCode::OK, &json!({ "ok": true })),
@@ -127,6 +149,19 @@ impl ServeHttp for AdminApi {
         match snap.config.admin.as_ref().and_then(|a| a.token.as_ref()) {
             Some(token) => {
                 if !bearer_matches(token.expose(), header(http::header::AUTHORIZATION)) {
+                    // A browser cannot send a bearer header when it opens the page: it gets a
+                    // page without data that asks for the token and loads the rest with it.
+                    // The page's own script marks its requests: those get the 401 that makes
+                    // it ask for the token.
+                    let from_script =
+                        header(http::HeaderName::from_static(status_page::SCRIPT_HEADER));
+                    if req.method == Method::GET && req.uri.path() == "/" && from_script.is_none() {
+                        return respond(
+                            StatusCode::OK,
+                            "text/html; charset=utf-8",
+                            status_page::locked().into_bytes(),
+                        );
+                    }
                     let mut resp =
                         error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
                     resp.headers_mut().insert(

@@ -162,7 +162,7 @@ load_balancers:
         let old = snap();
         let b = &old.pools[0].endpoints[1];
         b.state.set_admin_drained(true);
-        b.state.sync_enabled(false, 1_100);
+        b.state.run_drain_clock(false, 1_100);
         old.pools[0].endpoints[0].state.set_healthy(false);
         let store = old.balancers[0].sessions.as_ref().unwrap();
         store.pin(42, old.pools[0].endpoints[0].id);

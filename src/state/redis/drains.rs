@@ -123,7 +123,7 @@ pub fn apply_drains(snap: &Snapshot, drains: &HashMap<String, u64>, now: u64) {
                 }
                 None if e.state.admin_drained() => {
                     e.state.set_admin_drained(false);
-                    e.state.sync_enabled(e.enabled, now);
+                    e.state.run_drain_clock(e.enabled, now);
                     log::info!("undrained {} (shared through Redis)", e.label);
                 }
                 _ => {}
