@@ -148,6 +148,7 @@ pub fn run(
         crate::ops::history::HistorySampler { live: live.clone() },
     ));
     server.run(RunArgs::default());
+    crate::state::write_at_exit(&live);
     // The last access lines of in-flight requests are still in the buffer.
     log_sink::flush()?;
     Ok(())
