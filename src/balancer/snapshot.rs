@@ -3,14 +3,16 @@
 //! new one and swaps it in whole; a request never sees half of each.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::affinity::cookies::CookieAttributes;
 use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::EndpointId;
-use crate::config::{Affinity, Config, Failover, SessionHeader, SteeringPolicy, Validated};
+use crate::config::{
+    Affinity, Config, Failover, OriginAddr, SessionHeader, SteeringPolicy, Validated,
+};
 
 use super::monitor::MonitorSpec;
 use super::state::{EndpointState, Lifecycle, RuntimeState};
@@ -28,7 +30,9 @@ pub struct EndpointRef {
 pub struct Endpoint {
     pub name: String,
     pub id: EndpointId,
-    pub addr: SocketAddr,
+    /// `address`; a host name that has not resolved yet has no socket address, and then the
+    /// endpoint counts as unhealthy.
+    pub addr: OriginAddr,
     pub weight: f64,
     /// `enabled` as the file says; a runtime drain lives in `state`.
     pub enabled: bool,
@@ -51,9 +55,14 @@ impl Endpoint {
             .lifecycle(self.enabled_now(), drain_duration, now)
     }
 
+    /// Its address is known and its monitor (if any) says healthy.
+    pub fn healthy(&self) -> bool {
+        self.addr.get().is_some() && self.state.healthy()
+    }
+
     /// May take a new session: healthy, enabled, and with weight.
     pub fn takes_new(&self) -> bool {
-        self.enabled_now() && self.state.healthy() && self.weight > 0.0
+        self.enabled_now() && self.healthy() && self.weight > 0.0
     }
 }
 
@@ -76,7 +85,7 @@ impl Pool {
         let healthy = self
             .endpoints
             .iter()
-            .filter(|e| e.enabled_now() && e.state.healthy())
+            .filter(|e| e.enabled_now() && e.healthy())
             .take(self.minimum_origins)
             .count();
         healthy >= self.minimum_origins
@@ -139,6 +148,7 @@ impl Snapshot {
             pools: typed_pools,
             balancers: typed_balancers,
             trusted_proxies,
+            warnings: _,
         } = valid;
         let keys = match &config.cookie_secret {
             Some(secrets) => {
@@ -172,7 +182,7 @@ impl Snapshot {
                 .map(|(e, t)| Endpoint {
                     name: e.name.clone(),
                     id: EndpointId::of(&p.pool.id, &e.name),
-                    addr: t.addr,
+                    addr: t.addr.clone(),
                     weight: e.weight,
                     enabled: e.enabled,
                     host: t.host.clone(),

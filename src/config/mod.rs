@@ -1,6 +1,7 @@
 //! Configuration: the YAML schema, its defaults, and validation that names the YAML path of
 //! every error. Nothing here is consulted per request: `balancer::Snapshot` is built from it.
 
+mod address;
 mod error;
 mod load;
 mod schema;
@@ -9,6 +10,7 @@ mod typed;
 mod validate;
 mod values;
 
+pub use address::{is_dns_name, lookup_all, OriginAddr, LOOKUP_BUDGET};
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
 pub use secret::REDACTED;

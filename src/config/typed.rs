@@ -5,9 +5,9 @@
 //! Each list here runs parallel to the list of the same name in the file (`pools[i]` here is
 //! `file.pools[i]` there), so a new schema field needs a line here only when it must be parsed.
 
-use std::net::SocketAddr;
 use std::ops::{Deref, RangeInclusive};
 
+use super::address::OriginAddr;
 use super::schema::{Affinity, Config};
 use super::values::{ExpectedCodes, SessionHeader};
 
@@ -25,6 +25,9 @@ pub struct Validated {
     pub balancers: Vec<TypedBalancer>,
     /// `trusted_proxies`, parsed; a bare address is a one-host network.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// What is valid but will not work as written (an endpoint name that does not resolve),
+    /// one line each, naming the YAML path: logged at start and reload, printed by `--test`.
+    pub warnings: Vec<String>,
 }
 
 impl Deref for Validated {
@@ -54,8 +57,8 @@ pub struct TypedPool {
 /// An endpoint's parsed values.
 #[derive(Debug, Clone)]
 pub struct TypedEndpoint {
-    /// `address`, a host name resolved once, at validation.
-    pub addr: SocketAddr,
+    /// `address`: an IP, or a host name resolved at validation if it could be.
+    pub addr: OriginAddr,
     /// The `Host` override from `header`, if any.
     pub host: Option<String>,
 }

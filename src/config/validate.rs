@@ -3,26 +3,13 @@
 //! Each check names the YAML path of the value it refuses; all problems are returned together.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
+use super::address::OriginAddr;
 use super::error::ConfigError;
 use super::schema::*;
 use super::typed::{session_ttl, TypedBalancer, TypedEndpoint, TypedMonitor, TypedPool, Validated};
 use super::values::{ExpectedCodes, SessionHeader};
-
-/// Parses `host:port`, resolving a host name; validation calls it once per endpoint.
-fn resolve_address(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    if !s.contains(':') {
-        return Err("is not an address: expected host:port".into());
-    }
-    match s.to_socket_addrs() {
-        Ok(mut addrs) => addrs.next().ok_or_else(|| "resolves to no address".into()),
-        Err(e) => Err(format!("is not an address: {e}")),
-    }
-}
 
 /// Checks `config` and returns it with its parsed values, or every semantic error in it.
 pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
@@ -110,13 +97,19 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
     }
     // Every `None` above came with an error, so with no error every part is there.
     match (all(monitors), all(pools), all(balancers)) {
-        (Some(monitors), Some(pools), Some(balancers)) if errs.is_empty() => Ok(Validated {
-            file: config,
-            monitors,
-            pools,
-            balancers,
-            trusted_proxies,
-        }),
+        (Some(monitors), Some(pools), Some(balancers)) if errs.is_empty() => {
+            let mut valid = Validated {
+                file: config,
+                monitors,
+                pools,
+                balancers,
+                trusted_proxies,
+                warnings: Vec::new(),
+            };
+            // Only a valid config is worth the wait for DNS.
+            valid.warnings = valid.resolve_names();
+            Ok(valid)
+        }
         _ => Err(errs),
     }
 }
@@ -389,7 +382,7 @@ fn pool(
     let mut endpoints = Vec::with_capacity(p.endpoints.len());
     for (j, ep) in p.endpoints.iter().enumerate() {
         let path = format!("{list}[{j}]");
-        match resolve_address(&ep.address) {
+        match OriginAddr::parse(&ep.address) {
             Ok(addr) => {
                 let host = ep
                     .header

@@ -14,6 +14,7 @@
 
 mod drain_log;
 mod probe;
+pub mod resolve;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -78,6 +79,11 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 }
                 continue;
             };
+            // A name that has not resolved has nothing to check; once the re-resolver attaches
+            // an address, the endpoint is tracked like a new one and checked at once.
+            let Some(addr) = e.addr.get() else {
+                continue;
+            };
             seen.insert(e.id);
             if tracked
                 .get(&e.id)
@@ -92,16 +98,16 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 name: e.name.clone(),
                 label: e.label.clone(),
                 monitor: monitor.clone(),
-                addr: e.addr,
+                addr,
                 host: e.host.clone(),
                 streak: Streak::default(),
                 next_due: now,
                 running: false,
                 checked: false,
             });
-            if t.monitor != *monitor || t.addr != e.addr || t.host != e.host {
+            if t.monitor != *monitor || t.addr != addr || t.host != e.host {
                 t.monitor = monitor.clone();
-                t.addr = e.addr;
+                t.addr = addr;
                 t.host = e.host.clone();
                 t.next_due = now;
             }

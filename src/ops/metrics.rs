@@ -352,7 +352,7 @@ pub fn render(snap: &Snapshot) -> String {
             let labels = [p.id.as_str(), e.name.as_str()];
             m.endpoint_healthy
                 .with_label_values(&labels)
-                .set(i64::from(e.state.healthy()));
+                .set(i64::from(e.healthy()));
             m.endpoint_enabled
                 .with_label_values(&labels)
                 .set(i64::from(e.enabled_now()));

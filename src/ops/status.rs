@@ -50,7 +50,7 @@ pub fn endpoint_view(snap: &Snapshot, pool: usize, e: &Endpoint, now: u64) -> En
         name: e.name.clone(),
         address: e.addr.to_string(),
         weight: e.weight,
-        healthy: e.state.healthy(),
+        healthy: e.healthy(),
         enabled: e.enabled_now(),
         admin_drained: e.state.admin_drained(),
         state,

@@ -153,10 +153,17 @@ impl ProxyHttp for Tether {
         // or, after a stale pooled connection broke, the same endpoint on a fresh connection.
         let target = decision.target;
         let endpoint = snap.endpoint(target);
+        // Routing never picks an endpoint whose name has not resolved (it is not healthy).
+        let Some(addr) = endpoint.addr.get() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "routed to an endpoint with no address",
+            ));
+        };
         ctx.attempts.tried.push(target);
         ctx.attempts.inflight = Some(InFlight::start(&endpoint.state));
         ctx.timing.upstream_started = Some(Instant::now());
-        let mut peer = HttpPeer::new(endpoint.addr, false, String::new());
+        let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
         Ok(Box::new(peer))
     }
