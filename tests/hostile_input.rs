@@ -380,3 +380,42 @@ fn status_of(addr: std::net::SocketAddr, request: &[u8]) -> Option<u16> {
 fn count_refused(t: &Tether) -> usize {
     t.log().matches("limits.max_connections is 1").count()
 }
+
+#[test]
+fn bare_cr_in_request_target_is_refused() {
+    let up = Upstream::start("a");
+    let admin_port = free_port();
+    let body = format!(
+        "admin:\n  address: 127.0.0.1:{admin_port}\npools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: shop.example\n    default_pools: [web]\n",
+        endpoints(&[&up])
+    );
+    let t = Tether::start(&body);
+    // Pingora would forward this as `/a%0Dx`; SPEC §3.7 says a bad request line is 400.
+    for bare in [
+        &b"GET /a\rx HTTP/1.1\r\nHost: shop.example\r\n\r\n"[..],
+        b"GET /b\r HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+    ] {
+        assert_eq!(raw_status(t.addr(), bare), Some(400));
+    }
+    // A kept-alive connection: a clean request, then one with a bare CR, refused on its own.
+    let mut s = TcpStream::connect(t.addr()).unwrap();
+    s.set_read_timeout(Some(LONG)).unwrap();
+    s.write_all(b"GET /ok HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_status(&mut s), Some(200));
+    s.write_all(b"GET /c\rx HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_status(&mut s), Some(400));
+    // The escaped form a client may send on purpose is served as before.
+    let escaped = b"GET /d%0Dx HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+    assert_eq!(raw_status(t.addr(), escaped), Some(200));
+
+    let paths: Vec<String> = up.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/ok", "/d%0Dx"], "nothing refused was forwarded");
+    wait_for("the admin listener", LONG, || {
+        TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let metrics = common::ops::admin(admin_port, "GET", "/metrics", None).body;
+    let line = "tether_refused_requests_total{reason=\"bad_target\"} 3";
+    assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
+}

@@ -1,6 +1,11 @@
 //! Requests tether refuses itself (SPEC §3.7), on top of what Pingora's parser already refuses
 //! (NUL/CR/LF in values, obs-fold, bad request lines, conflicting `Content-Length`s): an
 //! oversized header block, and `Content-Length` together with `Transfer-Encoding`.
+//!
+//! Pingora percent-encodes control bytes and spaces in an HTTP/1 target before any hook runs,
+//! and the raw header bytes are the rewritten ones, so [`Refused::BadTarget`] is found here only
+//! for what escapes that rewrite; a bare CR in the request line is caught as it is read
+//! (`conn::line`).
 
 use pingora::http::RequestHeader;
 

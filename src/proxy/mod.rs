@@ -77,7 +77,12 @@ impl ProxyHttp for Tether {
         ctx.snapshot = Some(snap);
         let req = session.req_header();
         let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
-        if let Err(refused) = limits::check(req, raw.as_deref(), limit) {
+        let checked = if guard::bare_cr_in_request_line() {
+            Err(limits::Refused::BadTarget)
+        } else {
+            limits::check(req, raw.as_deref(), limit)
+        };
+        if let Err(refused) = checked {
             log::warn!(target: "refused", "{} {:?} from {}", refused.status(), refused, facts::peer_ip(session));
             crate::ops::metrics::record_refusal(refused.reason());
             respond_plain(session, refused.status(), refused.body()).await?;
