@@ -34,14 +34,14 @@ fn memory_per_session() -> f64 {
     store.sync();
     let after = rss_bytes();
     assert!(
-        store.len() >= SESSIONS * 99 / 100,
+        store.count() >= SESSIONS * 99 / 100,
         "store holds {}",
-        store.len()
+        store.count()
     );
     let per = (after.saturating_sub(before)) as f64 / SESSIONS as f64;
     println!(
         "memory: {} sessions, RSS {:.1} MiB -> {:.1} MiB, {per:.0} bytes per session",
-        store.len(),
+        store.count(),
         before as f64 / 1048576.0,
         after as f64 / 1048576.0
     );
@@ -95,6 +95,7 @@ fn lookup_costs() {
         cookies,
         headers,
         random: 7,
+        tls: false,
     };
 
     // A valid cookie, replayed.

@@ -40,6 +40,7 @@ fn facts<'a>(cookies: &'a [&'a [u8]], headers: &'a http::HeaderMap) -> RequestFa
         cookies,
         headers,
         random: 7,
+        tls: false,
     }
 }
 

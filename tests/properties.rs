@@ -7,13 +7,23 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use proptest::prelude::*;
 
-use tether::affinity::cookies::{cflb_values, strip_cflb};
+use tether::affinity::cookies::{cflb_values, has_cflb, push_without_cflb};
 use tether::affinity::header_key::session_bytes;
 use tether::affinity::rendezvous::{pick, HashKey};
 use tether::affinity::token::{CookieKeys, TokenError};
 use tether::affinity::EndpointId;
 use tether::config::SessionHeader;
 use tether::proxy::forwarded::{client_from, parse_hop, upstream_value};
+
+/// The header value as the proxy forwards it: `None` when it has no `__cflb` (forwarded as it
+/// is), else without its `__cflb` cookies.
+fn strip_cflb(raw: &[u8]) -> Option<Vec<u8>> {
+    has_cflb(raw).then(|| {
+        let mut kept = Vec::new();
+        push_without_cflb(raw, &mut kept);
+        kept
+    })
+}
 
 fn keys(secret: &str) -> CookieKeys {
     CookieKeys::new(&[secret])

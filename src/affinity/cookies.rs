@@ -77,17 +77,6 @@ pub fn push_without_cflb(raw: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// The header value without its `__cflb` cookies: `None` when it has none (forward it as is),
-/// `Some(empty)` when nothing else is left (drop the header). Other cookies keep their exact bytes.
-pub fn strip_cflb(raw: &[u8]) -> Option<Vec<u8>> {
-    if !has_cflb(raw) {
-        return None;
-    }
-    let mut kept = Vec::with_capacity(raw.len());
-    push_without_cflb(raw, &mut kept);
-    Some(kept)
-}
-
 /// The cookie attributes a load balancer asks for, resolved against one request.
 #[derive(Debug, Clone, Copy)]
 pub struct CookieAttributes {
@@ -143,6 +132,16 @@ pub fn set_cookie(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header value as the proxy forwards it: `None` when it has no `__cflb` (forwarded
+    /// as it is), else without its `__cflb` cookies.
+    fn strip_cflb(raw: &[u8]) -> Option<Vec<u8>> {
+        has_cflb(raw).then(|| {
+            let mut kept = Vec::new();
+            push_without_cflb(raw, &mut kept);
+            kept
+        })
+    }
 
     #[test]
     fn finds_cflb_values_in_order_across_headers() {

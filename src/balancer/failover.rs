@@ -3,9 +3,11 @@
 //! pin. The proxy's `fail_to_connect` hook only carries it out, so every rule here is unit-tested
 //! without a socket.
 
-use crate::config::{Affinity, Failover};
+use crate::config::Failover;
 
-use super::route::{pick_in_pool, Decision, Outcome, PinAction};
+use super::decision::{Decision, Outcome};
+use super::pinning;
+use super::route::pick_in_pool;
 use super::snapshot::{EndpointRef, Snapshot};
 use super::steering::PickFacts;
 
@@ -76,17 +78,11 @@ pub fn failover(
             .find_map(|p| pick_in_pool(snap, p, facts, key, tried))
     })?;
 
-    let pin = match (failed.pin, lb.affinity.mode, lb.affinity.failover) {
-        // A session being pinned anyway (cookie minted, header session remembered) is pinned
-        // to the endpoint that serves: the proxy pins to `target` when the response goes out.
-        (pin @ (PinAction::Set { .. } | PinAction::Remember { .. }), _, _) => pin,
-        (PinAction::None, Affinity::Cookie | Affinity::IpCookie, Failover::Sticky) => {
-            PinAction::Set {
-                expires: now + lb.affinity.ttl,
-            }
-        }
-        (PinAction::None, _, _) => PinAction::None,
-    };
+    // A session being pinned anyway (cookie minted, header session remembered) is pinned to
+    // the endpoint that serves: the proxy pins to `target` when the response goes out.
+    let expires = now + lb.affinity.ttl;
+    let pin =
+        pinning::for_mode(lb.affinity.mode).failover_pin(failed.pin, lb.affinity.failover, expires);
     Some(Decision {
         balancer: failed.balancer,
         target,

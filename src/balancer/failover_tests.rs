@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::affinity::rendezvous::HashKey;
-use crate::balancer::{route, RequestFacts, RuntimeState};
+use crate::balancer::{route, PinAction, RequestFacts, RuntimeState};
 use crate::config::Config;
 
 const NOW: u64 = 1_700_000_000;
@@ -64,6 +64,7 @@ fn kept(s: &Snapshot, name: &str) -> Decision {
         cookies: &[cookie.as_bytes()],
         headers: &headers,
         random: 0,
+        tls: false,
     };
     let d = route(s, &facts, NOW).unwrap();
     assert_eq!(d.outcome, Outcome::Kept);
@@ -245,6 +246,7 @@ load_balancers:
             cookies: &[],
             headers: &headers,
             random,
+            tls: false,
         };
         let first = route(&s, &facts(0), NOW).unwrap();
         assert_eq!(first.outcome, Outcome::New);

@@ -1,8 +1,11 @@
 //! Choosing an endpoint: the config snapshot, the runtime state of endpoints, `origin_steering`
 //! policies, and the routing decision that ties them together.
 
+mod commit;
+pub mod decision;
+pub mod endpoint;
 pub mod failover;
-pub mod monitor;
+pub mod pinning;
 pub mod route;
 pub mod snapshot;
 pub mod state;
@@ -11,7 +14,8 @@ pub mod steering;
 #[cfg(test)]
 mod route_tests;
 
+pub use decision::{Decision, Outcome, PinAction, Refusal, RequestFacts};
 pub use failover::failover;
-pub use route::{route, Decision, Outcome, PinAction, Refusal, RequestFacts};
+pub use route::route;
 pub use snapshot::{Balancer, Endpoint, EndpointRef, Pool, Snapshot};
 pub use state::{EndpointState, Lifecycle, RuntimeState};

@@ -45,6 +45,7 @@ fn facts<'a>(host: &'a str, cookies: &'a [&'a [u8]], random: u64) -> RequestFact
         cookies,
         headers: empty(),
         random,
+        tls: false,
     }
 }
 
@@ -212,7 +213,7 @@ fn unhealthy_or_drained_pin_is_repinned_and_draining_pin_kept() {
     );
     a.state.set_healthy(true);
     a.state.set_admin_drained(true);
-    a.state.sync_enabled(false, NOW);
+    a.state.run_drain_clock(false, NOW);
     let d = route(
         &s,
         &facts("shop.example.com", &[cookie.as_bytes()], 0),
@@ -264,10 +265,37 @@ fn minimum_origins_makes_a_pool_ineligible() {
 }
 
 #[test]
+fn always_use_https_is_decided_with_the_balancer() {
+    let s = snap(&BASE.replace(
+        "session_affinity: cookie",
+        "session_affinity: cookie\n    always_use_https: true",
+    ));
+    assert_eq!(
+        route(&s, &facts("shop.example.com", &[], 0), NOW),
+        Err(Refusal::HttpsOnly { balancer: 0 })
+    );
+    let tls = RequestFacts {
+        tls: true,
+        ..facts("shop.example.com", &[], 0)
+    };
+    assert!(route(&s, &tls, NOW).is_ok(), "over TLS it is served");
+    // A host that cannot be put in a Location is served as it is.
+    let s = snap(&BASE.replace(
+        "default_pools: [spare]",
+        "default_pools: [spare]\n    always_use_https: true",
+    ));
+    assert_eq!(
+        route(&s, &facts("other.example.com", &[], 0), NOW),
+        Err(Refusal::HttpsOnly { balancer: 1 })
+    );
+    assert!(route(&s, &facts("", &[], 0), NOW).is_ok());
+}
+
+#[test]
 fn affinity_none_sets_no_pin() {
     let s = snap(&BASE.replace("session_affinity: cookie", "session_affinity: none"));
     let d = route(&s, &facts("shop.example.com", &[], 0), NOW).unwrap();
-    assert_eq!((d.pin, d.outcome), (PinAction::None, Outcome::Unpinned));
+    assert_eq!((d.pin, d.outcome), (PinAction::None, Outcome::NoAffinity));
 }
 
 #[test]
@@ -396,5 +424,12 @@ fn header_sessions_survive_a_rebuild_for_endpoints_that_still_exist() {
             (s2.endpoint(d.target).name.clone(), d.outcome),
             (home, Outcome::Kept)
         );
+    }
+}
+
+#[test]
+fn outcome_table_matches_declaration_order() {
+    for (i, o) in Outcome::ALL.iter().enumerate() {
+        assert_eq!(*o as usize, i, "{}", o.as_str());
     }
 }

@@ -5,66 +5,23 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::affinity::cookies::CookieAttributes;
 use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::EndpointId;
 use crate::config::{
-    Affinity, Config, Failover, OriginAddr, SessionHeader, SteeringPolicy, Validated,
+    Affinity, Config, Failover, MonitorSpec, SessionHeader, SteeringPolicy, Validated,
 };
+use crate::proxy::listener_certs::ListenerCerts;
+use crate::proxy::origin::Origin;
+use crate::telemetry::metrics::{self, BalancerCounters};
 
-use super::monitor::MonitorSpec;
-use super::state::{EndpointState, Lifecycle, RuntimeState};
+use super::decision::Decision;
+pub use super::endpoint::{Endpoint, EndpointRef};
+use super::state::RuntimeState;
 use super::steering::{self, Steering};
-
-/// Where an endpoint sits in a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndpointRef {
-    pub pool: usize,
-    pub endpoint: usize,
-}
-
-/// One endpoint with everything the request path needs precomputed.
-#[derive(Debug)]
-pub struct Endpoint {
-    pub name: String,
-    pub id: EndpointId,
-    /// `address`; a host name that has not resolved yet has no socket address, and then the
-    /// endpoint counts as unhealthy.
-    pub addr: OriginAddr,
-    pub weight: f64,
-    /// `enabled` as the file says; a runtime drain lives in `state`.
-    pub enabled: bool,
-    /// The `Host` to send upstream instead of the client's.
-    pub host: Option<String>,
-    /// `pool/name`, for logs.
-    pub label: String,
-    pub state: Arc<EndpointState>,
-}
-
-impl Endpoint {
-    /// Enabled in the file and not drained at runtime.
-    pub fn enabled_now(&self) -> bool {
-        self.enabled && !self.state.admin_drained()
-    }
-
-    /// Serving, draining or drained, given the balancer's drain duration.
-    pub fn lifecycle(&self, drain_duration: u64, now: u64) -> Lifecycle {
-        self.state
-            .lifecycle(self.enabled_now(), drain_duration, now)
-    }
-
-    /// Its address is known and its monitor (if any) says healthy.
-    pub fn healthy(&self) -> bool {
-        self.addr.get().is_some() && self.state.healthy()
-    }
-
-    /// May take a new session: healthy, enabled, and with weight.
-    pub fn takes_new(&self) -> bool {
-        self.enabled_now() && self.healthy() && self.weight > 0.0
-    }
-}
 
 /// A pool of endpoints.
 #[derive(Debug)]
@@ -95,6 +52,7 @@ impl Pool {
 /// How a balancer pins sessions.
 #[derive(Debug)]
 pub struct AffinityPolicy {
+    /// The mode; `balancer::pinning::for_mode` gives its behaviour.
     pub mode: Affinity,
     /// Cookie lifetime, or the idle TTL of a header session, in seconds.
     pub ttl: u64,
@@ -118,9 +76,11 @@ pub struct Balancer {
     pub always_use_https: bool,
     pub affinity: AffinityPolicy,
     /// Every endpoint reachable from this balancer, by the id a cookie or session names.
-    pub pins: HashMap<EndpointId, EndpointRef>,
+    pub by_id: HashMap<EndpointId, EndpointRef>,
     /// The header-session store, in `header` mode; it outlives the snapshot.
     pub sessions: Option<Arc<SessionStore>>,
+    /// Its request counters, made when the snapshot is committed.
+    pub counters: Option<BalancerCounters>,
 }
 
 /// The immutable routing view of one config.
@@ -132,6 +92,8 @@ pub struct Snapshot {
     wildcard: Option<usize>,
     pub keys: CookieKeys,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Each TLS listener's certificates by address, as validation read them from disk.
+    listener_certs: Vec<(String, Arc<ListenerCerts>)>,
     /// The config it was built from, for status pages and reload diffs.
     pub config: Config,
 }
@@ -148,6 +110,7 @@ impl Snapshot {
             pools: typed_pools,
             balancers: typed_balancers,
             trusted_proxies,
+            listener_certs: typed_listener_certs,
             warnings: _,
         } = valid;
         let keys = match &config.cookie_secret {
@@ -167,27 +130,26 @@ impl Snapshot {
             None => fallback_keys.clone(),
         };
 
-        let monitors: Vec<Arc<MonitorSpec>> = config
-            .monitors
-            .iter()
-            .zip(&typed_monitors)
-            .map(|(m, typed)| Arc::new(MonitorSpec::compile(m, typed)))
-            .collect();
+        let monitors: Vec<Arc<MonitorSpec>> = typed_monitors.into_iter().map(Arc::new).collect();
         let mut pools = Vec::with_capacity(config.pools.len());
         for (p, typed) in config.pools.iter().zip(&typed_pools) {
             let endpoints: Vec<Endpoint> = p
                 .endpoints
                 .iter()
                 .zip(&typed.endpoints)
-                .map(|(e, t)| Endpoint {
-                    name: e.name.clone(),
-                    id: EndpointId::of(&p.pool.id, &e.name),
-                    addr: t.addr.clone(),
-                    weight: e.weight,
-                    enabled: e.enabled,
-                    host: t.host.clone(),
-                    label: format!("{}/{}", p.pool.id, e.name),
-                    state: Arc::default(),
+                .map(|(e, t)| {
+                    let label = format!("{}/{}", p.pool.id, e.name);
+                    Endpoint {
+                        name: e.name.clone(),
+                        id: EndpointId::of(&p.pool.id, &e.name),
+                        addr: t.addr.clone(),
+                        weight: e.weight,
+                        enabled: e.enabled,
+                        host: t.host.clone(),
+                        origin: Origin::compile(t.addr.get(), &t.tls, &label),
+                        label,
+                        state: Arc::default(),
+                    }
                 })
                 .collect();
             let weights: Vec<f64> = endpoints.iter().map(|e| e.weight).collect();
@@ -209,10 +171,10 @@ impl Snapshot {
             .zip(typed_balancers)
             .enumerate()
         {
-            let mut pins = HashMap::new();
+            let mut by_id = HashMap::new();
             for &pi in typed.default_pools.iter().chain([&typed.fallback]) {
                 for (ei, e) in pools[pi].endpoints.iter().enumerate() {
-                    pins.insert(
+                    by_id.insert(
                         e.id,
                         EndpointRef {
                             pool: pi,
@@ -248,8 +210,9 @@ impl Snapshot {
                     require_all_headers: attrs.require_all_headers,
                     max_sessions: lb.max_sessions,
                 },
-                pins,
+                by_id,
                 sessions: None,
+                counters: None,
             });
         }
         Snapshot {
@@ -259,6 +222,7 @@ impl Snapshot {
             wildcard,
             keys,
             trusted_proxies,
+            listener_certs: ListenerCerts::by_address(&config.listeners, typed_listener_certs),
             config,
         }
     }
@@ -269,6 +233,14 @@ impl Snapshot {
         let mut snap = Snapshot::compile(valid, &runtime.random_keys);
         runtime.lock().adopt(&mut snap, now);
         snap
+    }
+
+    /// The certificates of the TLS listener at `address` (as written in the config).
+    pub fn listener_certs(&self, address: &str) -> Option<&Arc<ListenerCerts>> {
+        self.listener_certs
+            .iter()
+            .find(|(a, _)| a == address)
+            .map(|(_, c)| c)
     }
 
     /// The balancer for a `Host` value: exact name (case-insensitive, port ignored), else `"*"`.
@@ -283,6 +255,31 @@ impl Snapshot {
             self.exact.get(name)
         };
         found.copied().or(self.wildcard)
+    }
+
+    /// Counts a finished request in `/metrics`: routed by `decision`, or answered by tether
+    /// itself on behalf of balancer `answered_by` (redirect, 503) or of none (404).
+    pub fn count(
+        &self,
+        decision: Option<&Decision>,
+        answered_by: Option<usize>,
+        status: u16,
+        upstream: Option<Duration>,
+    ) {
+        match (decision, answered_by) {
+            (Some(d), _) => {
+                if let Some(c) = &self.balancers[d.balancer].counters {
+                    let at = (d.target.pool, d.target.endpoint);
+                    c.routed(at, d.outcome as usize, status, upstream);
+                }
+            }
+            (None, Some(b)) => {
+                if let Some(c) = &self.balancers[b].counters {
+                    c.answered(status);
+                }
+            }
+            (None, None) => metrics::unrouted(status),
+        }
     }
 
     /// The endpoint at `r`.

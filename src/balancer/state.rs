@@ -5,13 +5,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
-use crate::config::Affinity;
-
-use super::snapshot::Snapshot;
 
 /// Where an endpoint is in its life: serving new sessions, draining old ones, or drained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,13 +70,30 @@ impl EndpointState {
     }
 
     /// Starts the drain clock at `now` if it is not running, or stops it when `enabled`.
-    pub fn sync_enabled(&self, enabled: bool, now: u64) {
+    pub fn run_drain_clock(&self, enabled: bool, now: u64) {
         if enabled {
             self.drain_since.store(0, Relaxed);
         } else {
             let _ = self
                 .drain_since
                 .compare_exchange(0, now.max(1), Relaxed, Relaxed);
+        }
+    }
+
+    /// Unix seconds when the current drain began; 0 while enabled.
+    pub fn drain_since(&self) -> u64 {
+        self.drain_since.load(Relaxed)
+    }
+
+    /// Takes over a drain recorded elsewhere (state hand-over, the state file, a shared store):
+    /// the admin flag as given and, when the endpoint is disabled now (`file_enabled` false or
+    /// drained through the admin API), the clock from `since` so its countdown goes on.
+    pub fn restore_drain(&self, admin_drained: bool, since: u64, file_enabled: bool) {
+        self.admin_drained.store(admin_drained, Relaxed);
+        if file_enabled && !admin_drained {
+            self.drain_since.store(0, Relaxed);
+        } else if since != 0 {
+            self.drain_since.store(since, Relaxed);
         }
     }
 
@@ -125,8 +138,8 @@ impl Default for RuntimeState {
 /// The states that outlive snapshots, as the last committed snapshot uses them.
 #[derive(Debug, Default)]
 pub struct Registry {
-    endpoints: HashMap<(String, String), Arc<EndpointState>>,
-    sessions: HashMap<String, Arc<SessionStore>>,
+    pub(super) endpoints: HashMap<(String, String), Arc<EndpointState>>,
+    pub(super) sessions: HashMap<String, Arc<SessionStore>>,
 }
 
 impl RuntimeState {
@@ -141,47 +154,8 @@ impl RuntimeState {
         let reg = self.lock();
         reg.sessions
             .iter()
-            .map(|(b, s)| (b.clone(), s.len()))
+            .map(|(b, s)| (b.clone(), s.count()))
             .collect()
-    }
-}
-
-impl Registry {
-    /// Commits `snap`'s claim on runtime state at `now`: each endpoint takes the state of the
-    /// endpoint with its pool id and name (its fresh one when it is new), its drain clock
-    /// follows the file's `enabled`; each `header` balancer takes its session store (resized
-    /// when its limits changed). State of endpoints and balancers `snap` lacks is dropped, so
-    /// the registry holds exactly what `snap` uses.
-    pub fn adopt(&mut self, snap: &mut Snapshot, now: u64) {
-        let mut endpoints = HashMap::with_capacity(self.endpoints.len());
-        for pool in &mut snap.pools {
-            for e in &mut pool.endpoints {
-                let key = (pool.id.clone(), e.name.clone());
-                if let Some(state) = self.endpoints.remove(&key) {
-                    e.state = state;
-                }
-                e.state
-                    .sync_enabled(e.enabled && !e.state.admin_drained(), now);
-                endpoints.insert(key, e.state.clone());
-            }
-        }
-        self.endpoints = endpoints;
-
-        let mut sessions = HashMap::new();
-        for b in &mut snap.balancers {
-            if b.affinity.mode != Affinity::Header {
-                continue;
-            }
-            let (ttl, capacity) = (Duration::from_secs(b.affinity.ttl), b.affinity.max_sessions);
-            let store = match self.sessions.remove(&b.name) {
-                Some(s) if s.has_limits(ttl, capacity) => s,
-                Some(s) => Arc::new(s.resized(ttl, capacity)),
-                None => Arc::new(SessionStore::new(ttl, capacity)),
-            };
-            sessions.insert(b.name.clone(), store.clone());
-            b.sessions = Some(store);
-        }
-        self.sessions = sessions;
     }
 }
 
@@ -193,68 +167,15 @@ mod tests {
     fn drain_clock_runs_from_first_disable() {
         let s = EndpointState::default();
         assert_eq!(s.lifecycle(true, 60, 100), Lifecycle::Serving);
-        s.sync_enabled(false, 100);
-        s.sync_enabled(false, 130); // a later reload does not restart the clock
+        s.run_drain_clock(false, 100);
+        s.run_drain_clock(false, 130); // a later reload does not restart the clock
         assert_eq!(
             s.lifecycle(false, 60, 130),
             Lifecycle::Draining { remaining: 30 }
         );
         assert_eq!(s.lifecycle(false, 60, 160), Lifecycle::Drained);
         assert_eq!(s.lifecycle(false, 0, 100), Lifecycle::Drained);
-        s.sync_enabled(true, 170);
+        s.run_drain_clock(true, 170);
         assert_eq!(s.lifecycle(true, 60, 170), Lifecycle::Serving);
-    }
-
-    fn config(endpoints: &[&str]) -> crate::config::Validated {
-        let eps: String = endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                format!(
-                    "      - {{ name: {n}, address: \"127.0.0.1:{}\" }}\n",
-                    9001 + i
-                )
-            })
-            .collect();
-        let yaml = format!(
-            "listeners: [{{ address: \"127.0.0.1:8080\" }}]\npools:\n  - id: web\n    endpoints:\n{eps}load_balancers: [{{ name: \"*\", default_pools: [web] }}]\n"
-        );
-        crate::config::Config::from_yaml(&yaml, "test").unwrap()
-    }
-
-    #[test]
-    fn adopt_keeps_state_of_surviving_endpoints() {
-        let rt = RuntimeState::default();
-        let first = Snapshot::build(config(&["a", "b"]), &rt, 100);
-        first.pools[0].endpoints[0].state.set_healthy(false);
-        let second = Snapshot::build(config(&["a"]), &rt, 100);
-        let (a1, a2) = (&first.pools[0].endpoints[0], &second.pools[0].endpoints[0]);
-        assert!(Arc::ptr_eq(&a1.state, &a2.state));
-        assert!(!a2.state.healthy());
-        let third = Snapshot::build(config(&["a", "b"]), &rt, 100);
-        assert!(
-            !Arc::ptr_eq(
-                &first.pools[0].endpoints[1].state,
-                &third.pools[0].endpoints[1].state
-            ),
-            "a removed endpoint starts afresh"
-        );
-    }
-
-    #[test]
-    fn a_compiled_snapshot_claims_nothing_until_adopted() {
-        let rt = RuntimeState::default();
-        let live = Snapshot::build(config(&["a"]), &rt, 100);
-        live.pools[0].endpoints[0].state.set_admin_drained(true);
-        // A compile that is never committed (a reload that fails later) leaves the registry as
-        // the live snapshot uses it.
-        let draft = Snapshot::compile(config(&["b"]), &rt.random_keys);
-        drop(draft);
-        let next = Snapshot::build(config(&["a"]), &rt, 100);
-        assert!(Arc::ptr_eq(
-            &live.pools[0].endpoints[0].state,
-            &next.pools[0].endpoints[0].state
-        ));
-        assert!(next.pools[0].endpoints[0].state.admin_drained());
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::affinity::rendezvous::{self, HashKey};
 use crate::config::OriginPolicy;
 
-use super::snapshot::Endpoint;
+use super::endpoint::Endpoint;
 
 /// Per-request inputs a policy may use.
 #[derive(Debug, Clone, Copy)]

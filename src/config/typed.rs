@@ -6,9 +6,12 @@
 //! `file.pools[i]` there), so a new schema field needs a line here only when it must be parsed.
 
 use std::ops::{Deref, RangeInclusive};
+use std::time::Duration;
 
 use super::address::OriginAddr;
-use super::schema::{Affinity, Config};
+use super::listener_tls::CertKey;
+use super::origin_tls::OriginTls;
+use super::schema::{Affinity, Config, Monitor, MonitorKind};
 use super::values::{ExpectedCodes, SessionHeader};
 
 /// A config that passed validation, with its parsed values.
@@ -17,8 +20,8 @@ pub struct Validated {
     /// The file as written (after `${ENV}` expansion): process settings, status pages and
     /// reload diffs read it.
     pub file: Config,
-    /// Per `monitors[i]`.
-    pub monitors: Vec<TypedMonitor>,
+    /// Per `monitors[i]`; for a `tcp` monitor, which sends no request, `expected_codes` is `2xx`.
+    pub monitors: Vec<MonitorSpec>,
     /// Per `pools[i]`.
     pub pools: Vec<TypedPool>,
     /// Per `load_balancers[i]`.
@@ -28,6 +31,8 @@ pub struct Validated {
     /// What is valid but will not work as written (an endpoint name that does not resolve),
     /// one line each, naming the YAML path: logged at start and reload, printed by `--test`.
     pub warnings: Vec<String>,
+    /// Per `listeners[i]`: its certificates, read from disk (`None` for a plain listener).
+    pub listener_certs: Vec<Option<Vec<CertKey>>>,
 }
 
 impl Deref for Validated {
@@ -38,11 +43,61 @@ impl Deref for Validated {
     }
 }
 
-/// A monitor's parsed values.
-#[derive(Debug, Clone)]
-pub struct TypedMonitor {
-    /// `expected_codes`; `2xx` for a `tcp` monitor, which sends no request.
+/// One monitor, ready to probe with: every string parsed, every default applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorSpec {
+    pub id: String,
+    pub kind: MonitorKind,
+    pub method: String,
+    pub path: String,
+    /// 0 = the endpoint's own port.
+    pub port: u16,
+    /// The `Host` to send; `None` = the endpoint's Host override, else its address.
+    pub host: Option<String>,
+    /// Every other configured header, in file order.
+    pub headers: Vec<(String, String)>,
     pub expected_codes: ExpectedCodes,
+    /// The text `expected_codes` was written as, for log lines.
+    pub expected_codes_text: String,
+    /// Lower-cased; empty = the body is not checked.
+    pub expected_body: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub consecutive_up: u32,
+    pub consecutive_down: u32,
+}
+
+impl MonitorSpec {
+    /// A monitor's settings with its `expected_codes` as validation parsed them.
+    pub fn compile(m: &Monitor, expected_codes: ExpectedCodes) -> MonitorSpec {
+        let mut host = None;
+        let mut headers = Vec::new();
+        for (name, values) in &m.header {
+            for v in values {
+                if name.eq_ignore_ascii_case("host") {
+                    host.get_or_insert_with(|| v.clone());
+                } else {
+                    headers.push((name.clone(), v.clone()));
+                }
+            }
+        }
+        MonitorSpec {
+            id: m.id.clone(),
+            kind: m.kind,
+            method: m.method.clone(),
+            path: m.path.clone(),
+            port: m.port,
+            host,
+            headers,
+            expected_codes,
+            expected_codes_text: m.expected_codes.clone(),
+            expected_body: m.expected_body.to_lowercase(),
+            interval: Duration::from_secs(m.interval),
+            timeout: Duration::from_secs(m.timeout),
+            consecutive_up: m.consecutive_up.max(1),
+            consecutive_down: m.consecutive_down.max(1),
+        }
+    }
 }
 
 /// A pool's parsed values.
@@ -61,6 +116,8 @@ pub struct TypedEndpoint {
     pub addr: OriginAddr,
     /// The `Host` override from `header`, if any.
     pub host: Option<String>,
+    /// Origin TLS: its `tls:` over the pool's over the defaults, with the CA file read.
+    pub tls: OriginTls,
 }
 
 /// A load balancer's parsed values, with every default applied.

@@ -13,7 +13,9 @@
 //! forgotten, and an endpoint whose pool has no monitor counts as healthy.
 
 mod drain_log;
+pub mod monitor;
 mod probe;
+pub mod reason;
 pub mod resolve;
 
 use std::collections::{HashMap, HashSet};
@@ -27,11 +29,12 @@ use pingora::services::background::BackgroundService;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use self::monitor::{CheckFailure, MonitorSpec, Streak};
 use crate::affinity::EndpointId;
-use crate::balancer::monitor::{CheckFailure, MonitorSpec, Streak};
 use crate::balancer::{EndpointState, Snapshot};
 use crate::clock::unix_now;
 use crate::live::Live;
+use crate::proxy::origin::Origin;
 
 pub use probe::Prober;
 
@@ -52,6 +55,8 @@ struct Tracked {
     monitor: Arc<MonitorSpec>,
     addr: SocketAddr,
     host: Option<String>,
+    /// The endpoint's TLS settings, which an `https` check uses.
+    origin: Origin,
     streak: Streak,
     next_due: Instant,
     running: bool,
@@ -74,6 +79,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
     for pool in &snap.pools {
         for e in &pool.endpoints {
             let Some(monitor) = &pool.monitor else {
+                reason::set(&e.label, "its pool has no monitor");
                 if e.state.set_healthy(true) {
                     report_transition(&pool.id, &e.name, true, "its pool has no monitor", 0);
                 }
@@ -100,15 +106,17 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 monitor: monitor.clone(),
                 addr,
                 host: e.host.clone(),
+                origin: e.origin.clone(),
                 streak: Streak::default(),
                 next_due: now,
                 running: false,
                 checked: false,
             });
-            if t.monitor != *monitor || t.addr != addr || t.host != e.host {
+            if t.monitor != *monitor || t.addr != addr || t.host != e.host || t.origin != e.origin {
                 t.monitor = monitor.clone();
                 t.addr = addr;
                 t.host = e.host.clone();
+                t.origin = e.origin.clone();
                 t.next_due = now;
             }
         }
@@ -119,7 +127,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
 /// The one place a health transition is reported: the log line here, and the metrics counter
 /// beside it.
 fn report_transition(pool: &str, endpoint: &str, healthy: bool, reason: &str, in_a_row: u64) {
-    crate::ops::metrics::record_health_transition(pool, endpoint, healthy);
+    crate::telemetry::metrics::record_health_transition(pool, endpoint, healthy);
     let run = if in_a_row > 0 {
         format!(" ({in_a_row} in a row)")
     } else {
@@ -160,6 +168,7 @@ fn record(t: &mut Tracked, result: Result<String, CheckFailure>) {
         Ok(passed) => passed.clone(),
         Err(failure) => failure.to_string(),
     };
+    reason::set(&t.label, &reason);
     let first = !t.checked;
     t.checked = true;
     match flip {
@@ -175,7 +184,7 @@ fn record(t: &mut Tracked, result: Result<String, CheckFailure>) {
         },
         Some(healthy) => {
             t.state.set_healthy(healthy);
-            report_transition(&t.pool, &t.name, healthy, &reason, t.streak.len());
+            report_transition(&t.pool, &t.name, healthy, &reason, t.streak.in_a_row());
         }
         None if result.is_err() => log::debug!("{} check failed: {reason}", t.label),
         None => {}
@@ -203,10 +212,16 @@ impl BackgroundService for EndpointWatch {
                 }
                 t.running = true;
                 t.next_due = now + t.monitor.interval;
-                let (prober, spec, addr, host) =
-                    (prober.clone(), t.monitor.clone(), t.addr, t.host.clone());
-                let handle =
-                    checks.spawn(async move { prober.check(&spec, addr, host.as_deref()).await });
+                let (prober, spec, addr, host, origin) = (
+                    prober.clone(),
+                    t.monitor.clone(),
+                    t.addr,
+                    t.host.clone(),
+                    t.origin.clone(),
+                );
+                let handle = checks.spawn(async move {
+                    prober.check(&spec, addr, host.as_deref(), &origin).await
+                });
                 let state = t.state.clone();
                 running.insert(handle.id(), Running { id, state });
             }
@@ -323,7 +338,7 @@ load_balancers: [{ name: "*", default_pools: [web] }]
             new_a.state.healthy(),
             "the old check's failure stays with the old endpoint"
         );
-        assert!(tracked[&new_a.id].streak.is_empty());
+        assert_eq!(tracked[&new_a.id].streak.in_a_row(), 0);
 
         // A check of the same endpoint is recorded.
         let check = Running {

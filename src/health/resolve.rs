@@ -39,7 +39,7 @@ pub fn attach(snap: &Snapshot, found: &[(String, Result<SocketAddr, String>)]) -
     for e in snap.pools.iter().flat_map(|p| &p.endpoints) {
         let hit = found.iter().find(|(name, _)| name == e.addr.as_str());
         if let Some((name, Ok(addr))) = hit {
-            if e.addr.attach(*addr) {
+            if e.attach(*addr) {
                 attached += 1;
                 log::info!(
                     "{}: {name} now resolves to {addr}; the endpoint is eligible again",
@@ -114,6 +114,7 @@ load_balancers:
         let snap = Snapshot::build(valid, &runtime, 1_700_000_000);
         let later = &snap.pools[0].endpoints[1];
         assert!(!later.healthy() && !later.takes_new());
+        assert!(later.origin.peer().is_none(), "no peer without an address");
         assert!(snap.pools[0].endpoints[0].takes_new());
         assert_eq!(unresolved(&snap), ["app-1.invalid:80"]);
 
@@ -130,6 +131,7 @@ load_balancers:
         assert_eq!(attach(&snap, &found), 1);
         assert!(later.takes_new());
         assert_eq!(later.addr.get(), Some(addr));
+        assert!(later.origin.peer().is_some());
         assert!(unresolved(&snap).is_empty());
         super::super::sync(&snap, &mut tracked, tokio::time::Instant::now());
         assert!(tracked.contains_key(&later.id), "checked once it resolves");

@@ -11,13 +11,15 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
+use crate::balancer::Snapshot;
 use crate::clock::unix_now;
 use crate::live::Live;
 use crate::proxy::access_log::Escaped;
 
 use super::admin_auth::{bearer_matches, same_site};
 use super::status::{self, NotFound};
-use super::{metrics, reload, status_page};
+use super::{reload, status_page};
+use crate::telemetry::metrics;
 
 /// The admin API over the live instance.
 pub struct AdminApi {
@@ -50,6 +52,26 @@ fn error(status: StatusCode, message: &str) -> Response<Vec<u8>> {
     json_response(status, &json!({ "ok": false, "error": message }))
 }
 
+/// `GET /metrics`: every counter, with the gauges read from `snap` now.
+fn metrics_page(snap: &Snapshot) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let endpoints = snap.pools.iter().flat_map(|p| {
+        p.endpoints.iter().map(|e| metrics::EndpointGauges {
+            pool: &p.id,
+            endpoint: &e.name,
+            healthy: e.healthy(),
+            enabled: e.enabled_now(),
+            inflight: e.state.inflight.load(Relaxed),
+        })
+    });
+    let sessions = snap.balancers.iter().filter_map(|b| {
+        let store = b.sessions.as_ref()?;
+        store.sync();
+        Some((b.name.as_str(), store.count()))
+    });
+    metrics::render(endpoints, sessions)
+}
+
 impl AdminApi {
     /// Answers one admin request; `method` and `path` come from the request line.
     fn route(&self, method: &Method, path: &str) -> Response<Vec<u8>> {
@@ -63,12 +85,14 @@ impl AdminApi {
                 status_page::render(&snap, now).into_bytes(),
             ),
             (&Method::GET, ["status"]) => {
-                json_response(StatusCode::OK, &status::status_json(&snap, now))
+                let mut doc = status::status_json(&snap, now);
+                doc["state"] = self.live.state.status_json();
+                json_response(StatusCode::OK, &doc)
             }
             (&Method::GET, ["metrics"]) => respond(
                 StatusCode::OK,
                 metrics::CONTENT_TYPE,
-                metrics::render(&snap).into_bytes(),
+                (metrics_page(&snap) + &crate::state::metrics::render()).into_bytes(),
             ),
             (&Method::POST, ["pools", pool, "endpoints", name, action @ ("drain" | "undrain")]) => {
                 let drain = *action == "drain";
@@ -76,7 +100,12 @@ impl AdminApi {
                     .live
                     .operate(|snap| status::set_drained(snap, pool, name, drain, now))
                 {
-                    Ok(view) => json_response(StatusCode::OK, &view.to_json()),
+                    Ok(view) => {
+                        let snap = self.live.snapshot();
+                        let since = crate::state::admin_drain_of(&snap, pool, name);
+                        self.live.state.drain_changed(pool, name, since);
+                        json_response(StatusCode::OK, &view.to_json())
+                    }
                     Err(NotFound::Pool) => {
                         error(StatusCode::NOT_FOUND, &format!("no pool {pool:?}"))
                     }
@@ -110,6 +139,19 @@ impl ServeHttp for AdminApi {
         match snap.config.admin.as_ref().and_then(|a| a.token.as_ref()) {
             Some(token) => {
                 if !bearer_matches(token.expose(), header(http::header::AUTHORIZATION)) {
+                    // A browser cannot send a bearer header when it opens the page: it gets a
+                    // page without data that asks for the token and loads the rest with it.
+                    // The page's own script marks its requests: those get the 401 that makes
+                    // it ask for the token.
+                    let from_script =
+                        header(http::HeaderName::from_static(status_page::SCRIPT_HEADER));
+                    if req.method == Method::GET && req.uri.path() == "/" && from_script.is_none() {
+                        return respond(
+                            StatusCode::OK,
+                            "text/html; charset=utf-8",
+                            status_page::locked().into_bytes(),
+                        );
+                    }
                     let mut resp =
                         error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
                     resp.headers_mut().insert(

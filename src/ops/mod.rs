@@ -1,11 +1,11 @@
 //! Operating a running instance: reload (SIGHUP and the admin API), the admin listener with its
-//! status views and runtime drain, and Prometheus metrics.
+//! status views, runtime drain and `GET /metrics` (counted in `crate::telemetry`).
 
 pub mod admin;
 mod admin_auth;
 pub mod graceful;
-pub mod log_sink;
-pub mod metrics;
+pub mod history;
 pub mod reload;
+pub mod sparkline;
 pub mod status;
 pub mod status_page;

@@ -14,6 +14,8 @@ pub struct EndpointView {
     pub address: String,
     pub weight: f64,
     pub healthy: bool,
+    /// What the last health check found (`None` before the first check).
+    pub health_reason: Option<String>,
     /// Takes new sessions: enabled in the file and not drained through the admin API.
     pub enabled: bool,
     /// Drained through the admin API (survives reloads until undrained).
@@ -51,6 +53,7 @@ pub fn endpoint_view(snap: &Snapshot, pool: usize, e: &Endpoint, now: u64) -> En
         address: e.addr.to_string(),
         weight: e.weight,
         healthy: e.healthy(),
+        health_reason: crate::health::reason::get(&e.label),
         enabled: e.enabled_now(),
         admin_drained: e.state.admin_drained(),
         state,
@@ -69,6 +72,7 @@ impl EndpointView {
             "address": self.address,
             "weight": self.weight,
             "healthy": self.healthy,
+            "health_reason": self.health_reason,
             "enabled": self.enabled,
             "admin_drained": self.admin_drained,
             "state": self.state,
@@ -154,7 +158,7 @@ pub fn set_drained(
         .find(|e| e.name == name)
         .ok_or(NotFound::Endpoint)?;
     e.state.set_admin_drained(drain);
-    e.state.sync_enabled(!drain && e.enabled, now);
+    e.state.run_drain_clock(!drain && e.enabled, now);
     log::info!(
         "{} {}/{} through the admin API",
         if drain { "drained" } else { "undrained" },

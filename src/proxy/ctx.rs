@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::balancer::{Decision, EndpointRef, EndpointState, Snapshot};
 
-/// Facts kept for later hooks.
+/// How and when the request arrived, kept for later hooks (the router's view of the request
+/// is `balancer::RequestFacts`, which borrows it and lives only while routing).
 #[derive(Debug, Clone, Copy)]
-pub struct Facts {
+pub struct Arrival {
     /// The socket peer.
     pub peer: IpAddr,
     /// The client, after `trusted_proxies`.
@@ -50,6 +51,10 @@ pub struct Attempts {
 pub struct Timing {
     pub started: Instant,
     pub upstream_started: Option<Instant>,
+    /// From asking for an upstream connection to having one (TCP connect, or a pooled one).
+    pub upstream_connect: Option<Duration>,
+    /// The upstream connection came from the pool (no connect).
+    pub upstream_reused: bool,
     pub upstream: Option<Duration>,
 }
 
@@ -57,8 +62,10 @@ pub struct Timing {
 #[derive(Debug)]
 pub struct RequestCtx {
     pub snapshot: Option<Arc<Snapshot>>,
-    pub facts: Option<Facts>,
+    pub facts: Option<Arrival>,
     pub decision: Option<Decision>,
+    /// The balancer of a request that tether answered itself (redirect, 503), for metrics.
+    pub answered_by: Option<usize>,
     pub attempts: Attempts,
     pub timing: Timing,
 }
@@ -69,10 +76,13 @@ impl Default for RequestCtx {
             snapshot: None,
             facts: None,
             decision: None,
+            answered_by: None,
             attempts: Attempts::default(),
             timing: Timing {
                 started: Instant::now(),
                 upstream_started: None,
+                upstream_connect: None,
+                upstream_reused: false,
                 upstream: None,
             },
         }

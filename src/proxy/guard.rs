@@ -23,7 +23,7 @@ use super::conn::{ConnLimits, Signals, Watch, Watched};
 use super::tls_accept::TlsAcceptor;
 use crate::config::Limits;
 use crate::live::Live;
-use crate::ops::metrics;
+use crate::telemetry::metrics;
 
 tokio::task_local! {
     /// The signals of the HTTP/1 connection this task serves.

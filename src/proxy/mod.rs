@@ -1,20 +1,22 @@
 //! The Pingora adapter: each hook collects facts or carries out a decision of
 //! `balancer::route`; no routing logic lives here.
 
+mod access_json;
 pub(crate) mod access_log;
 pub mod conn;
-mod count;
 mod ctx;
 mod facts;
 pub mod forwarded;
 pub mod guard;
 pub mod limits;
+pub mod listener_certs;
+pub mod origin;
 mod redirect;
 mod retry;
 pub mod tls_accept;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,13 +28,11 @@ use pingora_proxy::{ProxyHttp, Session};
 use crate::affinity::cookies::{has_cflb, push_without_cflb, set_cookie};
 use crate::balancer::{route, PinAction, Refusal, RequestFacts};
 use crate::clock::unix_now;
+use crate::config::AccessLogFormat;
 use crate::live::Live;
 
 pub use ctx::RequestCtx;
-use ctx::{Facts, InFlight};
-
-/// How long tether waits for an upstream TCP connect before calling it failed (Cloudflare 522).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use ctx::{Arrival, InFlight};
 
 /// The proxy service: routes every request through the live snapshot.
 pub struct Tether {
@@ -84,7 +84,7 @@ impl ProxyHttp for Tether {
         };
         if let Err(refused) = checked {
             log::warn!(target: "refused", "{} {:?} from {}", refused.status(), refused, facts::peer_ip(session));
-            crate::ops::metrics::record_refusal(refused.reason());
+            crate::telemetry::metrics::record_refusal(refused.reason());
             respond_plain(session, refused.status(), refused.body()).await?;
             // Nothing more is read from a connection whose framing cannot be trusted.
             return Err(Error::explain(
@@ -101,13 +101,6 @@ impl ProxyHttp for Tether {
         let peer = facts::peer_ip(session);
         let client = facts::client_ip(&snap, req, peer);
         let tls = facts::is_tls(session);
-        if !tls {
-            if let Some(location) = redirect::https_location(&snap, req) {
-                ctx.snapshot = Some(snap);
-                redirect::respond(session, &location).await?;
-                return Ok(true);
-            }
-        }
         let now = unix_now();
         let decision = {
             let cookies = facts::cookie_headers(req);
@@ -117,26 +110,38 @@ impl ProxyHttp for Tether {
                 cookies: &cookies,
                 headers: &req.headers,
                 random: fastrand::u64(..),
+                tls,
             };
+            // A shared store refreshes the request's header session here (bounded wait).
+            self.live.state.prepare(&snap, &request).await;
             route(&snap, &request, now)
         };
-        ctx.facts = Some(Facts {
+        ctx.facts = Some(Arrival {
             peer,
             client,
             tls,
             now,
         });
         ctx.snapshot = Some(snap);
-        match decision {
+        let refusal = match decision {
             Ok(d) => {
                 ctx.decision = Some(d);
-                Ok(false)
+                return Ok(false);
             }
-            Err(Refusal::NoBalancer) => {
+            Err(refusal) => refusal,
+        };
+        ctx.answered_by = refusal.balancer();
+        match refusal {
+            Refusal::HttpsOnly { .. } => {
+                let location = redirect::https_location(session.req_header());
+                redirect::respond(session, &location).await?;
+                Ok(true)
+            }
+            Refusal::NoBalancer => {
                 respond_plain(session, 404, "no load balancer answers this host\n").await?;
                 Ok(true)
             }
-            Err(Refusal::NoEndpoint { .. }) => {
+            Refusal::NoEndpoint { .. } => {
                 respond_plain(session, 503, "no healthy endpoint is available\n").await?;
                 Ok(true)
             }
@@ -159,7 +164,7 @@ impl ProxyHttp for Tether {
         let target = decision.target;
         let endpoint = snap.endpoint(target);
         // Routing never picks an endpoint whose name has not resolved (it is not healthy).
-        let Some(addr) = endpoint.addr.get() else {
+        let Some(peer) = endpoint.origin.peer() else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "routed to an endpoint with no address",
@@ -168,9 +173,7 @@ impl ProxyHttp for Tether {
         ctx.attempts.tried.push(target);
         ctx.attempts.inflight = Some(InFlight::start(&endpoint.state));
         ctx.timing.upstream_started = Some(Instant::now());
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
-        Ok(Box::new(peer))
+        Ok(peer)
     }
 
     fn fail_to_connect(
@@ -181,6 +184,48 @@ impl ProxyHttp for Tether {
         e: Box<Error>,
     ) -> Box<Error> {
         retry::on_connect_failure(ctx, e)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.timing.upstream_connect = ctx.timing.upstream_started.map(|t| t.elapsed());
+        ctx.timing.upstream_reused = reused;
+        match origin::name_refused(digest) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // A certificate refused by `connected_to_upstream`: nothing was sent, so it is a connect
+        // failure like Pingora's own certificate errors (SPEC 3.4).
+        if *e.etype() == ErrorType::InvalidCert {
+            return retry::on_connect_failure(ctx, e);
+        }
+        // Pingora's default.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -245,9 +290,8 @@ impl ProxyHttp for Tether {
                 resp.append_header(http::header::SET_COOKIE, value)?;
             }
             PinAction::Remember { session } => {
-                if let Some(store) = &lb.sessions {
-                    store.pin(session, endpoint);
-                }
+                let new = decision.outcome == crate::balancer::Outcome::New;
+                self.live.state.remember(lb, session, endpoint, new);
             }
         }
         Ok(())
@@ -255,8 +299,23 @@ impl ProxyHttp for Tether {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.attempts.inflight = None;
-        access_log::write(session, e, ctx);
-        count::record(session, ctx, &self.live);
+        let format = match &ctx.snapshot {
+            Some(snap) => snap.config.access_log.format,
+            None => self.live.snapshot().config.access_log.format,
+        };
+        match format {
+            AccessLogFormat::Text => access_log::write(session, e, ctx),
+            AccessLogFormat::Json => access_json::write(session, e, ctx),
+        }
+        if let Some(snap) = &ctx.snapshot {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            snap.count(
+                ctx.decision.as_ref(),
+                ctx.answered_by,
+                status,
+                ctx.timing.upstream,
+            );
+        }
     }
 }
 

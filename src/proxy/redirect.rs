@@ -10,28 +10,20 @@ use pingora::Result;
 use pingora_proxy::Session;
 
 use crate::balancer::snapshot::host_name;
-use crate::balancer::Snapshot;
 
 use super::facts;
 
-/// The `Location` to send a plain-HTTP request to, when its balancer has `always_use_https`;
-/// `None` when the request should be served as it is (or carries no usable Host).
-pub fn https_location(snap: &Snapshot, req: &RequestHeader) -> Option<String> {
-    let host = facts::host(req);
-    let lb = snap.balancer_for_host(host)?;
-    if !snap.balancers[lb].always_use_https {
-        return None;
-    }
-    let name = host_name(host);
-    if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b == b'/') {
-        return None;
-    }
+/// The `Location` to send a plain-HTTP request to: the same host and target over https. The
+/// router decided that the request is redirected (`Refusal::HttpsOnly`), and that its host is
+/// usable here.
+pub fn https_location(req: &RequestHeader) -> String {
+    let name = host_name(facts::host(req));
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    Some(if name.contains(':') {
+    if name.contains(':') {
         format!("https://[{name}]{target}")
     } else {
         format!("https://{name}{target}")
-    })
+    }
 }
 
 /// Answers 301 to `location`.

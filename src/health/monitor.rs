@@ -1,74 +1,20 @@
-//! Health monitors as the balancer sees them: a monitor's settings compiled once per snapshot,
-//! and the pure bookkeeping that turns a run of check results into a health verdict. The probes
-//! themselves (sockets, TLS) live in `crate::health`; keeping the counting here makes the
-//! `consecutive_up` / `consecutive_down` rules unit-testable without a socket.
+//! The pure side of health checks: judging one answer against a monitor's settings, and the
+//! bookkeeping that turns a run of check results into a health verdict. The probes themselves
+//! (sockets, TLS) are in `probe`; keeping the counting here makes the `consecutive_up` /
+//! `consecutive_down` rules unit-testable without a socket.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::config::{ExpectedCodes, Monitor, MonitorKind, TypedMonitor};
+pub use crate::config::MonitorSpec;
 
 /// How many bytes of a response body `expected_body` is searched in (Cloudflare: the first 10 KB).
 pub const BODY_LIMIT: usize = 10 * 1024;
 
-/// One monitor, ready to probe with: every string parsed, every default applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MonitorSpec {
-    pub id: String,
-    pub kind: MonitorKind,
-    pub method: String,
-    pub path: String,
-    /// 0 = the endpoint's own port.
-    pub port: u16,
-    /// The `Host` to send; `None` = the endpoint's Host override, else its address.
-    pub host: Option<String>,
-    /// Every other configured header, in file order.
-    pub headers: Vec<(String, String)>,
-    pub expected_codes: ExpectedCodes,
-    /// The text `expected_codes` was written as, for log lines.
-    pub expected_codes_text: String,
-    /// Lower-cased; empty = the body is not checked.
-    pub expected_body: String,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub consecutive_up: u32,
-    pub consecutive_down: u32,
-}
-
+// The monitor's settings (`MonitorSpec`) are parsed by validation (`crate::config`); what a
+// check does with them is decided here.
 impl MonitorSpec {
-    /// Compiles a validated monitor with the values validation parsed.
-    pub fn compile(m: &Monitor, typed: &TypedMonitor) -> MonitorSpec {
-        let expected_codes = typed.expected_codes.clone();
-        let mut host = None;
-        let mut headers = Vec::new();
-        for (name, values) in &m.header {
-            for v in values {
-                if name.eq_ignore_ascii_case("host") {
-                    host.get_or_insert_with(|| v.clone());
-                } else {
-                    headers.push((name.clone(), v.clone()));
-                }
-            }
-        }
-        MonitorSpec {
-            id: m.id.clone(),
-            kind: m.kind,
-            method: m.method.clone(),
-            path: m.path.clone(),
-            port: m.port,
-            host,
-            headers,
-            expected_codes,
-            expected_codes_text: m.expected_codes.clone(),
-            expected_body: m.expected_body.to_lowercase(),
-            interval: Duration::from_secs(m.interval),
-            timeout: Duration::from_secs(m.timeout),
-            consecutive_up: m.consecutive_up.max(1),
-            consecutive_down: m.consecutive_down.max(1),
-        }
-    }
-
     /// The address to probe for an endpoint at `addr`: its own, or its IP with `port`.
     pub fn target(&self, addr: SocketAddr) -> SocketAddr {
         match self.port {
@@ -150,14 +96,9 @@ impl Streak {
         }
     }
 
-    /// How many equal results in a row, for log lines.
-    pub fn len(&self) -> u64 {
+    /// How many equal results in a row (0 before the first), for log lines.
+    pub fn in_a_row(&self) -> u64 {
         self.run.unsigned_abs()
-    }
-
-    /// True before the first result.
-    pub fn is_empty(&self) -> bool {
-        self.run == 0
     }
 }
 
@@ -167,11 +108,9 @@ mod tests {
 
     fn spec(extra: &str) -> MonitorSpec {
         let yaml = format!("id: m\n{extra}");
-        let m: Monitor = serde_yaml::from_str(&yaml).unwrap();
-        let typed = TypedMonitor {
-            expected_codes: ExpectedCodes::parse(&m.expected_codes).unwrap(),
-        };
-        MonitorSpec::compile(&m, &typed)
+        let m: crate::config::Monitor = serde_yaml::from_str(&yaml).unwrap();
+        let codes = crate::config::ExpectedCodes::parse(&m.expected_codes).unwrap();
+        MonitorSpec::compile(&m, codes)
     }
 
     #[test]
@@ -230,7 +169,7 @@ mod tests {
         assert_eq!(s.record(false, true, 2, 3), None);
         assert_eq!(s.record(false, true, 2, 3), None);
         assert_eq!(s.record(false, true, 2, 3), Some(false));
-        assert_eq!(s.len(), 3);
+        assert_eq!(s.in_a_row(), 3);
         // unhealthy, up after 2 successes in a row.
         assert_eq!(s.record(true, false, 2, 3), None);
         assert_eq!(s.record(true, false, 2, 3), Some(true));
@@ -241,7 +180,7 @@ mod tests {
     #[test]
     fn one_failure_flips_with_consecutive_down_1() {
         let mut s = Streak::default();
-        assert!(s.is_empty());
+        assert_eq!(s.in_a_row(), 0);
         assert_eq!(s.record(false, true, 1, 1), Some(false));
     }
 }

@@ -3,11 +3,12 @@
 //! (bench/README.md), so access lines collect in a buffer that is written out every
 //! [`FLUSH_EVERY`] or when it holds [`FLUSH_AT`] bytes — as nginx's `access_log … buffer= flush=`.
 //! Every other line (warnings, errors, reloads) is written at once, after any access lines
-//! before it, so the order of lines is kept.
+//! before it. Each thread buffers its own lines, so the request path takes no lock that
+//! another worker holds; a flush writes each thread's lines in their order.
 
 use std::cell::Cell;
 use std::io::{self, Write};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,21 +20,44 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Buffered bytes that trigger a write without waiting for the timer.
 pub const FLUSH_AT: usize = 32 * 1024;
 
-static BUFFER: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+/// A thread's buffer. Only its own thread fills it; a flush empties it from any thread.
+type Buffer = Arc<Mutex<Vec<u8>>>;
+
+/// Every thread's buffer, so a flush reaches them all. Locked when a thread logs its first
+/// line and by flushes, never per line.
+static BUFFERS: Mutex<Vec<Buffer>> = Mutex::new(Vec::new());
 
 thread_local! {
     /// Set by the formatter for the record being written: may it wait in the buffer?
     static DEFERRABLE: Cell<bool> = const { Cell::new(false) };
+    /// This thread's buffer: a request logs into its own thread's, so workers never wait on
+    /// each other's lines.
+    static MINE: Buffer = {
+        let b: Buffer = Arc::new(Mutex::new(Vec::with_capacity(FLUSH_AT * 2)));
+        lock(&BUFFERS).push(b.clone());
+        b
+    };
 }
 
-fn buffer() -> &'static Mutex<Vec<u8>> {
-    BUFFER.get_or_init(|| Mutex::new(Vec::with_capacity(FLUSH_AT * 2)))
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Writes out what is buffered. Called by the timer, by urgent lines, and at shutdown.
+/// Writes out what every thread has buffered, this thread's last. Called by the timer, by
+/// urgent lines, and at shutdown.
 pub fn flush() -> io::Result<()> {
-    let mut b = buffer().lock().unwrap_or_else(|e| e.into_inner());
-    write_out(&mut b)
+    let buffers: Vec<Buffer> = lock(&BUFFERS).clone();
+    let mine = MINE.try_with(Arc::clone).ok();
+    let mut result = Ok(());
+    let others = buffers
+        .iter()
+        .filter(|b| mine.as_ref().is_none_or(|m| !Arc::ptr_eq(b, m)));
+    for b in others.chain(mine.as_ref()) {
+        if let Err(e) = write_out(&mut lock(b)) {
+            result = Err(e);
+        }
+    }
+    result
 }
 
 fn write_out(b: &mut Vec<u8>) -> io::Result<()> {
@@ -45,33 +69,44 @@ fn write_out(b: &mut Vec<u8>) -> io::Result<()> {
     result
 }
 
-/// env_logger's writer: appends; writes out on `flush` unless the line may wait.
+/// env_logger's writer: appends to this thread's buffer; writes out on `flush` unless the
+/// line may wait.
 struct Sink;
 
 impl Write for Sink {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        buffer()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(data);
+        MINE.with(|b| lock(b).extend_from_slice(data));
         Ok(data.len())
     }
 
     // env_logger calls this after every record.
     fn flush(&mut self) -> io::Result<()> {
-        let mut b = buffer().lock().unwrap_or_else(|e| e.into_inner());
-        if DEFERRABLE.get() && b.len() < FLUSH_AT {
-            return Ok(());
+        if !DEFERRABLE.get() {
+            // A line that must not wait goes out after every access line buffered before it.
+            return flush();
         }
-        write_out(&mut b)
+        MINE.with(|b| {
+            let mut b = lock(b);
+            if b.len() < FLUSH_AT {
+                return Ok(());
+            }
+            write_out(&mut b)
+        })
     }
 }
 
-/// Installs the logger. Lines look as env_logger's default: `[time LEVEL target] message`.
+/// Installs the logger. Lines look as env_logger's default: `[time LEVEL target] message`,
+/// except JSON access lines, which are the bare object.
 pub fn init() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|out, record| {
-            DEFERRABLE.set(record.target() == "access" && record.level() >= log::Level::Info);
+            let target = record.target();
+            let access = target == "access" || target == "access_json";
+            DEFERRABLE.set(access && record.level() >= log::Level::Info);
+            // A JSON access line is the whole line, so that it parses as JSON.
+            if target == "access_json" {
+                return writeln!(out, "{}", record.args());
+            }
             writeln!(
                 out,
                 "[{} {:<5} {}] {}",
