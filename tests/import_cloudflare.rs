@@ -64,14 +64,29 @@ fn import_prints_yaml_that_tether_test_accepts_and_reports_on_stderr() {
 }
 
 #[test]
-fn origin_tls_flag_gives_port_443_and_says_how_tls_is_set() {
+fn origin_tls_flag_gives_port_443_and_pools_origin_tls() {
     let files = ["load_balancers.json", "monitors.json", "pools.json"].map(fixture);
     let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let out = import(&files, &["--origin-tls"]);
     let yaml = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(yaml.contains("address: 192.0.2.12:443"), "{yaml}");
-    assert!(yaml.contains("tls: { enabled: true }"), "{yaml}");
+    assert_eq!(
+        yaml.matches("\n    tls:\n      enabled: true\n").count(),
+        4,
+        "{yaml}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imported.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let test = Command::new(tether_bin())
+        .env("TETHER_COOKIE_SECRET", SECRET)
+        .arg("--config")
+        .arg(&path)
+        .arg("--test")
+        .output()
+        .unwrap();
+    assert!(test.status.success(), "{}\n{yaml}", text(&test.stderr));
 }
 
 #[test]

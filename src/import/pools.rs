@@ -6,12 +6,13 @@ use std::net::Ipv6Addr;
 
 use super::cloudflare::{unknown_fields, CfMonitor, CfOrigin, CfPool};
 use super::read::{Export, Located};
-use super::yaml::{Commented, Endpoint, Imported, Monitor, OriginSteering, Pool};
+use super::yaml::{Commented, Endpoint, Imported, Monitor, OriginSteering, Pool, PoolTls};
 use super::{unique_name, ImportError, Options};
 use crate::config::ExpectedCodes;
 
-/// Cloudflare monitor id → tether monitor id; `None` for a monitor tether cannot run.
-pub type MonitorIds = HashMap<String, Option<String>>;
+/// Cloudflare monitor id → (tether monitor id, `allow_insecure`); `None` for a monitor tether
+/// cannot run.
+pub type MonitorIds = HashMap<String, Option<(String, bool)>>;
 /// Cloudflare pool id → tether pool id.
 pub type PoolIds = HashMap<String, String>;
 
@@ -39,7 +40,8 @@ pub fn monitors(export: &Export, out: &mut Imported, errs: &mut Vec<ImportError>
             }
         };
         let id = unique_name(&base, &mut taken);
-        ids.insert(m.id.clone(), Some(id.clone()));
+        let insecure = kind == "https" && m.allow_insecure == Some(true);
+        ids.insert(m.id.clone(), Some((id.clone(), insecure)));
         let note = |out: &mut Imported, s: String| out.not_imported.push(format!("{what}: {s}"));
         let mut monitor = monitor(m, id, kind, &mut |s| note(out, s));
         if kind != "tcp" {
@@ -93,8 +95,8 @@ fn monitor(m: &CfMonitor, id: String, kind: &'static str, note: &mut dyn FnMut(S
     if m.follow_redirects == Some(true) {
         note("follow_redirects: tether does not follow redirects; a 3xx answer is judged by expected_codes".into());
     }
-    if m.allow_insecure == Some(true) {
-        note("allow_insecure: tether's https monitor uses the pool's origin TLS settings (set tls.verify: false there)".into());
+    if m.allow_insecure == Some(true) && kind == "https" {
+        note("allow_insecure: tether's https monitor checks certificates with its pools' origin TLS settings: see those pools".into());
     }
     if let Some(zone) = m.probe_zone.as_deref().filter(|z| !z.is_empty()) {
         note(format!(
@@ -149,10 +151,14 @@ pub fn pools(
             continue;
         }
         ids.insert(p.id.clone(), name.clone());
+        let mut insecure_monitor = false;
         let monitor = match p.monitor.as_deref().filter(|m| !m.is_empty()) {
             None => None,
             Some(mid) => match monitors.get(mid) {
-                Some(Some(id)) => Some(id.clone()),
+                Some(Some((id, insecure))) => {
+                    insecure_monitor = *insecure;
+                    Some(id.clone())
+                }
                 Some(None) => {
                     notes.push(
                         "its monitor cannot run in tether: the pool is written without one".into(),
@@ -211,6 +217,7 @@ pub fn pools(
         {
             notes.push(format!("origin_steering.{field} is not supported"));
         }
+        let tls = origin_tls(opts, insecure_monitor, &mut notes);
         for n in notes {
             out.not_imported.push(format!("{what}: {n}"));
         }
@@ -220,6 +227,7 @@ pub fn pools(
             minimum_origins: min_ok,
             origin_steering: OriginSteering { policy },
             endpoints,
+            tls,
         });
         let desc = p.description.as_deref().unwrap_or("").trim();
         c.comments.push(if desc.is_empty() {
@@ -227,12 +235,27 @@ pub fn pools(
         } else {
             format!("{desc} (Cloudflare pool {})", p.id)
         });
-        if opts.origin_tls {
-            c.trailer.push("tls: { enabled: true }   # --origin-tls: uncomment once this tether has origin TLS (SPEC 3.8)".into());
-        }
         out.pools.push(c);
     }
     ids
+}
+
+/// The pool's `tls:` (SPEC 3.8): enabled with `--origin-tls`; certificate checks off for an
+/// `allow_insecure` https monitor only while they would weaken nothing but that monitor.
+fn origin_tls(opts: Options, insecure_monitor: bool, notes: &mut Vec<String>) -> Option<PoolTls> {
+    let verify = match (insecure_monitor, opts.origin_tls) {
+        (false, _) => None,
+        (true, false) => {
+            notes.push("its https monitor has allow_insecure: written as tls.verify: false (origins are reached over plain HTTP, so only the monitor is affected)".into());
+            Some(false)
+        }
+        (true, true) => {
+            notes.push("its https monitor has allow_insecure, but with --origin-tls tls.verify: false would stop checking the proxied traffic's certificates too: left verifying; set it yourself if the origins' certificates are self-signed".into());
+            None
+        }
+    };
+    let enabled = opts.origin_tls.then_some(true);
+    (enabled.is_some() || verify.is_some()).then_some(PoolTls { enabled, verify })
 }
 
 /// What a pool has that tether does not do.

@@ -114,6 +114,39 @@ fn origins_get_address_port_weight_enabled_and_host() {
     let config = load(&tls.yaml);
     assert_eq!(config.pools[0].endpoints[2].address, "192.0.2.12:443");
     assert_eq!(config.pools[0].endpoints[0].address, "192.0.2.10:8080");
+    for p in &config.pools {
+        let t = p
+            .pool
+            .tls
+            .as_ref()
+            .expect("--origin-tls sets the pool's tls");
+        assert_eq!((t.enabled, t.verify), (Some(true), None), "{}", p.pool.id);
+    }
+}
+
+#[test]
+fn allow_insecure_turns_off_certificate_checks_only_where_just_the_monitor_uses_them() {
+    // The "api" pool's https monitor has allow_insecure.
+    let plain = cloudflare(&all_fixtures(), Options::default()).unwrap();
+    let config = load(&plain.yaml);
+    let tls = |c: &Config, pool: &str| {
+        let p = c.pools.iter().find(|p| p.pool.id == pool).unwrap();
+        p.pool.tls.as_ref().map(|t| (t.enabled, t.verify))
+    };
+    assert_eq!(tls(&config, "api"), Some((None, Some(false))));
+    assert_eq!(tls(&config, "web-primary"), None);
+    assert!(plain
+        .not_imported
+        .iter()
+        .any(|n| n.contains("only the monitor is affected")));
+
+    let with_tls = cloudflare(&all_fixtures(), Options { origin_tls: true }).unwrap();
+    let config = load(&with_tls.yaml);
+    assert_eq!(tls(&config, "api"), Some((Some(true), None)));
+    assert!(with_tls
+        .not_imported
+        .iter()
+        .any(|n| n.contains("left verifying")));
 }
 
 #[test]

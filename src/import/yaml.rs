@@ -38,6 +38,17 @@ pub struct Pool {
     pub minimum_origins: u64,
     pub origin_steering: OriginSteering,
     pub endpoints: Vec<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PoolTls>,
+}
+
+/// A pool's origin TLS defaults (SPEC 3.8), only the fields the import sets.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,13 +98,11 @@ pub struct AdaptiveRouting {
     pub failover_across_pools: bool,
 }
 
-/// One object of the output with the comment lines written above it (its description, notes).
+/// One object of the output with the comment lines written above it (its description).
 #[derive(Debug, Clone)]
 pub struct Commented<T> {
     pub comments: Vec<String>,
     pub item: T,
-    /// Lines written, commented out, at the end of the item (e.g. settings this tether lacks).
-    pub trailer: Vec<String>,
 }
 
 impl<T> Commented<T> {
@@ -101,7 +110,6 @@ impl<T> Commented<T> {
         Commented {
             comments: Vec::new(),
             item,
-            trailer: Vec::new(),
         }
     }
 }
@@ -167,9 +175,6 @@ fn section<T: Serialize>(
         let yaml = serde_yaml::to_string(&[&item.item])?;
         for line in yaml.lines() {
             let _ = writeln!(out, "  {line}");
-        }
-        for t in &item.trailer {
-            let _ = writeln!(out, "    # {}", one_line(t));
         }
     }
     Ok(())

@@ -196,6 +196,7 @@ impl ProxyHttp for Tether {
         digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // For the JSON access log: TCP (and TLS) connect time, or a pooled connection.
         ctx.timing.upstream_connect = ctx.timing.upstream_started.map(|t| t.elapsed());
         ctx.timing.upstream_reused = reused;
         match origin::name_refused(digest) {
