@@ -83,7 +83,10 @@ fn main() -> ExitCode {
 
     if cli.test {
         return match Config::load(&path) {
-            Ok(_) => {
+            Ok(valid) => {
+                for warning in &valid.warnings {
+                    println!("warning: {warning}");
+                }
                 println!("configuration OK");
                 ExitCode::SUCCESS
             }

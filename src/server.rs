@@ -13,6 +13,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::ServerSection;
+use crate::health::resolve::Resolver;
 use crate::health::EndpointWatch;
 use crate::live::Live;
 use crate::ops::admin::AdminApi;
@@ -137,6 +138,10 @@ pub fn run(
     server.add_service(background_service(
         "health monitors and drains",
         EndpointWatch { live: live.clone() },
+    ));
+    server.add_service(background_service(
+        "endpoint name lookups",
+        Resolver { live: live.clone() },
     ));
     server.add_service(background_service(
         "reload on SIGHUP",

@@ -16,6 +16,7 @@ mod drain_log;
 pub mod monitor;
 mod probe;
 pub mod reason;
+pub mod resolve;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -84,6 +85,11 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 }
                 continue;
             };
+            // A name that has not resolved has nothing to check; once the re-resolver attaches
+            // an address, the endpoint is tracked like a new one and checked at once.
+            let Some(addr) = e.addr.get() else {
+                continue;
+            };
             seen.insert(e.id);
             if tracked
                 .get(&e.id)
@@ -98,7 +104,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 name: e.name.clone(),
                 label: e.label.clone(),
                 monitor: monitor.clone(),
-                addr: e.addr,
+                addr,
                 host: e.host.clone(),
                 origin: e.origin.clone(),
                 streak: Streak::default(),
@@ -106,10 +112,9 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 running: false,
                 checked: false,
             });
-            if t.monitor != *monitor || t.addr != e.addr || t.host != e.host || t.origin != e.origin
-            {
+            if t.monitor != *monitor || t.addr != addr || t.host != e.host || t.origin != e.origin {
                 t.monitor = monitor.clone();
-                t.addr = e.addr;
+                t.addr = addr;
                 t.host = e.host.clone();
                 t.origin = e.origin.clone();
                 t.next_due = now;

@@ -52,7 +52,7 @@ pub fn endpoint_view(snap: &Snapshot, pool: usize, e: &Endpoint, now: u64) -> En
         name: e.name.clone(),
         address: e.addr.to_string(),
         weight: e.weight,
-        healthy: e.state.healthy(),
+        healthy: e.healthy(),
         health_reason: crate::health::reason::get(&e.label),
         enabled: e.enabled_now(),
         admin_drained: e.state.admin_drained(),

@@ -77,7 +77,12 @@ impl ProxyHttp for Tether {
         ctx.snapshot = Some(snap);
         let req = session.req_header();
         let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
-        if let Err(refused) = limits::check(req, raw.as_deref(), limit) {
+        let checked = if guard::bare_cr_in_request_line() {
+            Err(limits::Refused::BadTarget)
+        } else {
+            limits::check(req, raw.as_deref(), limit)
+        };
+        if let Err(refused) = checked {
             log::warn!(target: "refused", "{} {:?} from {}", refused.status(), refused, facts::peer_ip(session));
             crate::telemetry::metrics::record_refusal(refused.reason());
             respond_plain(session, refused.status(), refused.body()).await?;
@@ -158,10 +163,17 @@ impl ProxyHttp for Tether {
         // or, after a stale pooled connection broke, the same endpoint on a fresh connection.
         let target = decision.target;
         let endpoint = snap.endpoint(target);
+        // Routing never picks an endpoint whose name has not resolved (it is not healthy).
+        let Some(peer) = endpoint.origin.peer() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "routed to an endpoint with no address",
+            ));
+        };
         ctx.attempts.tried.push(target);
         ctx.attempts.inflight = Some(InFlight::start(&endpoint.state));
         ctx.timing.upstream_started = Some(Instant::now());
-        Ok(endpoint.origin.peer())
+        Ok(peer)
     }
 
     fn fail_to_connect(
