@@ -153,6 +153,59 @@ fn h2_to_an_origin_that_offers_it_by_alpn() {
 }
 
 #[test]
+fn h2_origin_gets_the_host_override_as_its_authority_from_h1_and_h2_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start("h2-a", &ca.issue(&["app.internal"], "app", false), true);
+    let ca_path = ca.write(dir.path(), "ca");
+    let (cert, key) = ca
+        .issue(&["localhost"], "listener", false)
+        .write(dir.path(), "l");
+    let tls_port = free_port();
+    let port = free_port();
+    let yaml = format!(
+        "{}{}",
+        head(dir.path(), port).replace(
+            "cookie_secret:",
+            &format!(
+                "  - address: 127.0.0.1:{tls_port}\n    tls: {{ cert_path: {}, key_path: {} }}\ncookie_secret:",
+                cert.display(),
+                key.display()
+            )
+        ),
+        single(&format!(
+            "      - {{ name: a, address: \"{}\", header: {{ Host: [app.internal] }}, tls: {{ enabled: true, ca_path: {} }} }}\n",
+            up.addr,
+            ca_path.display()
+        ))
+    );
+    let t = Tether::start_with(dir, port, &yaml);
+    wait_for("the TLS listener", LONG, || {
+        std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+    });
+    let r = get(&client(), &t.url("/h1"), Some("shop.example"), &[]);
+    assert_eq!(
+        (r.status, r.endpoint()),
+        (200, "h2-a"),
+        "{r:?}\n{}",
+        t.log()
+    );
+    let h2 = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let r = h2
+        .get(format!("https://localhost:{tls_port}/h2"))
+        .send()
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200, "{}", t.log());
+    assert_eq!(up.authorities(), vec!["app.internal", "app.internal"]);
+}
+
+#[test]
 fn tls_origin_connections_are_pooled_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("tether test CA");

@@ -115,6 +115,8 @@ struct TlsRecord {
     connections: AtomicUsize,
     handshakes: AtomicUsize,
     h2_connections: AtomicUsize,
+    /// Each request's authority: `:authority` (h2) or `Host` (HTTP/1.1).
+    authorities: Mutex<Vec<String>>,
 }
 
 /// A running TLS upstream. It answers like [`super::Upstream`] (its name, `x-endpoint`).
@@ -190,6 +192,11 @@ impl TlsUpstream {
         self.record.h2_connections.load(SeqCst)
     }
 
+    /// The authority of every request so far (`:authority` for h2, else `Host`).
+    pub fn authorities(&self) -> Vec<String> {
+        self.record.authorities.lock().unwrap().clone()
+    }
+
     /// Requests seen so far, except health checks.
     pub fn requests(&self) -> Vec<Seen> {
         self.state.requests.lock().unwrap().clone()
@@ -240,8 +247,18 @@ async fn accept_loop(
             if h2 {
                 record.h2_connections.fetch_add(1, SeqCst);
             }
-            let svc = service_fn(move |req| {
-                let (name, state) = (name.clone(), state.clone());
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (name, state, record) = (name.clone(), state.clone(), record.clone());
+                let authority = req.uri().authority().map(|a| a.to_string()).or_else(|| {
+                    req.headers()
+                        .get("host")
+                        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+                });
+                record
+                    .authorities
+                    .lock()
+                    .unwrap()
+                    .push(authority.unwrap_or_default());
                 async move { Ok::<_, Infallible>(answer(&name, &state, req).await) }
             });
             let io = TokioIo::new(tls);
