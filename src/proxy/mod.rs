@@ -248,9 +248,15 @@ impl ProxyHttp for Tether {
         access_log::write(session, e, ctx);
         if let Some(snap) = &ctx.snapshot {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            // A request refused before routing (SPEC 3.7) is counted under the balancer its
+            // Host names, as one that was routed; only such requests look it up here.
+            let answered_by = match (&ctx.decision, ctx.answered_by, &ctx.facts) {
+                (None, None, None) => snap.balancer_for_host(facts::host(session.req_header())),
+                (_, answered_by, _) => answered_by,
+            };
             snap.count(
                 ctx.decision.as_ref(),
-                ctx.answered_by,
+                answered_by,
                 status,
                 ctx.timing.upstream,
             );
