@@ -12,5 +12,5 @@ mod values;
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
 pub use secret::REDACTED;
-pub use typed::{session_ttl, MonitorSpec, TypedBalancer, TypedEndpoint, TypedPool, Validated};
+pub use typed::{session_ttl, MonitorSpec, Validated};
 pub use values::{ExpectedCodes, SessionHeader};
