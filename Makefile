@@ -8,7 +8,7 @@ export TETHER_COOKIE_SECRET ?= demo-only-cookie-secret-change-me-0123456789
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_BACKENDS := web-1 127.0.0.1:9001 web-2 127.0.0.1:9002 web-3 127.0.0.1:9003
 
-.PHONY: help deps build run test fmt lint bench bench-route bench-sessions soak
+.PHONY: help deps build run test fmt lint bench bench-route bench-sessions bench-state soak
 
 help:
 	@echo "make run    build tether, start three demo backends and tether on conf/example.yaml"
@@ -24,6 +24,7 @@ deps:
 	pkg-config --exists openssl 2>/dev/null || missing="$$missing libssl-dev"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -53,6 +54,11 @@ bench-route:
 # Header-session memory and lookup cost (bench/README.md).
 bench-sessions: deps
 	cargo run --release --example bench_sessions
+
+# Header affinity with the embedded store vs Redis: CPU/request, p99, Redis round trips (bench/README.md).
+bench-state: deps
+	cargo build --release --bin tether
+	cargo run --release --example bench_state
 
 # About two minutes of load with endpoint kills, drains and reloads; prints its report.
 soak: deps

@@ -24,6 +24,8 @@ ROWS=${BENCH_ROWS:-.}
 SCALING=${BENCH_SCALING:-1}
 PORT=19080
 UPSTREAMS=(127.0.0.1:19101 127.0.0.1:19102 127.0.0.1:19103 127.0.0.1:19104)
+# The same upstreams over TLS (HTTP/1.1), for the origin-TLS row.
+TLS_UPSTREAMS=(127.0.0.1:19111 127.0.0.1:19112 127.0.0.1:19113 127.0.0.1:19114)
 URL="http://127.0.0.1:$PORT/"
 SECRET="make-bench-cookie-secret-0123456789abcdef"
 TICKS=$(getconf CLK_TCK)
@@ -165,10 +167,15 @@ table() {
 
 want() { [[ $1 =~ $ROWS ]]; }
 
-# A tether config: affinity `$1`, `$2` endpoints over the four upstreams, file `$3`.
+# A tether config: affinity `$1`, `$2` endpoints over the four upstreams, file `$3`; with
+# ORIGIN_TLS=1 the endpoints are the TLS upstreams, verified against their certificate.
 tether_conf() {
-  local mode=$1 n=$2 file=$3 extra=""
+  local mode=$1 n=$2 file=$3 extra="" ups=("${UPSTREAMS[@]}") tls=""
   [ "$mode" = header ] && extra="    session_affinity_attributes: { headers: [x-user] }"
+  if [ "${ORIGIN_TLS:-0}" = 1 ]; then
+    ups=("${TLS_UPSTREAMS[@]}")
+    tls=", tls: { enabled: true, sni: bench.origin, ca_path: $WORK/origin.crt }"
+  fi
   {
     cat <<EOF
 server:
@@ -187,7 +194,7 @@ pools:
     endpoints:
 EOF
     for ((i = 0; i < n; i++)); do
-      echo "      - { name: e$i, address: \"${UPSTREAMS[$((i % 4))]}\" }"
+      echo "      - { name: e$i, address: \"${ups[$((i % 4))]}\"$tls }"
     done
     cat <<EOF
 load_balancers:
@@ -219,7 +226,7 @@ minted_cookie() {
 tether_row() {
   local mode=$1 n=$2 name=$3 level=$4 how=$5
   want "$name" || return 0
-  local conf="$WORK/tether-$mode-$n.yaml"
+  local conf="$WORK/tether-$mode-$n${ORIGIN_TLS:+-tls$ORIGIN_TLS}.yaml"
   tether_conf "$mode" "$n" "$conf"
   start_tether "$conf" "$WORK/tether-${name//[^a-zA-Z0-9]/_}.log" "$level" || { stop "$TETHER_PID" INT; return 1; }
   local args=()
@@ -302,7 +309,14 @@ ratio() {
 
 say "upstreams on cpu $LOAD_CPU, proxy on cpu $PROXY_CPU; ${DUR}s per row after ${WARM}s warm-up, $CONNS connections; logs in $WORK"
 say "load average now: $(cut -d' ' -f1-3 /proc/loadavg) (figures are only comparable on an idle machine)"
-taskset -c "$LOAD_CPU" "$REL/examples/bench_upstream" "${UPSTREAMS[@]}" >"$WORK/upstream.log" 2>&1 &
+# The TLS upstreams' certificate, which tether trusts as its own CA (verify on, as by default).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.origin \
+  -addext subjectAltName=DNS:bench.origin -keyout "$WORK/origin.key" -out "$WORK/origin.crt" \
+  >"$WORK/openssl.log" 2>&1 || { say "openssl could not make the origin certificate; see $WORK/openssl.log"; exit 1; }
+TLS_ARGS=()
+for u in "${TLS_UPSTREAMS[@]}"; do TLS_ARGS+=("tls:$u"); done
+taskset -c "$LOAD_CPU" "$REL/examples/bench_upstream" --cert "$WORK/origin.crt" --key "$WORK/origin.key" \
+  "${UPSTREAMS[@]}" "${TLS_ARGS[@]}" >"$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://${UPSTREAMS[0]}/" || exit 1
 
@@ -317,6 +331,7 @@ for round in $(seq "$ROUNDS"); do
   bare_row bare_pingora_mimalloc "bare pingora + mimalloc"
   tether_row none 4 "tether none" info first
   tether_row cookie 4 "tether cookie" info replay
+  ORIGIN_TLS=1 tether_row cookie 4 "tether cookie, TLS origin" info replay
   tether_row cookie 4 "tether cookie (RUST_LOG=warn)" warn replay
   tether_row cookie 4 "tether cookie first visit" info first
   tether_row ip_cookie 4 "tether ip_cookie" info replay
@@ -343,6 +358,11 @@ for r in "${ORDER[@]}"; do
   printf '| %-30s | %7s | %9s | %14s | %17s |\n' "$r" "$(ratio "$r" nginx)" "$(ratio "$r" haproxy)" \
     "$(ratio "$r" "bare pingora")" "$(ratio "$r" "bare pingora + mimalloc")"
 done
+
+if [ -n "${CPU[tether cookie, TLS origin]:-}" ]; then
+  echo
+  echo "Origin TLS (kept-alive, HTTP/1.1, verified): tether cookie, TLS origin / tether cookie = $(ratio "tether cookie, TLS origin" "tether cookie") in CPU per request."
+fi
 
 if [ "$SCALING" = 1 ]; then
   echo

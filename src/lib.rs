@@ -12,6 +12,7 @@
 //!   affinity modes (`pinning`), `origin_steering`, and the pure routing and failover decisions.
 //! - `live`: the snapshot in effect and the reload transaction (compile, then commit).
 //! - `health`: the monitor service: probes, verdict streaks, drain log.
+//! - `state`: runtime state kept across upgrades, restarts and instances (embedded or Redis).
 //! - `ops`: operating the process: reload on SIGHUP, the admin API (status, drain, `/metrics`).
 //! - `proxy`: the Pingora adapter: connection guard, request facts, carrying out decisions,
 //!   the access log.
@@ -26,4 +27,5 @@ pub mod live;
 pub mod ops;
 pub mod proxy;
 pub mod server;
+pub mod state;
 pub mod telemetry;

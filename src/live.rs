@@ -15,12 +15,15 @@ use arc_swap::ArcSwap;
 use crate::balancer::{RuntimeState, Snapshot};
 use crate::clock::unix_now;
 use crate::config::{Config, ConfigErrors};
+use crate::state::StateStore;
 
 /// The running instance's config and state.
 #[derive(Debug)]
 pub struct Live {
     current: ArcSwap<Snapshot>,
     pub runtime: RuntimeState,
+    /// Where drains and header sessions are kept beyond memory; chosen at start.
+    pub state: StateStore,
     path: PathBuf,
     /// The config the process started with: its listeners, admin address and `server:` are
     /// what is actually bound and running until a graceful upgrade.
@@ -39,6 +42,7 @@ impl Live {
     /// A live instance around an already built snapshot.
     pub fn new(snapshot: Snapshot, runtime: RuntimeState, path: &Path) -> Live {
         Live {
+            state: StateStore::new(&snapshot.config.state),
             started_with: snapshot.config.clone(),
             current: ArcSwap::from_pointee(snapshot),
             runtime,

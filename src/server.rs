@@ -21,6 +21,7 @@ use crate::ops::reload::SighupReload;
 use crate::proxy::guard::Guarded;
 use crate::proxy::tls_accept::TlsAcceptor;
 use crate::proxy::Tether;
+use crate::state::StateSync;
 use crate::telemetry::log_sink::{self, AccessLogFlush};
 
 /// Command-line switches that Pingora itself acts on.
@@ -70,6 +71,17 @@ pub fn run(
     // directly, it would block in the foreground until the old process sends them, and the
     // operator's SIGQUIT to the old one would come too late. Listeners wait for it.
     let bootstrap = server.bootstrap_as_a_service();
+    // Runtime state (state file, the old process's state on an upgrade) is restored after the
+    // sockets arrived and before any listener takes a request.
+    let state = server.add_service(background_service(
+        "state store",
+        StateSync::new(
+            live.clone(),
+            mode.upgrade,
+            absolute(base, &snap.config.server.upgrade_sock),
+        ),
+    ));
+    state.add_dependency(&bootstrap);
 
     // Inside out: the proxy; the guard that counts connections, handshakes TLS and enforces the
     // header deadlines (SPEC 3.7); the late cleanup that keeps an upgrade from dropping a request.
@@ -85,10 +97,11 @@ pub fn run(
     for l in &snap.config.listeners {
         let tls = match &l.tls {
             None => None,
-            Some(tls) => {
-                let cert = absolute(base, &tls.cert_path);
-                let key = absolute(base, &tls.key_path);
-                Some(TlsAcceptor::from_files(&cert, &key)?)
+            Some(_) => {
+                let Some(started) = snap.listener_certs(&l.address).cloned() else {
+                    return Err(format!("listener {}: certificates not loaded", l.address).into());
+                };
+                Some(TlsAcceptor::live(live.clone(), l.address.clone(), started)?)
             }
         };
         let addr: SocketAddr = l.address.parse()?;
@@ -106,7 +119,9 @@ pub fn run(
     for addr in &proxy_addrs {
         proxy.add_tcp(addr);
     }
-    server.add_service(proxy).add_dependency(&bootstrap);
+    let proxy = server.add_service(proxy);
+    proxy.add_dependency(&bootstrap);
+    proxy.add_dependency(&state);
     if let Some(admin) = &snap.config.admin {
         let mut service = pingora::services::listening::Service::new(
             "tether admin".to_string(),
@@ -115,7 +130,9 @@ pub fn run(
         service.threads = Some(1);
         service.add_tcp(&admin.address);
         log::info!("admin API on http://{}", admin.address);
-        server.add_service(service).add_dependency(&bootstrap);
+        let admin = server.add_service(service);
+        admin.add_dependency(&bootstrap);
+        admin.add_dependency(&state);
     }
     server.add_service(background_service(
         "health monitors and drains",

@@ -237,7 +237,7 @@ fn tcp_monitor_marks_a_closed_port_unhealthy() {
 }
 
 #[test]
-fn https_monitor_accepts_a_self_signed_certificate() {
+fn https_monitor_accepts_a_self_signed_certificate_with_verify_false() {
     let a = Upstream::start("a");
     // A TLS endpoint: another tether with a self-signed certificate in front of `a`.
     let dir = tempfile::tempdir().unwrap();
@@ -268,7 +268,7 @@ fn https_monitor_accepts_a_self_signed_certificate() {
     let plain = Upstream::start("plain");
     let body = format!(
         "monitors:\n  - {{ id: m, type: https, path: /health, interval: 60 }}\n\
-         pools:\n  - id: web\n    monitor: m\n    endpoints:\n      - {{ name: tls, address: \"127.0.0.1:{tls_port}\" }}\n{}\
+         pools:\n  - id: web\n    monitor: m\n    endpoints:\n      - {{ name: tls, address: \"127.0.0.1:{tls_port}\", tls: {{ verify: false }} }}\n{}\
          load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
         endpoints(&[&plain])
     );

@@ -2,6 +2,9 @@
 //! killed and restarted, another is drained and undrained through the admin API, and the config
 //! is reloaded every few seconds. Not part of `make test`: run it with `make soak`.
 //!
+//! Meanwhile a hostile crowd (slowloris, half-header keep-alive, silent TLS, idle HTTP/2) comes
+//! and goes, a few hundred connections at a time.
+//!
 //! With `temporary` failover and at least one healthy endpoint the client must see zero errors,
 //! no pin of an untouched endpoint may break, and RSS must not grow beyond noise.
 
@@ -14,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::hostile_mix::HostileMix;
 use common::*;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -67,7 +71,20 @@ fn soak_loses_nothing() {
          \x20 - name: header.example\n    default_pools: [web]\n    session_affinity: header\n    session_affinity_attributes: {{ headers: [x-user], zero_downtime_failover: temporary, drain_duration: 2 }}\n",
         eps = endpoints(&[&killed, &drained, &steady])
     );
-    let t = Tether::start(&body);
+    // A TLS listener too, for the hostile crowd's silent-TLS and idle-HTTP/2 connections.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = common::ops::self_signed(dir.path());
+    let (port, tls_port) = (free_port(), free_port());
+    let head = head(dir.path(), port).replace(
+        "cookie_secret:",
+        &format!(
+            "  - address: 127.0.0.1:{tls_port}\n    tls: {{ cert_path: {}, key_path: {} }}\ncookie_secret:",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let limits = "limits:\n  request_header_timeout_seconds: 3\n  keepalive_timeout_seconds: 5\n";
+    let t = Tether::start_with(dir, port, &format!("{head}{limits}{body}"));
     let pid = t.pid();
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
@@ -154,6 +171,9 @@ fn soak_loses_nothing() {
         }));
     }
 
+    // Hostility: a few hundred connections that hold slots without finishing a request.
+    let crowd = HostileMix::start(t.addr(), tls_port, "cookie.example", 60);
+
     // Chaos: kill/restart one endpoint, drain/undrain another, reload the config.
     let admin = client();
     let started = Instant::now();
@@ -197,6 +217,7 @@ fn soak_loses_nothing() {
     for c in clients {
         c.join().unwrap();
     }
+    let hostile = crowd.finish();
     let rss_end = rss_kib(pid);
     let errors = tally.errors.lock().unwrap().clone();
     let error_total: u64 = errors.values().sum();
@@ -212,6 +233,12 @@ fn soak_loses_nothing() {
         "soak: re-pins (killed/drained endpoints): {}",
         tally.repins.load(Relaxed)
     );
+    for k in &hostile {
+        println!(
+            "soak: hostile {:?}: {} opened, {} cut by tether",
+            k.kind, k.opened, k.cut
+        );
+    }
     println!("soak: tether RSS {rss_start} KiB at start, {rss_end} KiB at end; every 10 s: {rss_samples:?}");
     // After warm-up (allocator arenas, pools, session stores) RSS must stay flat.
     let warm = rss_samples.get(1).copied().unwrap_or(rss_start);
@@ -231,8 +258,12 @@ fn soak_loses_nothing() {
             .join("\n")
     );
     assert_eq!(tally.broken_pins.load(Relaxed), 0);
+    for k in &hostile {
+        assert!(k.cut > 0, "tether never cut a {:?} connection", k.kind);
+    }
+    // The hostile crowd's few hundred connections are part of the warm-up; after it, flat.
     assert!(
-        rss_end < rss_start + 20 * 1024,
-        "RSS grew from {rss_start} KiB to {rss_end} KiB"
+        rss_end < warm + 20 * 1024,
+        "RSS grew from {warm} KiB after warm-up to {rss_end} KiB"
     );
 }

@@ -10,10 +10,18 @@ use moka::sync::Cache;
 
 use super::EndpointId;
 
+/// A session's endpoint, and when a shared store last confirmed it (ms on the store's clock;
+/// 0 = never). The embedded store ignores the stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    pub endpoint: EndpointId,
+    pub synced_ms: u64,
+}
+
 /// One balancer's header sessions.
 #[derive(Debug)]
 pub struct SessionStore {
-    cache: Cache<u128, EndpointId>,
+    cache: Cache<u128, Pin>,
     ttl: Duration,
     capacity: u64,
 }
@@ -35,12 +43,36 @@ impl SessionStore {
 
     /// The endpoint of session `id`, refreshing its idle timer.
     pub fn get(&self, id: u128) -> Option<EndpointId> {
-        self.cache.get(&id)
+        self.cache.get(&id).map(|p| p.endpoint)
     }
 
     /// Pins session `id` to `endpoint` (a new session, or a re-pin).
     pub fn pin(&self, id: u128, endpoint: EndpointId) {
-        self.cache.insert(id, endpoint);
+        self.pin_synced(id, endpoint, 0);
+    }
+
+    /// The pin of session `id` with its sync stamp, refreshing its idle timer.
+    pub fn get_pin(&self, id: u128) -> Option<Pin> {
+        self.cache.get(&id)
+    }
+
+    /// Pins session `id` to `endpoint`, confirmed by a shared store at `synced_ms`.
+    pub fn pin_synced(&self, id: u128, endpoint: EndpointId, synced_ms: u64) {
+        self.cache.insert(
+            id,
+            Pin {
+                endpoint,
+                synced_ms,
+            },
+        );
+    }
+
+    /// Every session held now: (session id, endpoint). For state hand-over and the state file.
+    pub fn entries(&self) -> Vec<(u128, EndpointId)> {
+        self.cache
+            .iter()
+            .map(|(id, pin)| (*id, pin.endpoint))
+            .collect()
     }
 
     /// Sessions held now (approximate while evictions are pending).
@@ -56,8 +88,8 @@ impl SessionStore {
     /// A store with new limits holding this store's sessions (a reload that changed them).
     pub fn resized(&self, ttl: Duration, capacity: u64) -> SessionStore {
         let next = SessionStore::new(ttl, capacity);
-        for (id, endpoint) in self.cache.iter() {
-            next.pin(*id, endpoint);
+        for (id, pin) in self.cache.iter() {
+            next.cache.insert(*id, pin);
         }
         next
     }

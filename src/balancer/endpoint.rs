@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::affinity::EndpointId;
+use crate::proxy::origin::Origin;
 
 use super::state::{EndpointState, Lifecycle};
 
@@ -29,6 +30,8 @@ pub struct Endpoint {
     /// `pool/name`, for logs.
     pub label: String,
     pub state: Arc<EndpointState>,
+    /// How it is reached: the prebuilt peer (plain or TLS) and its TLS checks (SPEC §3.8).
+    pub origin: Origin,
 }
 
 impl Endpoint {

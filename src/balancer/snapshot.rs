@@ -14,6 +14,8 @@ use crate::affinity::EndpointId;
 use crate::config::{
     Affinity, Config, Failover, MonitorSpec, SessionHeader, SteeringPolicy, Validated,
 };
+use crate::proxy::listener_certs::ListenerCerts;
+use crate::proxy::origin::Origin;
 use crate::telemetry::metrics::{self, BalancerCounters};
 
 use super::decision::Decision;
@@ -90,6 +92,8 @@ pub struct Snapshot {
     wildcard: Option<usize>,
     pub keys: CookieKeys,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Each TLS listener's certificates by address, as validation read them from disk.
+    listener_certs: Vec<(String, Arc<ListenerCerts>)>,
     /// The config it was built from, for status pages and reload diffs.
     pub config: Config,
 }
@@ -106,6 +110,7 @@ impl Snapshot {
             pools: typed_pools,
             balancers: typed_balancers,
             trusted_proxies,
+            listener_certs: typed_listener_certs,
         } = valid;
         let keys = match &config.cookie_secret {
             Some(secrets) => {
@@ -131,15 +136,19 @@ impl Snapshot {
                 .endpoints
                 .iter()
                 .zip(&typed.endpoints)
-                .map(|(e, t)| Endpoint {
-                    name: e.name.clone(),
-                    id: EndpointId::of(&p.pool.id, &e.name),
-                    addr: t.addr,
-                    weight: e.weight,
-                    enabled: e.enabled,
-                    host: t.host.clone(),
-                    label: format!("{}/{}", p.pool.id, e.name),
-                    state: Arc::default(),
+                .map(|(e, t)| {
+                    let label = format!("{}/{}", p.pool.id, e.name);
+                    Endpoint {
+                        name: e.name.clone(),
+                        id: EndpointId::of(&p.pool.id, &e.name),
+                        addr: t.addr,
+                        weight: e.weight,
+                        enabled: e.enabled,
+                        host: t.host.clone(),
+                        origin: Origin::compile(t.addr, &t.tls, &label),
+                        label,
+                        state: Arc::default(),
+                    }
                 })
                 .collect();
             let weights: Vec<f64> = endpoints.iter().map(|e| e.weight).collect();
@@ -212,6 +221,7 @@ impl Snapshot {
             wildcard,
             keys,
             trusted_proxies,
+            listener_certs: ListenerCerts::by_address(&config.listeners, typed_listener_certs),
             config,
         }
     }
@@ -222,6 +232,14 @@ impl Snapshot {
         let mut snap = Snapshot::compile(valid, &runtime.random_keys);
         runtime.lock().adopt(&mut snap, now);
         snap
+    }
+
+    /// The certificates of the TLS listener at `address` (as written in the config).
+    pub fn listener_certs(&self, address: &str) -> Option<&Arc<ListenerCerts>> {
+        self.listener_certs
+            .iter()
+            .find(|(a, _)| a == address)
+            .map(|(_, c)| c)
     }
 
     /// The balancer for a `Host` value: exact name (case-insensitive, port ignored), else `"*"`.

@@ -80,6 +80,23 @@ impl EndpointState {
         }
     }
 
+    /// Unix seconds when the current drain began; 0 while enabled.
+    pub fn drain_since(&self) -> u64 {
+        self.drain_since.load(Relaxed)
+    }
+
+    /// Takes over a drain recorded elsewhere (state hand-over, the state file, a shared store):
+    /// the admin flag as given and, when the endpoint is disabled now (`file_enabled` false or
+    /// drained through the admin API), the clock from `since` so its countdown goes on.
+    pub fn restore_drain(&self, admin_drained: bool, since: u64, file_enabled: bool) {
+        self.admin_drained.store(admin_drained, Relaxed);
+        if file_enabled && !admin_drained {
+            self.drain_since.store(0, Relaxed);
+        } else if since != 0 {
+            self.drain_since.store(since, Relaxed);
+        }
+    }
+
     /// The lifecycle for an endpoint whose effective `enabled` flag is given.
     pub fn lifecycle(&self, enabled: bool, drain_duration: u64, now: u64) -> Lifecycle {
         if enabled {

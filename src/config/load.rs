@@ -11,6 +11,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::schema::*;
+use super::state::StoreKind;
 use super::typed::Validated;
 use super::validate::validate;
 
@@ -24,6 +25,7 @@ const SECTIONS: &[&str] = &[
     "pools",
     "load_balancers",
     "trusted_proxies",
+    "state",
 ];
 
 impl Config {
@@ -108,6 +110,7 @@ impl Config {
             .collect();
         let load_balancers = list::<LoadBalancer>(&root, "load_balancers", &mut errs);
         let trusted_proxies = list::<String>(&root, "trusted_proxies", &mut errs);
+        let state = one(&root, "state", &mut errs).unwrap_or_default();
 
         let mut config = Config {
             server,
@@ -119,6 +122,7 @@ impl Config {
             pools,
             load_balancers,
             trusted_proxies,
+            state,
         };
         expand_env(&mut config, env, &mut errs);
         // A section that failed to parse is absent, so cross-checks against it would only add
@@ -204,6 +208,10 @@ fn expand_env(
                 errs,
             )));
         }
+    }
+    // Only the store in use needs its variable set.
+    if let (StoreKind::Redis, Some(redis)) = (config.state.store, &mut config.state.redis) {
+        redis.url = Secret::new(expand(redis.url.expose(), "state.redis.url", env, errs));
     }
 }
 

@@ -2,15 +2,21 @@
 //! every error. Nothing here is consulted per request: `balancer::Snapshot` is built from it.
 
 mod error;
+mod listener_tls;
 mod load;
+mod origin_tls;
 mod schema;
 mod secret;
+mod state;
 mod typed;
 mod validate;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use listener_tls::{CertKey, ListenerTls};
+pub use origin_tls::{read_ca_file, OriginTls, OriginTlsConfig};
 pub use schema::*;
 pub use secret::REDACTED;
+pub use state::{redis_address, unused_parts, RedisSection, StateSection, StoreKind};
 pub use typed::{session_ttl, MonitorSpec, Validated};
 pub use values::{ExpectedCodes, SessionHeader};

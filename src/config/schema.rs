@@ -22,6 +22,8 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     pub load_balancers: Vec<LoadBalancer>,
     pub trusted_proxies: Vec<String>,
+    /// Where runtime state lives (SPEC §5); see `config::state`.
+    pub state: super::state::StateSection,
 }
 
 /// A pool with its endpoints parsed.
@@ -67,11 +69,12 @@ impl Default for ServerSection {
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     pub address: String,
-    pub tls: Option<Tls>,
+    /// One certificate, or a list chosen by SNI (the first is the default); re-read at reload.
+    pub tls: Option<super::listener_tls::ListenerTls>,
 }
 
 /// PEM certificate chain and private key of a TLS listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     pub cert_path: String,
@@ -166,6 +169,8 @@ pub struct Pool {
     /// Parsed element by element by `parse`, so that each endpoint's errors carry its own path.
     #[serde(alias = "origins")]
     pub endpoints: Vec<serde_yaml::Value>,
+    /// Origin TLS for the pool's endpoints; each endpoint's own `tls:` wins (SPEC §3.8).
+    pub tls: Option<super::origin_tls::OriginTlsConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -198,6 +203,8 @@ pub struct Endpoint {
     pub enabled: bool,
     #[serde(default)]
     pub header: BTreeMap<String, Vec<String>>,
+    /// Origin TLS; overrides the pool's `tls:` field by field (SPEC §3.8).
+    pub tls: Option<super::origin_tls::OriginTlsConfig>,
 }
 
 /// A load balancer: the Host it answers and how it pins sessions.

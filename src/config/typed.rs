@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::ops::{Deref, RangeInclusive};
 use std::time::Duration;
 
+use super::listener_tls::CertKey;
+use super::origin_tls::OriginTls;
 use super::schema::{Affinity, Config, Monitor, MonitorKind};
 use super::values::{ExpectedCodes, SessionHeader};
 
@@ -26,6 +28,8 @@ pub struct Validated {
     pub balancers: Vec<TypedBalancer>,
     /// `trusted_proxies`, parsed; a bare address is a one-host network.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Per `listeners[i]`: its certificates, read from disk (`None` for a plain listener).
+    pub listener_certs: Vec<Option<Vec<CertKey>>>,
 }
 
 impl Deref for Validated {
@@ -109,6 +113,8 @@ pub struct TypedEndpoint {
     pub addr: SocketAddr,
     /// The `Host` override from `header`, if any.
     pub host: Option<String>,
+    /// Origin TLS: its `tls:` over the pool's over the defaults, with the CA file read.
+    pub tls: OriginTls,
 }
 
 /// A load balancer's parsed values, with every default applied.

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::error::ConfigError;
+use super::listener_tls::{self, CertKey};
+use super::origin_tls::{self, OriginTls};
 use super::schema::*;
 use super::typed::{session_ttl, MonitorSpec, TypedBalancer, TypedEndpoint, TypedPool, Validated};
 use super::values::{ExpectedCodes, SessionHeader};
@@ -29,7 +31,7 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
     let mut errs = Vec::new();
     let e = &mut errs;
     server(&config.server, e);
-    listeners(&config.listeners, e);
+    let listener_certs = listeners(&config.listeners, e);
     if let Some(admin) = &config.admin {
         if let Err(reason) = admin.address.parse::<SocketAddr>() {
             e.push(ConfigError::invalid(
@@ -43,6 +45,7 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
         }
     }
     limits(&config.limits, e);
+    super::state::validate_state(&config.state, e);
     if let Some(secrets) = &config.cookie_secret {
         if secrets.as_slice().is_empty() {
             e.push(ConfigError::schema("cookie_secret", "the list is empty"));
@@ -116,6 +119,7 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
             pools,
             balancers,
             trusted_proxies,
+            listener_certs,
         }),
         _ => Err(errs),
     }
@@ -179,7 +183,8 @@ fn server(s: &ServerSection, e: &mut Vec<ConfigError>) {
     }
 }
 
-fn listeners(list: &[Listener], e: &mut Vec<ConfigError>) {
+/// Checks the listeners; returns each one's certificates, loaded (`None` for a plain one).
+fn listeners(list: &[Listener], e: &mut Vec<ConfigError>) -> Vec<Option<Vec<CertKey>>> {
     if list.is_empty() {
         e.push(ConfigError::schema(
             "listeners",
@@ -207,19 +212,11 @@ fn listeners(list: &[Listener], e: &mut Vec<ConfigError>) {
                 }
             }
         }
-        if let Some(tls) = &l.tls {
-            for (field, file) in [("cert_path", &tls.cert_path), ("key_path", &tls.key_path)] {
-                if let Err(err) = std::fs::read(file) {
-                    let path = format!("listeners[{i}].tls.{field}");
-                    e.push(ConfigError::invalid(
-                        path,
-                        file,
-                        format!("cannot be read: {err}"),
-                    ));
-                }
-            }
-        }
     }
+    list.iter()
+        .enumerate()
+        .map(|(i, l)| l.tls.as_ref().and_then(|tls| listener_tls::load(tls, i, e)))
+        .collect()
 }
 
 fn limits(l: &Limits, e: &mut Vec<ConfigError>) {
@@ -384,19 +381,35 @@ fn pool(
         "endpoint",
         e,
     );
+    let pool_ca = p
+        .pool
+        .tls
+        .as_ref()
+        .and_then(|tls| origin_tls::validate(tls, &format!("{path}.tls"), e));
     let mut endpoints = Vec::with_capacity(p.endpoints.len());
     for (j, ep) in p.endpoints.iter().enumerate() {
         let path = format!("{list}[{j}]");
+        let own_ca = ep
+            .tls
+            .as_ref()
+            .and_then(|tls| origin_tls::validate(tls, &format!("{path}.tls"), e));
         match resolve_address(&ep.address) {
             Ok(addr) => {
                 let host = ep
                     .header
                     .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("host"));
-                endpoints.push(TypedEndpoint {
-                    addr,
-                    host: host.and_then(|(_, v)| v.first().cloned()),
-                });
+                    .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+                    .and_then(|(_, v)| v.first().cloned());
+                let mut tls = OriginTls::resolve(
+                    ep.tls.as_ref(),
+                    p.pool.tls.as_ref(),
+                    host.as_deref(),
+                    &ep.address,
+                );
+                // The CA list of whichever block named the `ca_path` in effect.
+                let own = ep.tls.as_ref().is_some_and(|t| t.ca_path.is_some());
+                tls.ca = if own { own_ca } else { pool_ca.clone() };
+                endpoints.push(TypedEndpoint { addr, host, tls });
             }
             Err(reason) => e.push(ConfigError::invalid(
                 format!("{path}.address"),

@@ -32,6 +32,7 @@ use crate::affinity::EndpointId;
 use crate::balancer::{EndpointState, Snapshot};
 use crate::clock::unix_now;
 use crate::live::Live;
+use crate::proxy::origin::Origin;
 
 pub use probe::Prober;
 
@@ -52,6 +53,8 @@ struct Tracked {
     monitor: Arc<MonitorSpec>,
     addr: SocketAddr,
     host: Option<String>,
+    /// The endpoint's TLS settings, which an `https` check uses.
+    origin: Origin,
     streak: Streak,
     next_due: Instant,
     running: bool,
@@ -95,15 +98,18 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 monitor: monitor.clone(),
                 addr: e.addr,
                 host: e.host.clone(),
+                origin: e.origin.clone(),
                 streak: Streak::default(),
                 next_due: now,
                 running: false,
                 checked: false,
             });
-            if t.monitor != *monitor || t.addr != e.addr || t.host != e.host {
+            if t.monitor != *monitor || t.addr != e.addr || t.host != e.host || t.origin != e.origin
+            {
                 t.monitor = monitor.clone();
                 t.addr = e.addr;
                 t.host = e.host.clone();
+                t.origin = e.origin.clone();
                 t.next_due = now;
             }
         }
@@ -198,10 +204,16 @@ impl BackgroundService for EndpointWatch {
                 }
                 t.running = true;
                 t.next_due = now + t.monitor.interval;
-                let (prober, spec, addr, host) =
-                    (prober.clone(), t.monitor.clone(), t.addr, t.host.clone());
-                let handle =
-                    checks.spawn(async move { prober.check(&spec, addr, host.as_deref()).await });
+                let (prober, spec, addr, host, origin) = (
+                    prober.clone(),
+                    t.monitor.clone(),
+                    t.addr,
+                    t.host.clone(),
+                    t.origin.clone(),
+                );
+                let handle = checks.spawn(async move {
+                    prober.check(&spec, addr, host.as_deref(), &origin).await
+                });
                 let state = t.state.clone();
                 running.insert(handle.id(), Running { id, state });
             }

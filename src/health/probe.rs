@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 
 use pingora::connectors::http::v1::Connector;
 use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
 
 use super::monitor::{CheckFailure, MonitorSpec, BODY_LIMIT};
 use crate::config::MonitorKind;
+use crate::proxy::origin::{self, Origin};
 
 /// Runs checks; one per health service, shared by all its concurrent checks.
 pub struct Prober {
@@ -29,23 +29,34 @@ fn io(what: &str, e: impl std::fmt::Display) -> CheckFailure {
     CheckFailure::Io(format!("{what}: {}", e.to_string().trim()))
 }
 
-/// A Pingora error as its type and root cause, without the context chain that makes lines long.
+/// A Pingora error as its type and reason, without the chain that makes lines long: a TLS
+/// failure's reason is its context (OpenSSL's words); others', their root cause.
 fn pingora(what: &str, e: &pingora::Error) -> CheckFailure {
     let kind = e.etype().as_str();
-    match &e.cause {
-        Some(_) => CheckFailure::Io(format!("{what}: {kind} ({})", e.root_cause())),
-        None => CheckFailure::Io(format!("{what}: {kind}")),
+    let tls = matches!(
+        e.etype(),
+        pingora::ErrorType::TLSHandshakeFailure | pingora::ErrorType::InvalidCert
+    );
+    match (&e.context, &e.cause) {
+        (Some(context), _) if tls => {
+            CheckFailure::Io(format!("{what}: {kind} ({})", context.as_str()))
+        }
+        (_, Some(_)) => CheckFailure::Io(format!("{what}: {kind} ({})", e.root_cause())),
+        _ => CheckFailure::Io(format!("{what}: {kind}")),
     }
 }
 
 impl Prober {
     /// Checks the endpoint at `addr` (whose Host override is `endpoint_host`) as `spec` says,
-    /// within `spec.timeout`. `Ok` carries what passed, for the log line ("got 200").
+    /// within `spec.timeout`. An `https` check verifies, names (SNI) and trusts exactly as
+    /// proxied requests to the endpoint do (`origin`, SPEC §3.8). `Ok` carries what passed, for
+    /// the log line ("got 200").
     pub async fn check(
         &self,
         spec: &MonitorSpec,
         addr: SocketAddr,
         endpoint_host: Option<&str>,
+        origin: &Origin,
     ) -> Result<String, CheckFailure> {
         let target = spec.target(addr);
         let run = async {
@@ -55,7 +66,7 @@ impl Prober {
                     .map(|_| "connected".to_string())
                     .map_err(|e| io("connect", e)),
                 MonitorKind::Http | MonitorKind::Https => {
-                    self.http_check(spec, target, endpoint_host).await
+                    self.http_check(spec, target, endpoint_host, origin).await
                 }
             }
         };
@@ -69,24 +80,16 @@ impl Prober {
         spec: &MonitorSpec,
         target: SocketAddr,
         endpoint_host: Option<&str>,
+        origin: &Origin,
     ) -> Result<String, CheckFailure> {
         let host = spec
             .host
             .as_deref()
             .or(endpoint_host)
             .map_or_else(|| target.to_string(), str::to_string);
-        let tls = spec.kind == MonitorKind::Https;
-        let sni = if tls {
-            crate::balancer::snapshot::host_name(&host).to_string()
-        } else {
-            String::new()
-        };
-        let mut peer = HttpPeer::new(target, tls, sni);
-        // A health check asks "does it answer?", not "is its certificate valid?": endpoints on
-        // private addresses commonly serve self-signed certificates (Cloudflare does the same).
-        peer.options.verify_cert = false;
-        peer.options.verify_hostname = false;
-        peer.options.connection_timeout = Some(spec.timeout);
+        // A certificate the proxy would refuse fails the check too: otherwise the monitor would
+        // call healthy an endpoint that no request can reach. Accept-any only with verify: false.
+        let mut peer = origin.peer_for(target, spec.kind == MonitorKind::Https, spec.timeout);
         peer.options.read_timeout = Some(spec.timeout);
 
         let (mut session, _) = self
@@ -94,6 +97,9 @@ impl Prober {
             .get_http_session(&peer)
             .await
             .map_err(|e| pingora("connect", &e))?;
+        if let Some(e) = origin::name_refused(Some(session.digest())) {
+            return Err(pingora("connect", &e));
+        }
         let mut req = RequestHeader::build(spec.method.as_str(), spec.path.as_bytes(), None)
             .map_err(|e| io("request", e))?;
         let request = |e| io("request", e);

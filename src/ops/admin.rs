@@ -85,12 +85,14 @@ impl AdminApi {
                 status_page::render(&snap, now).into_bytes(),
             ),
             (&Method::GET, ["status"]) => {
-                json_response(StatusCode::OK, &status::status_json(&snap, now))
+                let mut doc = status::status_json(&snap, now);
+                doc["state"] = self.live.state.status_json();
+                json_response(StatusCode::OK, &doc)
             }
             (&Method::GET, ["metrics"]) => respond(
                 StatusCode::OK,
                 metrics::CONTENT_TYPE,
-                metrics_page(&snap).into_bytes(),
+                (metrics_page(&snap) + &crate::state::metrics::render()).into_bytes(),
             ),
             (&Method::POST, ["reload"]) => match reload::reload_and_log(&self.live) {
                 Ok(()) => json_response(StatusCode::OK, &json!({ "ok": true })),
@@ -108,7 +110,12 @@ impl AdminApi {
                     .live
                     .operate(|snap| status::set_drained(snap, pool, name, drain, now))
                 {
-                    Ok(view) => json_response(StatusCode::OK, &view.to_json()),
+                    Ok(view) => {
+                        let snap = self.live.snapshot();
+                        let since = crate::state::admin_drain_of(&snap, pool, name);
+                        self.live.state.drain_changed(pool, name, since);
+                        json_response(StatusCode::OK, &view.to_json())
+                    }
                     Err(NotFound::Pool) => {
                         error(StatusCode::NOT_FOUND, &format!("no pool {pool:?}"))
                     }

@@ -1,8 +1,9 @@
 //! Hot reload: on SIGHUP (or `POST /reload`) re-read the config file; an invalid file is logged
 //! error by error and the running config stays in effect. A reload swaps routing (balancers,
 //! pools, endpoints, affinity, secrets, trusted proxies) and the admin token; what is bound or
-//! set at process start — sockets, `server:`, some limits — waits for a graceful upgrade, and the
-//! log says so rather than leaving an operator to believe it took effect.
+//! set at process start — sockets, `server:`, HTTP/2's idle timeout — waits for a graceful
+//! upgrade, and the log says so rather than leaving an operator to believe it took effect. The
+//! other `limits:` apply to every connection accepted after the reload.
 
 use std::sync::Arc;
 
@@ -37,10 +38,12 @@ pub fn reload_and_log(live: &Live) -> Result<(), crate::config::ConfigErrors> {
     }
 }
 
+/// A listener as far as an upgrade is concerned: its address and whether it speaks TLS. Its
+/// certificates are re-read by every reload (SPEC §3.8).
 fn describe(l: &Listener) -> String {
     match &l.tls {
         None => l.address.clone(),
-        Some(t) => format!("{} (TLS {} {})", l.address, t.cert_path, t.key_path),
+        Some(_) => format!("{} (TLS)", l.address),
     }
 }
 
@@ -82,12 +85,16 @@ pub fn needs_upgrade(started: &Config, new: &Config) -> Vec<String> {
     if format!("{:?}", started.server) != format!("{:?}", new.server) {
         out.push("the server: section changed".to_string());
     }
-    let (a, b) = (&started.limits, &new.limits);
-    if a.max_connections != b.max_connections {
-        out.push("limits.max_connections changed".to_string());
+    if started.state != new.state {
+        out.push("the state: section changed".to_string());
     }
-    if a.request_header_timeout_seconds != b.request_header_timeout_seconds {
-        out.push("limits.request_header_timeout_seconds changed".to_string());
+    // The other limits are read by the connection guard for every new connection; only the
+    // HTTP/2 idle timeout is handed to Pingora once, at start.
+    if started.limits.keepalive_timeout_seconds != new.limits.keepalive_timeout_seconds {
+        out.push(
+            "limits.keepalive_timeout_seconds changed for HTTP/2 (new HTTP/1 connections use it at once)"
+                .to_string(),
+        );
     }
     out
 }
@@ -147,10 +154,19 @@ mod tests {
     }
 
     #[test]
+    fn limits_read_per_connection_need_no_upgrade() {
+        let a = config("");
+        let b = config(
+            "limits: { max_connections: 5, request_header_timeout_seconds: 3, max_request_header_bytes: 4096 }\n",
+        );
+        assert_eq!(needs_upgrade(&a, &b), Vec::<String>::new());
+    }
+
+    #[test]
     fn listener_admin_and_server_changes_are_named() {
         let a = config("");
         let b = config(
-            "  - address: 127.0.0.1:8081\nadmin: { address: 127.0.0.1:9999 }\nserver: { threads: 4 }\nlimits: { max_connections: 5 }\n",
+            "  - address: 127.0.0.1:8081\nadmin: { address: 127.0.0.1:9999 }\nserver: { threads: 4 }\nlimits: { keepalive_timeout_seconds: 5 }\n",
         );
         let changes = needs_upgrade(&a, &b).join("\n");
         assert!(
@@ -162,7 +178,10 @@ mod tests {
             "{changes}"
         );
         assert!(changes.contains("server: section"), "{changes}");
-        assert!(changes.contains("limits.max_connections"), "{changes}");
+        assert!(
+            changes.contains("limits.keepalive_timeout_seconds"),
+            "{changes}"
+        );
         let removed = needs_upgrade(&b, &a).join("\n");
         assert!(
             removed.contains("listener 127.0.0.1:8081 removed"),

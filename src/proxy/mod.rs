@@ -8,12 +8,14 @@ mod facts;
 pub mod forwarded;
 pub mod guard;
 pub mod limits;
+pub mod listener_certs;
+pub mod origin;
 mod redirect;
 mod retry;
 pub mod tls_accept;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -29,9 +31,6 @@ use crate::live::Live;
 
 pub use ctx::RequestCtx;
 use ctx::{Arrival, InFlight};
-
-/// How long tether waits for an upstream TCP connect before calling it failed (Cloudflare 522).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The proxy service: routes every request through the live snapshot.
 pub struct Tether {
@@ -106,6 +105,8 @@ impl ProxyHttp for Tether {
                 random: fastrand::u64(..),
                 tls,
             };
+            // A shared store refreshes the request's header session here (bounded wait).
+            self.live.state.prepare(&snap, &request).await;
             route(&snap, &request, now)
         };
         ctx.facts = Some(Arrival {
@@ -158,9 +159,7 @@ impl ProxyHttp for Tether {
         ctx.attempts.tried.push(target);
         ctx.attempts.inflight = Some(InFlight::start(&endpoint.state));
         ctx.timing.upstream_started = Some(Instant::now());
-        let mut peer = HttpPeer::new(endpoint.addr, false, String::new());
-        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
-        Ok(Box::new(peer))
+        Ok(endpoint.origin.peer())
     }
 
     fn fail_to_connect(
@@ -171,6 +170,46 @@ impl ProxyHttp for Tether {
         e: Box<Error>,
     ) -> Box<Error> {
         retry::on_connect_failure(ctx, e)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        digest: Option<&pingora::protocols::Digest>,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match origin::name_refused(digest) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // A certificate refused by `connected_to_upstream`: nothing was sent, so it is a connect
+        // failure like Pingora's own certificate errors (SPEC 3.4).
+        if *e.etype() == ErrorType::InvalidCert {
+            return retry::on_connect_failure(ctx, e);
+        }
+        // Pingora's default.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -235,9 +274,8 @@ impl ProxyHttp for Tether {
                 resp.append_header(http::header::SET_COOKIE, value)?;
             }
             PinAction::Remember { session } => {
-                if let Some(store) = &lb.sessions {
-                    store.pin(session, endpoint);
-                }
+                let new = decision.outcome == crate::balancer::Outcome::New;
+                self.live.state.remember(lb, session, endpoint, new);
             }
         }
         Ok(())

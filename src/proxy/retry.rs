@@ -2,7 +2,7 @@
 //! `balancer::failover` decides; this records the decision in the request's context so that
 //! Pingora's retry calls `upstream_peer` again with the new target, and reports the retry once.
 
-use pingora::Error;
+use pingora::{Error, ErrorType};
 
 use crate::affinity::rendezvous::HashKey;
 use crate::balancer::steering::PickFacts;
@@ -30,9 +30,9 @@ pub fn on_connect_failure(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error>
         }
         None => {
             log::warn!(
-                "{} unreachable ({}), no failover: answering 502",
+                "{}{}, no failover: answering 502",
                 snap.endpoint(failed.target).label,
-                e.etype().as_str()
+                Why(&e)
             );
             e.set_retry(false);
         }
@@ -50,9 +50,90 @@ fn report_failover(snap: &Snapshot, failed: &Decision, next: &Decision, e: &Erro
     };
     crate::telemetry::metrics::record_failover(balancer, mode);
     log::warn!(
-        "{} unreachable ({}): failover-{mode} retry on {} (balancer {balancer})",
+        "{}{}: failover-{mode} retry on {} (balancer {balancer})",
         snap.endpoint(failed.target).label,
-        e.etype().as_str(),
+        Why(e),
         snap.endpoint(next.target).label,
     );
+}
+
+/// Why a connect failed, after the endpoint's label: ` unreachable (ConnectRefused)`, or for
+/// TLS (Cloudflare's 525/526) the handshake's own reason,
+/// `: certificate verify failed (InvalidCert, SNI app.internal)`.
+struct Why<'a>(&'a Error);
+
+impl std::fmt::Display for Why<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = self.0.etype().as_str();
+        let tls = |context: &str| TlsReason::parse(context);
+        match self.0.etype() {
+            ErrorType::InvalidCert => {
+                let r = tls(self.0.context.as_ref().map_or("", |c| c.as_str()));
+                write!(f, ": {} ({kind}{})", r.reason, r.sni)
+            }
+            ErrorType::TLSHandshakeFailure => {
+                let r = tls(self.0.context.as_ref().map_or("", |c| c.as_str()));
+                write!(f, ": TLS handshake failed: {} ({kind}{})", r.reason, r.sni)
+            }
+            _ => write!(f, " unreachable ({kind})"),
+        }
+    }
+}
+
+/// The parts of Pingora's TLS error context (`TLS connect() failed: error:0A000086:SSL
+/// routines:FUNCTION:certificate verify failed:FILE:LINE:DATA, SNI: name`) worth a log line.
+#[derive(Debug, PartialEq, Eq)]
+struct TlsReason {
+    /// OpenSSL's reason, and its detail when it gives one.
+    reason: String,
+    /// `, SNI name`, or empty.
+    sni: String,
+}
+
+impl TlsReason {
+    fn parse(context: &str) -> TlsReason {
+        let rest = context
+            .strip_prefix("TLS connect() failed: ")
+            .unwrap_or(context);
+        let (stack, sni) = match rest.rsplit_once(", SNI: ") {
+            Some((stack, sni)) => (stack, format!(", SNI {sni}")),
+            None => (rest, String::new()),
+        };
+        // error:CODE:LIBRARY:FUNCTION:REASON:FILE:LINE:DATA — keep REASON and DATA.
+        let fields: Vec<&str> = stack
+            .find("error:")
+            .map(|at| stack[at..].splitn(8, ':').collect())
+            .unwrap_or_default();
+        let reason = match fields.as_slice() {
+            [_, _, _, _, reason, _, _, data] if !data.trim().is_empty() => {
+                format!("{reason}: {}", data.trim())
+            }
+            [_, _, _, _, reason, ..] => reason.to_string(),
+            _ => stack.to_string(),
+        };
+        TlsReason { reason, sni }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_reason_keeps_openssl_reason_detail_and_sni() {
+        let ctx = "TLS connect() failed: error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed:ssl/statem/statem_clnt.c:2125:, SNI: origin.test";
+        let r = TlsReason::parse(ctx);
+        assert_eq!(r.reason, "certificate verify failed");
+        assert_eq!(r.sni, ", SNI origin.test");
+        let with_data = "TLS connect() failed: error:0A000086:SSL routines:x:certificate verify failed:f.c:1:Verify error:certificate has expired, SNI: a";
+        assert_eq!(
+            TlsReason::parse(with_data).reason,
+            "certificate verify failed: Verify error:certificate has expired"
+        );
+        let other = TlsReason::parse("something else");
+        assert_eq!(
+            (other.reason.as_str(), other.sni.as_str()),
+            ("something else", "")
+        );
+    }
 }

@@ -1,5 +1,5 @@
-//! The TLS side of a listener: the acceptor built from the listener's certificate and key, and
-//! the server handshake. Listeners are added to Pingora as plain TCP so that the connection
+//! The TLS side of a listener: the acceptor, which presents the live certificate for the
+//! client's SNI (`listener_certs`, re-read at every reload), and the server handshake. Listeners are added to Pingora as plain TCP so that the connection
 //! guard counts a TLS connection from accept and bounds its handshake (SPEC §3.7); Pingora would
 //! otherwise handshake before any app code runs, uncounted, with 60 s to finish.
 //!
@@ -7,34 +7,25 @@
 //! intermediate profile, HTTP/2 preferred by ALPN, HTTP/1.1 allowed.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pingora::protocols::Stream;
-use pingora::tls::ssl::{
-    select_next_proto, AlpnError, SslAcceptor, SslFiletype, SslMethod, SslRef,
-};
+use pingora::tls::ssl::{select_next_proto, AlpnError, SslAcceptor, SslMethod, SslRef};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::conn::delegate::delegate_io_but_read;
+use super::listener_certs::{serve_live_certificates, ListenerCerts};
+use crate::live::Live;
 
 /// ALPN protocols tether offers, most preferred first, in wire format.
 const ALPN_H2_H1: &[u8] = b"\x02h2\x08http/1.1";
 
-/// Why a listener's TLS acceptor could not be built; names the file at fault.
+/// Why a listener's TLS acceptor could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read TLS key {path}: {source}")]
-    Key {
-        path: String,
-        source: pingora::tls::error::ErrorStack,
-    },
-    #[error("cannot read TLS certificate chain {path}: {source}")]
-    Cert {
-        path: String,
-        source: pingora::tls::error::ErrorStack,
-    },
     #[error("cannot set up TLS: {0}")]
-    Setup(pingora::tls::error::ErrorStack),
+    Setup(#[from] pingora::tls::error::ErrorStack),
 }
 
 /// Accepts TLS connections for one listener.
@@ -43,20 +34,16 @@ pub struct TlsAcceptor {
 }
 
 impl TlsAcceptor {
-    /// An acceptor serving the PEM certificate chain at `cert_path` with the key at `key_path`.
-    pub fn from_files(cert_path: &str, key_path: &str) -> Result<Self, TlsError> {
-        let mut b =
-            SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(TlsError::Setup)?;
-        b.set_private_key_file(key_path, SslFiletype::PEM)
-            .map_err(|source| TlsError::Key {
-                path: key_path.to_string(),
-                source,
-            })?;
-        b.set_certificate_chain_file(cert_path)
-            .map_err(|source| TlsError::Cert {
-                path: cert_path.to_string(),
-                source,
-            })?;
+    /// An acceptor for the listener at `address` that serves, at each handshake, the certificate
+    /// the live snapshot holds for it and the client's SNI (`listener_certs`; `started` is what
+    /// it was started with). Its own context carries no certificate.
+    pub fn live(
+        live: Arc<Live>,
+        address: String,
+        started: Arc<ListenerCerts>,
+    ) -> Result<Self, TlsError> {
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
+        serve_live_certificates(&mut b, live, address, started);
         b.set_alpn_select_callback(prefer_h2);
         Ok(TlsAcceptor {
             acceptor: b.build(),

@@ -1,8 +1,12 @@
 //! The end-to-end harness: real upstreams, a real `tether` process, and an HTTP client.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod hostile;
+pub mod hostile_mix;
 pub mod ops;
 pub mod raw;
+pub mod redis;
+pub mod tls_upstream;
 pub mod upstream;
 
 use std::io::Read;

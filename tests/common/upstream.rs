@@ -35,10 +35,18 @@ pub struct Seen {
 }
 
 #[derive(Debug, Default)]
-struct State {
-    health: AtomicU16,
-    requests: Mutex<Vec<Seen>>,
+pub(super) struct State {
+    pub(super) health: AtomicU16,
+    pub(super) requests: Mutex<Vec<Seen>>,
     connections: AtomicUsize,
+}
+
+/// A fresh record whose `/health` answers 200, for servers built on [`answer`].
+pub(super) fn new_state() -> Arc<State> {
+    Arc::new(State {
+        health: AtomicU16::new(200),
+        ..State::default()
+    })
 }
 
 /// A running upstream. It answers every path with its name (and header `x-endpoint`), and
@@ -163,7 +171,11 @@ async fn accept_loop(
     }
 }
 
-async fn answer(name: &str, state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(super) async fn answer(
+    name: &str,
+    state: &State,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if req.uri().path() == "/health" {
         let mut resp = Response::new(Full::new(Bytes::from_static(b"health\n")));
         *resp.status_mut() = hyper::StatusCode::from_u16(state.health.load(SeqCst)).unwrap();

@@ -36,7 +36,8 @@ pub struct Watched {
     cut: Option<Cutting>,
 }
 
-/// A connection being cut: its response is written, then input is drained until `until`.
+/// A connection being cut (logged and counted once): its response, if any, is written, then
+/// input is drained until `until`.
 #[derive(Debug)]
 struct Cutting {
     why: Cut,
@@ -100,10 +101,6 @@ impl Watched {
         if let Some(reason) = why.reason() {
             metrics::record_refusal(reason);
         }
-        if why.response().is_none() {
-            // End of stream: Pingora closes quietly when no byte of a request was read.
-            return Poll::Ready(Ok(()));
-        }
         let until = Instant::now() + LINGER;
         self.timer.as_mut().reset(until.into());
         self.cut = Some(Cutting {
@@ -123,6 +120,10 @@ impl Watched {
         let Some(cut) = self.cut.as_mut() else {
             return Poll::Ready(Ok(()));
         };
+        let Some(response) = cut.why.response() else {
+            // End of stream: Pingora closes quietly when no byte of a request was read.
+            return Poll::Ready(Ok(()));
+        };
         let failed = |why: Cut| {
             let what = match why {
                 Cut::TooLarge => "request header over limits.max_request_header_bytes",
@@ -135,7 +136,6 @@ impl Watched {
         if self.timer.as_mut().poll(cx).is_ready() && Instant::now() >= until {
             return failed(why);
         }
-        let response = why.response().unwrap_or_default();
         let mut inner = Pin::new(&mut *self.inner);
         while cut.written < response.len() {
             match ready!(inner.as_mut().poll_write(cx, &response[cut.written..])) {

@@ -1,0 +1,196 @@
+//! How tether reaches one endpoint: a Pingora peer built once per config load (address, TLS,
+//! SNI, certificate checks, CA), so that a request only clones it, and so that every request to
+//! the endpoint presents an identical peer and Pingora reuses its pooled connections.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use pingora::protocols::tls::{CaType, HandshakeCompleteHook, TlsRef};
+use pingora::protocols::{Digest, ALPN};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+
+use crate::config::OriginTls;
+
+/// How long tether waits for an upstream connect (TCP, and TLS handshake on its own) before
+/// calling it failed (Cloudflare 522).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An endpoint's connection settings, compiled.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The peer every proxied request clones.
+    peer: HttpPeer,
+    /// The TLS parameters, kept apart so an `https` monitor can use them on an endpoint that is
+    /// proxied in plain HTTP.
+    sni: String,
+    verify: bool,
+    ca: Option<Arc<CaType>>,
+    ca_path: Option<String>,
+}
+
+/// Same settings (as written; a CA file re-read at a reload compares equal).
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        (self.is_tls(), &self.sni, self.verify, &self.ca_path)
+            == (other.is_tls(), &other.sni, other.verify, &other.ca_path)
+            && self.peer._address == other.peer._address
+    }
+}
+
+impl Origin {
+    /// Builds the peer for `addr` with `tls` (its CA list already read by validation). `label`
+    /// (`pool/endpoint`) names the endpoint in the one warning about `verify: false`.
+    pub fn compile(addr: SocketAddr, tls: &OriginTls, label: &str) -> Origin {
+        if tls.enabled && !tls.verify {
+            warn_once(label);
+        }
+        let mut origin = Origin {
+            peer: HttpPeer::new(addr, false, String::new()),
+            sni: tls.sni.clone(),
+            verify: tls.verify,
+            ca: tls.ca.clone(),
+            ca_path: tls.ca_path.clone(),
+        };
+        origin.peer = origin.peer_for(addr, tls.enabled, CONNECT_TIMEOUT);
+        if tls.enabled {
+            // h2 when the origin offers it by ALPN, else HTTP/1.1.
+            origin.peer.options.alpn = ALPN::H2H1;
+        }
+        origin
+    }
+
+    /// The peer for one proxied request.
+    pub fn peer(&self) -> Box<HttpPeer> {
+        Box::new(self.peer.clone())
+    }
+
+    /// Whether requests reach the endpoint over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.peer.is_tls()
+    }
+
+    /// A peer at `addr` (a monitor may use another port) with this endpoint's TLS checks, SNI
+    /// and CA when `tls`; HTTP/1.1 only.
+    pub fn peer_for(&self, addr: SocketAddr, tls: bool, timeout: Duration) -> HttpPeer {
+        let sni = if tls { self.sni.clone() } else { String::new() };
+        let mut peer = HttpPeer::new(addr, tls, sni);
+        peer.options.connection_timeout = Some(timeout);
+        if tls {
+            // The name checked is the SNI (never empty here: Pingora skips every check when it is).
+            peer.options.verify_cert = self.verify;
+            peer.options.verify_hostname = self.verify;
+            peer.options.ca = self.ca.clone();
+            if let (true, Ok(ip)) = (self.verify, self.sni.parse::<IpAddr>()) {
+                // Pingora checks names as DNS names only; an address is checked against the
+                // certificate's IP SANs here, and the verdict read by `name_refused`.
+                peer.options.verify_hostname = false;
+                peer.options.upstream_tls_handshake_complete_hook = Some(ip_check(ip));
+            }
+        }
+        peer
+    }
+}
+
+/// A verified certificate that does not name the address the endpoint was reached by.
+#[derive(Debug)]
+struct IpNotNamed(IpAddr);
+
+/// Checks, after a verified handshake, that the certificate's IP SANs hold `ip`.
+fn ip_check(ip: IpAddr) -> HandshakeCompleteHook {
+    Arc::new(move |ssl: &TlsRef| {
+        let named = ssl
+            .peer_certificate()
+            .and_then(|cert| cert.subject_alt_names())
+            .is_some_and(|names| {
+                names.iter().any(|n| {
+                    n.ipaddress().is_some_and(|b| match ip {
+                        IpAddr::V4(v4) => b == v4.octets(),
+                        IpAddr::V6(v6) => b == v6.octets(),
+                    })
+                })
+            });
+        (!named).then(|| Arc::new(IpNotNamed(ip)) as Arc<dyn std::any::Any + Send + Sync>)
+    })
+}
+
+/// The certificate-name failure of a connection that was otherwise established (an origin
+/// reached by IP address whose certificate does not name it), as an `InvalidCert` error: a
+/// connect failure for failover, like Pingora's own certificate errors.
+pub fn name_refused(digest: Option<&Digest>) -> Option<Box<Error>> {
+    let ssl = digest?.ssl_digest.as_ref()?;
+    let IpNotNamed(ip) = ssl.extension.get::<IpNotNamed>()?;
+    let mut e = Error::explain(
+        ErrorType::InvalidCert,
+        format!("TLS connect() failed: certificate does not name {ip}"),
+    );
+    e.as_up();
+    Some(e)
+}
+
+/// Warns about `verify: false` once per endpoint per process, not at every reload.
+fn warn_once(label: &str) {
+    static WARNED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut warned = WARNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if warned.insert(label.to_string()) {
+        log::warn!("{label}: origin TLS with verify: false accepts any certificate");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::upstreams::peer::Peer;
+
+    fn tls(enabled: bool, verify: bool) -> OriginTls {
+        OriginTls {
+            enabled,
+            sni: "origin.example".into(),
+            verify,
+            ca_path: None,
+            ca: None,
+        }
+    }
+
+    #[test]
+    fn every_request_presents_the_same_peer_so_connections_are_reused() {
+        let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let o = Origin::compile(addr, &tls(true, true), "p/e");
+        let (a, b) = (o.peer(), o.peer());
+        assert_eq!(a.reuse_hash(), b.reuse_hash());
+        assert!(a.is_tls());
+        assert_eq!(a.sni(), "origin.example");
+        assert!(a.verify_cert() && a.verify_hostname());
+        assert_eq!(a.options.alpn, ALPN::H2H1);
+        assert_eq!(a.options.connection_timeout, Some(CONNECT_TIMEOUT));
+    }
+
+    #[test]
+    fn plain_and_unverified_peers_differ_from_verified_ones() {
+        let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let plain = Origin::compile(addr, &tls(false, true), "p/e").peer();
+        assert!(!plain.is_tls());
+        assert_eq!(plain.sni(), "");
+        assert_eq!(plain.options.alpn, ALPN::H1);
+        let loose = Origin::compile(addr, &tls(true, false), "p/e").peer();
+        assert!(!loose.verify_cert() && !loose.verify_hostname());
+        let strict = Origin::compile(addr, &tls(true, true), "p/e").peer();
+        assert_ne!(loose.reuse_hash(), strict.reuse_hash());
+    }
+
+    #[test]
+    fn a_monitor_peer_keeps_the_checks_on_another_port() {
+        let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let o = Origin::compile(addr, &tls(false, true), "p/e");
+        let other: SocketAddr = "127.0.0.1:9443".parse().unwrap();
+        let p = o.peer_for(other, true, Duration::from_secs(2));
+        assert!(p.is_tls() && p.verify_cert());
+        assert_eq!(p.sni(), "origin.example");
+        assert_eq!(p.address().to_string(), "127.0.0.1:9443");
+    }
+}

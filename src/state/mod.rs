@@ -1,0 +1,151 @@
+//! Runtime state beyond the config file (SPEC §5): admin drains with their start time, drain
+//! clocks, header sessions and health verdicts — and where they live so that they survive an
+//! upgrade, a restart, and being shared by several instances.
+//!
+//! [`StateStore`] is the one seam the rest of tether talks to. The request path reads the
+//! in-process copies it always has (endpoint states, the header-session caches) and calls
+//! [`StateStore::prepare`] and [`StateStore::remember`] around routing; neither blocks a thread,
+//! and with Redis `prepare` waits at most `timeout_ms`, at most once per session per second.
+//! The admin API reports drains through [`StateStore::drain_changed`]. [`StateSync`] does the
+//! rest in the background: restore at start (state file, upgrade hand-over), Redis polling,
+//! state-file writes.
+
+pub mod file;
+pub mod handover;
+pub mod image;
+pub mod metrics;
+pub mod redis;
+mod sync;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::affinity::EndpointId;
+use crate::balancer::{Balancer, RequestFacts, Snapshot};
+use crate::config::{StateSection, StoreKind};
+
+pub use image::StateImage;
+pub use sync::StateSync;
+
+use self::redis::RedisStore;
+
+/// Where this process keeps its runtime state; chosen at start (a reload does not change it).
+#[derive(Debug)]
+pub struct StateStore {
+    kind: StoreKind,
+    /// The embedded store's file, absolute.
+    file: Option<PathBuf>,
+    redis: Option<Arc<RedisStore>>,
+}
+
+impl Default for StateStore {
+    fn default() -> Self {
+        StateStore::new(&StateSection::default())
+    }
+}
+
+impl StateStore {
+    /// The store `state:` asks for. Nothing is connected or read yet: [`StateSync`] does that.
+    pub fn new(cfg: &StateSection) -> StateStore {
+        for unused in crate::config::unused_parts(cfg) {
+            log::warn!("{unused}");
+        }
+        let file = cfg.file.as_ref().map(|f| {
+            let p = PathBuf::from(f);
+            match std::env::current_dir() {
+                Ok(base) if p.is_relative() => base.join(p),
+                _ => p,
+            }
+        });
+        StateStore {
+            kind: cfg.store,
+            file,
+            redis: match (cfg.store, &cfg.redis) {
+                (StoreKind::Redis, Some(r)) => Some(Arc::new(RedisStore::new(r))),
+                _ => None,
+            },
+        }
+    }
+
+    /// `embedded` or `redis`.
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    /// The embedded store's file, when one is configured.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
+    /// The Redis store, when `store: redis`.
+    pub fn redis(&self) -> Option<&Arc<RedisStore>> {
+        self.redis.as_ref()
+    }
+
+    /// True while the store answers (the embedded store always does).
+    pub fn reachable(&self) -> bool {
+        self.redis.as_ref().is_none_or(|r| r.is_up())
+    }
+
+    /// Before routing: makes the request's header session current from a shared store (see
+    /// [`RedisStore::prepare`]). Returns at once for the embedded store.
+    pub async fn prepare(&self, snap: &Snapshot, facts: &RequestFacts<'_>) {
+        if let Some(r) = &self.redis {
+            r.prepare(snap, facts).await;
+        }
+    }
+
+    /// After routing pinned header session `session` of `lb` to `endpoint` (a new session or a
+    /// re-pin): kept here, and shared when the store is Redis (in the background). A `new`
+    /// session does not overwrite one another instance pinned meanwhile; a re-pin does.
+    pub fn remember(&self, lb: &Balancer, session: u128, endpoint: EndpointId, new: bool) {
+        let Some(store) = &lb.sessions else {
+            return;
+        };
+        match &self.redis {
+            None => store.pin(session, endpoint),
+            Some(r) => r.remember(&lb.name, lb.affinity.ttl, store, session, endpoint, new),
+        }
+    }
+
+    /// An admin drain (`since` = its start, unix seconds) or undrain (`None`) of `pool`/`name`
+    /// was made here; shared with every instance when the store is Redis. (The state file
+    /// notices drain changes by itself.)
+    pub fn drain_changed(&self, pool: &str, name: &str, since: Option<u64>) {
+        if let Some(r) = &self.redis {
+            r.drain_changed(pool, name, since);
+        }
+    }
+
+    /// What `/status` says about the store: which one, whether it answers, where it is (never
+    /// the Redis URL or password).
+    pub fn status_json(&self) -> Value {
+        match &self.redis {
+            Some(r) => json!({
+                "store": "redis",
+                "address": r.address(),
+                "reachable": r.is_up(),
+            }),
+            None => json!({
+                "store": "embedded",
+                "file": self.file.as_ref().map(|f| f.display().to_string()),
+                "reachable": true,
+            }),
+        }
+    }
+}
+
+/// The start of `pool`/`name`'s admin drain in `snap`, or `None` when it is not drained through
+/// the admin API.
+pub fn admin_drain_of(snap: &Snapshot, pool: &str, name: &str) -> Option<u64> {
+    let e = snap
+        .pools
+        .iter()
+        .find(|p| p.id == pool)?
+        .endpoints
+        .iter()
+        .find(|e| e.name == name)?;
+    e.state.admin_drained().then(|| e.state.drain_since())
+}

@@ -1,0 +1,179 @@
+//! The background side of the state store: restore before traffic, then keep state where it
+//! must be. The proxy and admin services depend on this one, so they start only after the
+//! state file and (with `--upgrade`) the old process's state have been applied.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::services::ServiceReadyNotifier;
+
+use crate::balancer::Snapshot;
+use crate::clock::unix_now;
+use crate::live::Live;
+
+use super::image::StateImage;
+use super::{file, handover};
+
+/// How often header sessions are written to the state file (SPEC §5); drains within a tick.
+const SESSIONS_EVERY: Duration = Duration::from_secs(60);
+/// How often the state file checks for drain changes.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Restores state at start, serves it to a successor, polls Redis, writes the state file.
+pub struct StateSync {
+    pub live: Arc<Live>,
+    /// Started with `--upgrade`: take the old process's state over before serving.
+    pub upgrade: bool,
+    /// `server.upgrade_sock`, absolute.
+    pub upgrade_sock: String,
+    /// Set once this process handed its state to a successor: from then on that one owns the
+    /// state file.
+    handed_over: AtomicBool,
+}
+
+impl StateSync {
+    pub fn new(live: Arc<Live>, upgrade: bool, upgrade_sock: String) -> StateSync {
+        StateSync {
+            live,
+            upgrade,
+            upgrade_sock,
+            handed_over: AtomicBool::new(false),
+        }
+    }
+
+    /// Applies the state file, then the old process's state (fresher), to the live snapshot.
+    async fn restore(&self, socket: &Path) {
+        if let Some(path) = self.live.state.file() {
+            match file::read(path) {
+                Ok(Some(image)) => {
+                    let a = self.live.operate(|snap| image.apply(snap));
+                    log::info!(
+                        "state file {}: restored {} drains and {} header sessions",
+                        path.display(),
+                        a.drains,
+                        a.sessions
+                    );
+                }
+                Ok(None) => log::info!("state file {} does not exist yet", path.display()),
+                Err(e) => log::warn!("state file: {e}"),
+            }
+        }
+        if self.upgrade {
+            match handover::fetch(socket).await {
+                Ok(image) => {
+                    let a = self.live.operate(|snap| image.apply(snap));
+                    log::info!(
+                        "took over the old process's state: {} drains, {} header sessions, {} unhealthy endpoints",
+                        a.drains,
+                        a.sessions,
+                        a.health
+                    );
+                }
+                Err(e) => log::warn!("upgrade without the old process's state: {e}"),
+            }
+        }
+    }
+
+    fn write_file(&self, snap: &Snapshot) {
+        let Some(path) = self.live.state.file() else {
+            return;
+        };
+        if self.handed_over.load(Relaxed) {
+            return;
+        }
+        let image = StateImage::capture(snap, unix_now(), false);
+        if let Err(e) = file::write(path, &image) {
+            log::warn!("state file: {e}");
+        }
+    }
+}
+
+/// Each endpoint's admin flag and drain start: what must reach the state file within a second.
+fn drain_marks(snap: &Snapshot) -> Vec<(bool, u64)> {
+    snap.pools
+        .iter()
+        .flat_map(|p| p.endpoints.iter())
+        .map(|e| (e.state.admin_drained(), e.state.drain_since()))
+        .collect()
+}
+
+#[async_trait]
+impl BackgroundService for StateSync {
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        let store = &self.live.state;
+        if let Some(r) = store.redis() {
+            r.connect();
+            // One poll before traffic, so drains shared by other instances apply from the start.
+            r.poll(&self.live, super::redis::POLL_TIMEOUT).await;
+        }
+        let socket = handover::socket_path(&self.upgrade_sock);
+        self.restore(&socket).await;
+        ready.notify_ready();
+
+        let listener = match handover::bind(&socket) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::warn!(
+                    "cannot serve state for a future upgrade on {}: {e}",
+                    socket.display()
+                );
+                None
+            }
+        };
+        let mut marks = drain_marks(&self.live.snapshot());
+        let mut sessions_written = Instant::now();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                accepted = async { listener.as_ref()?.accept().await.ok() }, if listener.is_some() => {
+                    let Some((stream, _)) = accepted else { continue };
+                    let image = StateImage::capture(&self.live.snapshot(), unix_now(), true);
+                    match handover::serve_one(stream, &image).await {
+                        Ok(()) => {
+                            self.handed_over.store(true, Relaxed);
+                            log::info!(
+                                "handed state to the new process: {} endpoints, {} header sessions",
+                                image.endpoints.len(),
+                                image.sessions.iter().map(|s| s.pins.len()).sum::<usize>()
+                            );
+                        }
+                        Err(e) => log::warn!("handing state over: {e}"),
+                    }
+                }
+                _ = tick.tick() => {
+                    let snap = self.live.snapshot();
+                    if let Some(r) = store.redis() {
+                        r.poll(&self.live, r.timeout()).await;
+                    }
+                    if store.file().is_some() {
+                        let now_marks = drain_marks(&snap);
+                        if now_marks != marks || sessions_written.elapsed() >= SESSIONS_EVERY {
+                            marks = now_marks;
+                            sessions_written = Instant::now();
+                            self.write_file(&snap);
+                        }
+                    }
+                }
+                _ = shutdown.changed() => {
+                    let snap = self.live.snapshot();
+                    if let Some(r) = store.redis() {
+                        // A drain made in the last moments still reaches the other instances.
+                        r.poll(&self.live, super::redis::POLL_TIMEOUT).await;
+                    }
+                    self.write_file(&snap);
+                    return;
+                }
+            }
+        }
+    }
+}

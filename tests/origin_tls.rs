@@ -1,0 +1,291 @@
+//! SPEC §3.8 origins over TLS, end to end against real TLS upstreams with certificates made at
+//! test time: verification on (custom CA) and off, the SNI sent, h2 by ALPN, connection reuse,
+//! and every kind of handshake or certificate failure as a connect failure for §3.4 failover.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::ops::*;
+use common::tls_upstream::*;
+use common::*;
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// One endpoint line with a `tls:` block.
+fn tls_endpoint(name: &str, addr: impl std::fmt::Display, tls: &str) -> String {
+    format!("      - {{ name: {name}, address: \"{addr}\", tls: {{ {tls} }} }}\n")
+}
+
+/// A pool `web` of `endpoints` behind one balancer `*`.
+fn single(endpoints: &str) -> String {
+    format!(
+        "pools:\n  - id: web\n    endpoints:\n{endpoints}\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n"
+    )
+}
+
+fn get_once(t: &Tether, path: &str) -> Resp {
+    get(&client(), &t.url(path), None, &[])
+}
+
+#[test]
+fn verified_origin_behind_a_custom_ca_is_reached_over_tls_with_the_configured_sni() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start(
+        "tls-a",
+        &ca.issue(&["origin.test"], "origin.test", false),
+        false,
+    );
+    let ca_path = ca.write(dir.path(), "ca");
+    let tls = format!(
+        "enabled: true, sni: origin.test, ca_path: {}",
+        ca_path.display()
+    );
+    let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
+    for _ in 0..3 {
+        let r = get_once(&t, "/x");
+        assert_eq!(
+            (r.status, r.endpoint()),
+            (200, "tls-a"),
+            "{r:?}\n{}",
+            t.log()
+        );
+    }
+    assert_eq!(up.requests().len(), 3);
+    assert!(!up.snis().is_empty());
+    assert!(
+        up.snis()
+            .iter()
+            .all(|s| s.as_deref() == Some("origin.test")),
+        "{:?}",
+        up.snis()
+    );
+}
+
+#[test]
+fn sni_defaults_to_the_host_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start("tls-a", &ca.issue(&["app.internal"], "app", false), false);
+    let ca_path = ca.write(dir.path(), "ca");
+    let endpoint = format!(
+        "      - {{ name: a, address: \"{}\", header: {{ Host: [\"app.internal:8443\"] }} }}\n",
+        up.addr
+    );
+    // The pool's block turns TLS on for its endpoints; the endpoint names no SNI.
+    let body = single(&endpoint).replace(
+        "    endpoints:\n",
+        &format!(
+            "    tls: {{ enabled: true, ca_path: {} }}\n    endpoints:\n",
+            ca_path.display()
+        ),
+    );
+    let t = Tether::start(&body);
+    let r = get_once(&t, "/");
+    assert_eq!(
+        (r.status, r.endpoint()),
+        (200, "tls-a"),
+        "{r:?}\n{}",
+        t.log()
+    );
+    assert_eq!(up.snis(), vec![Some("app.internal".to_string())]);
+    assert_eq!(up.requests()[0].headers["host"], "app.internal:8443");
+}
+
+#[test]
+fn verify_false_accepts_a_self_signed_origin_and_warns_once() {
+    let up = TlsUpstream::start("tls-a", &self_signed_leaf(&["elsewhere.test"], "x"), false);
+    let t = Tether::start(&single(&tls_endpoint(
+        "a",
+        up.addr,
+        "enabled: true, verify: false",
+    )));
+    let r = get_once(&t, "/");
+    assert_eq!(
+        (r.status, r.endpoint()),
+        (200, "tls-a"),
+        "{r:?}\n{}",
+        t.log()
+    );
+    let warning = "web/a: origin TLS with verify: false accepts any certificate";
+    // A reload does not repeat it.
+    let log = t.dir.path().join("tether.log");
+    let before = count_in(&log, "reloaded ");
+    signal(t.pid(), "HUP");
+    wait_for("the reload", LONG, || count_in(&log, "reloaded ") > before);
+    assert_eq!(t.log().matches(warning).count(), 1, "{}", t.log());
+}
+
+#[test]
+fn h2_to_an_origin_that_offers_it_by_alpn() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start(
+        "h2-a",
+        &ca.issue(&["origin.test"], "origin.test", false),
+        true,
+    );
+    let tls = format!(
+        "enabled: true, sni: origin.test, ca_path: {}",
+        ca.write(dir.path(), "ca").display()
+    );
+    let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
+    for _ in 0..5 {
+        let r = get_once(&t, "/h2");
+        assert_eq!(
+            (r.status, r.endpoint()),
+            (200, "h2-a"),
+            "{r:?}\n{}",
+            t.log()
+        );
+    }
+    assert!(up.h2_connections() >= 1);
+    assert_eq!(
+        up.h2_connections(),
+        up.handshakes(),
+        "every connection is h2"
+    );
+    assert_eq!(up.requests().len(), 5);
+}
+
+#[test]
+fn tls_origin_connections_are_pooled_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start(
+        "tls-a",
+        &ca.issue(&["origin.test"], "origin.test", false),
+        false,
+    );
+    let tls = format!(
+        "enabled: true, sni: origin.test, ca_path: {}",
+        ca.write(dir.path(), "ca").display()
+    );
+    let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
+    let c = client();
+    for _ in 0..20 {
+        let r = get(&c, &t.url("/"), None, &[]);
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(up.requests().len(), 20);
+    assert_eq!(
+        (up.connections(), up.handshakes()),
+        (1, 1),
+        "20 sequential requests share one upstream TLS connection"
+    );
+}
+
+#[test]
+fn an_origin_reached_by_ip_is_verified_against_its_ip_san() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start("tls-a", &ca.issue(&["127.0.0.1"], "origin", false), true);
+    let tls = format!(
+        "enabled: true, ca_path: {}",
+        ca.write(dir.path(), "ca").display()
+    );
+    let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
+    let c = client();
+    for _ in 0..3 {
+        let r = get(&c, &t.url("/"), None, &[]);
+        assert_eq!(
+            (r.status, r.endpoint()),
+            (200, "tls-a"),
+            "{r:?}\n{}",
+            t.log()
+        );
+    }
+    assert_eq!(
+        up.snis()[0],
+        None,
+        "no SNI is sent for an address (RFC 6066)"
+    );
+}
+
+#[test]
+fn https_monitor_uses_the_endpoints_tls_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let trusted = TlsUpstream::start("trusted", &ca.issue(&["origin.test"], "o", false), false);
+    let selfsigned = self_signed_leaf(&["origin.test"], "o");
+    let strict = TlsUpstream::start("strict", &selfsigned, false);
+    let loose = TlsUpstream::start("loose", &selfsigned, false);
+    let by_ip = TlsUpstream::start("by-ip", &ca.issue(&["127.0.0.2"], "o", false), false);
+    let ca_tls = format!(
+        "enabled: true, sni: origin.test, ca_path: {}",
+        ca.write(dir.path(), "ca").display()
+    );
+    let body = format!(
+        "monitors:\n  - {{ id: m, type: https, path: /health, interval: 60 }}\n\
+         pools:\n  - id: web\n    monitor: m\n    endpoints:\n{}{}{}\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+        tls_endpoint("trusted", trusted.addr, &ca_tls),
+        tls_endpoint("strict", strict.addr, &ca_tls),
+        tls_endpoint(
+            "loose",
+            loose.addr,
+            "enabled: true, verify: false, sni: origin.test"
+        ),
+    )
+    .replace(
+        "load_balancers:",
+        &format!(
+            "{}load_balancers:",
+            tls_endpoint(
+                "by-ip",
+                by_ip.addr,
+                &ca_tls.replace("sni: origin.test, ", "")
+            )
+        ),
+    );
+    let t = Tether::start(&body);
+    wait_for("the strict endpoint to fail its check", LONG, || {
+        t.log()
+            .contains("web/strict unhealthy: connect: InvalidCert (TLS connect() failed: ")
+    });
+    wait_for("the endpoint by address to fail its check", LONG, || {
+        t.log().contains(
+            "web/by-ip unhealthy: connect: InvalidCert (TLS connect() failed: certificate does not name 127.0.0.1)",
+        )
+    });
+    for name in ["trusted", "loose"] {
+        wait_for("the first checks", LONG, || {
+            t.log().contains(&format!("web/{name} first check passed"))
+        });
+    }
+    assert_eq!(trusted.snis()[0].as_deref(), Some("origin.test"));
+    let c = client();
+    for _ in 0..10 {
+        let r = get(&c, &t.url("/"), None, &[]);
+        assert!(!["strict", "by-ip"].contains(&r.endpoint()));
+        assert_eq!(r.status, 200);
+    }
+}
+
+#[test]
+fn config_test_names_an_unreadable_ca_path_and_unknown_tls_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{}pools:\n  - id: web\n    tls: {{ enabled: true, ca_path: /nonexistent/ca.pem }}\n    endpoints:\n\
+         \x20     - {{ name: a, address: \"127.0.0.1:1\", tls: {{ verfy: false }} }}\n\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+        head(dir.path(), free_port())
+    );
+    let (ok, out) = config_test(&yaml);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("pools[0].endpoints[0].tls.verfy: unknown field `verfy`"),
+        "{out}"
+    );
+    let fixed = yaml.replace("verfy", "verify");
+    let (ok, out) = config_test(&fixed);
+    assert!(!ok);
+    assert!(
+        out.contains("pools[0].tls.ca_path: /nonexistent/ca.pem cannot be read"),
+        "{out}"
+    );
+}
