@@ -32,14 +32,16 @@ use crate::live::Live;
 pub use ctx::RequestCtx;
 use ctx::{Arrival, InFlight};
 
-/// The proxy service: routes every request through the live snapshot.
-pub struct Tether {
+/// tether's `ProxyHttp`: the adapter between Pingora's hooks and the routing decision. Every
+/// request reads the live snapshot once and is routed by `balancer::route`.
+pub struct Adapter {
     live: Arc<Live>,
 }
 
-impl Tether {
+impl Adapter {
+    /// The adapter over the live instance.
     pub fn new(live: Arc<Live>) -> Self {
-        Tether { live }
+        Adapter { live }
     }
 }
 
@@ -56,7 +58,7 @@ async fn respond_plain(session: &mut Session, status: u16, body: &'static str) -
 }
 
 #[async_trait]
-impl ProxyHttp for Tether {
+impl ProxyHttp for Adapter {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
