@@ -10,7 +10,8 @@
 # BENCH_CONNECTIONS (32),
 # BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_ROWS (a regex over row names; all by default),
 # BENCH_SCALING (1; 0 skips the scaling section), BENCH_SKIP_BUILD (0), BENCH_BIN_DIR (target/release),
-# BENCH_TETHER (the tether binary to measure, for A/B runs; $BENCH_BIN_DIR/tether).
+# BENCH_TETHER (the tether binary to measure, for A/B runs; $BENCH_BIN_DIR/tether),
+# BENCH_OUT (target/bench: results.tsv and the chart proxies.svg).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,7 @@ TICKS=$(getconf CLK_TCK)
 REL=${BENCH_BIN_DIR:-target/release}
 TETHER=${BENCH_TETHER:-$REL/tether}
 WORK=$(mktemp -d /tmp/tether-bench.XXXXXX)
+OUT=${BENCH_OUT:-target/bench}
 
 PIDS=()
 cleanup() {
@@ -166,6 +168,26 @@ table() {
 }
 
 want() { [[ $1 =~ $ROWS ]]; }
+
+# Writes the rows in ORDER as a results file (`row req_s p50_us p99_us cpu_us cpu_range`, tab
+# separated) and draws it with bench/chart.py: the table at a glance.
+results_and_chart() {
+  local r
+  mkdir -p "$OUT"
+  printf 'row\treq_s\tp50_us\tp99_us\tcpu_us\tcpu_range\n' >"$OUT/results.tsv"
+  for r in "${ORDER[@]}"; do
+    [[ $r =~ endpoints ]] && continue
+    summarise "$r"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "${RPS[$r]}" "${P50[$r]}" "${P99[$r]}" "${CPU[$r]}" "$SPREAD" >>"$OUT/results.tsv"
+  done
+  if python3 bench/chart.py "$OUT/results.tsv" "$OUT/proxies.svg" \
+    "make bench, $(date -u +%Y-%m-%d): proxies head to head"; then
+    echo
+    echo "Chart: $OUT/proxies.svg (figures: $OUT/results.tsv)."
+  else
+    say "python3 bench/chart.py failed: no chart (figures in $OUT/results.tsv)"
+  fi
+}
 
 # A tether config: affinity `$1`, `$2` endpoints over the four upstreams, file `$3`; with
 # ORIGIN_TLS=1 the endpoints are the TLS upstreams, verified against their certificate.
@@ -358,6 +380,7 @@ for r in "${ORDER[@]}"; do
   printf '| %-30s | %7s | %9s | %14s | %17s |\n' "$r" "$(ratio "$r" nginx)" "$(ratio "$r" haproxy)" \
     "$(ratio "$r" "bare pingora")" "$(ratio "$r" "bare pingora + mimalloc")"
 done
+results_and_chart
 
 if [ -n "${CPU[tether cookie, TLS origin]:-}" ]; then
   echo

@@ -23,6 +23,7 @@ pub mod balancer;
 pub mod clock;
 pub mod config;
 pub mod health;
+pub mod import;
 pub mod live;
 pub mod ops;
 pub mod proxy;

@@ -35,6 +35,9 @@ impl Live {
     pub fn load(path: &Path) -> Result<Live, ConfigErrors> {
         let runtime = RuntimeState::default();
         let config = Config::load(path)?;
+        for warning in &config.warnings {
+            log::warn!("{warning}");
+        }
         let snapshot = Snapshot::build(config, &runtime, unix_now());
         Ok(Self::new(snapshot, runtime, path))
     }
@@ -71,6 +74,9 @@ impl Live {
     pub fn reload(&self) -> Result<Arc<Snapshot>, ConfigErrors> {
         let mut registry = self.runtime.lock();
         let config = Config::load(&self.path)?;
+        for warning in &config.warnings {
+            log::warn!("{warning}");
+        }
         let mut snapshot = Snapshot::compile(config, &self.runtime.random_keys);
         registry.adopt(&mut snapshot, unix_now());
         let snapshot = Arc::new(snapshot);

@@ -13,6 +13,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::ServerSection;
+use crate::health::resolve::Resolver;
 use crate::health::EndpointWatch;
 use crate::live::Live;
 use crate::ops::admin::AdminApi;
@@ -139,11 +140,20 @@ pub fn run(
         EndpointWatch { live: live.clone() },
     ));
     server.add_service(background_service(
+        "endpoint name lookups",
+        Resolver { live: live.clone() },
+    ));
+    server.add_service(background_service(
         "reload on SIGHUP",
-        SighupReload { live },
+        SighupReload { live: live.clone() },
     ));
     server.add_service(background_service("access log flush", AccessLogFlush));
+    server.add_service(background_service(
+        "status page history",
+        crate::ops::history::HistorySampler { live: live.clone() },
+    ));
     server.run(RunArgs::default());
+    crate::state::write_at_exit(&live);
     // The last access lines of in-flight requests are still in the buffer.
     log_sink::flush()?;
     Ok(())

@@ -213,7 +213,6 @@ fn admin_token_guards_every_endpoint() {
     std::env::set_var("TETHER_TEST_ADMIN_TOKEN", "correct horse battery staple");
     let (_t, port) = start(&[&a], "  token: ${TETHER_TEST_ADMIN_TOKEN}\n", "");
     for (method, path) in [
-        ("GET", "/"),
         ("GET", "/status"),
         ("GET", "/metrics"),
         ("POST", "/reload"),
@@ -230,7 +229,15 @@ fn admin_token_guards_every_endpoint() {
             "{path}"
         );
     }
+    // The page a browser opens carries no data without the token: it only asks for it.
+    let page = admin(port, "GET", "/", None);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("needs its token"), "{}", page.body);
+    assert!(!page.body.contains(&a.addr.to_string()), "{}", page.body);
     let ok = Some("correct horse battery staple");
+    assert!(admin(port, "GET", "/", ok)
+        .body
+        .contains(&a.addr.to_string()));
     assert_eq!(admin(port, "GET", "/status", ok).status, 200);
     assert_eq!(
         admin(port, "POST", "/pools/web/endpoints/a/undrain", ok).status,

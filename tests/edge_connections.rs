@@ -260,3 +260,54 @@ fn unfinished_huge_headers_cost_bounded_memory() {
     );
     assert!(served(&t));
 }
+
+#[test]
+fn connection_limits_apply_after_a_reload_without_upgrade() {
+    let (t, _up, _) = start("limits:\n  request_header_timeout_seconds: 30\n", false);
+    let yaml = std::fs::read_to_string(&t.config).unwrap().replace(
+        "request_header_timeout_seconds: 30",
+        "request_header_timeout_seconds: 1\n  max_connections: 3",
+    );
+    std::fs::write(&t.config, yaml).unwrap();
+    common::ops::signal(t.pid(), "HUP");
+    wait_for("the reload", Duration::from_secs(10), || {
+        t.log().contains("reloaded")
+    });
+    assert!(!t.log().contains("needs a graceful upgrade"), "{}", t.log());
+    // A connection accepted now runs under the new header timeout.
+    let mut s = TcpStream::connect(t.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: shop.example\r\n")
+        .unwrap();
+    let closed = closed_within(&mut s, Duration::from_secs(8));
+    assert!(
+        closed.is_some_and(|d| d < Duration::from_secs(5)),
+        "cut after {closed:?}, the reloaded timeout is 1 s"
+    );
+    // And under the new connection limit (the cut one frees its slot once closed here too).
+    drop(s);
+    let mut held: Vec<TcpStream> = Vec::new();
+    wait_for(
+        "three served connections held",
+        Duration::from_secs(10),
+        || {
+            let mut c = TcpStream::connect(t.addr()).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n");
+            if read_response(&mut c) == Some(200) {
+                held.push(c);
+            }
+            held.len() == 3
+        },
+    );
+    let mut fourth = TcpStream::connect(t.addr()).unwrap();
+    fourth
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(2)).is_some(),
+        "a fourth connection is refused under max_connections: 3"
+    );
+    drop(held);
+}

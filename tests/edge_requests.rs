@@ -402,8 +402,8 @@ fn host_cannot_forge_access_log_fields() {
     assert_eq!(utf8.status, 200, "{utf8:?}");
     let r = exchange(t.addr(), &req);
     assert_eq!(r.status, 200, "{r:?}");
-    // What the parser refuses, or rewrites (a bare CR in the target arrives as `%0D`), must
-    // not reach the log raw either.
+    // What the parser or tether refuses (a bare CR in the target), must not reach the log raw
+    // either.
     for bad in [
         &b"GET /forge-raw/\xff\xfe HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n"[..],
         b"GET /forge-ctl HTTP/1.1\r\nHost: shop\x01\x7f\r\nConnection: close\r\n\r\n",

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+const LONG: Duration = Duration::from_secs(20);
+
 fn start(limits: &str) -> (Tether, Upstream) {
     let up = Upstream::start("a");
     let body = format!(
@@ -322,19 +324,98 @@ fn max_connections_counts_each_listener_apart() {
     );
     let t = Tether::start_with(dir, port, &yaml);
     let second: std::net::SocketAddr = format!("127.0.0.1:{port2}").parse().unwrap();
-    let mut held = TcpStream::connect(t.addr()).unwrap();
-    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    held.write_all(b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n")
-        .unwrap();
-    assert_eq!(read_status(&mut held), Some(200));
+    let request = req("GET / HTTP/1.1\r\nHost: shop.example");
+    // The harness's start-up probe (and any probe here) holds the one slot of its listener
+    // until tether has seen it close: wait until each listener serves a whole request, then
+    // take the first listener's slot with a connection that is served and stays open.
+    for addr in [t.addr(), second] {
+        wait_for("the listener to serve", LONG, || {
+            status_of(addr, &request) == Some(200)
+        });
+    }
+    let mut held = None;
+    wait_for("a connection to hold on the first listener", LONG, || {
+        let Ok(mut s) = TcpStream::connect(t.addr()) else {
+            return false;
+        };
+        s.set_read_timeout(Some(LONG)).unwrap();
+        let served = s.write_all(&request).is_ok() && read_status(&mut s) == Some(200);
+        held = served.then_some(s);
+        served
+    });
+    let refused_before = count_refused(&t);
     assert_eq!(
-        raw_status(t.addr(), &req("GET / HTTP/1.1\r\nHost: shop.example")),
+        raw_status(t.addr(), &request),
         None,
-        "the first listener is full"
+        "the first listener is full:\n{}",
+        t.log()
+    );
+    wait_for("the refusal to be logged", LONG, || {
+        count_refused(&t) > refused_before
+    });
+    assert_eq!(
+        status_of(second, &request),
+        Some(200),
+        "the second has its own count:\n{}",
+        t.log()
     );
     assert_eq!(
-        raw_status(second, &req("GET / HTTP/1.1\r\nHost: shop.example")),
-        Some(200),
-        "the second has its own count"
+        raw_status(t.addr(), &request),
+        None,
+        "the first is still full while its connection is held"
     );
+    drop(held);
+}
+
+/// The status of one request on a fresh connection to `addr`; `None` if the connection is
+/// refused or closed unanswered. Waits up to [`LONG`]: a loaded machine is slow, not wrong.
+fn status_of(addr: std::net::SocketAddr, request: &[u8]) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(LONG)).unwrap();
+    s.write_all(request).ok()?;
+    read_status(&mut s)
+}
+
+/// How many connections tether has logged as refused for `max_connections`.
+fn count_refused(t: &Tether) -> usize {
+    t.log().matches("limits.max_connections is 1").count()
+}
+
+#[test]
+fn bare_cr_in_request_target_is_refused() {
+    let up = Upstream::start("a");
+    let admin_port = free_port();
+    let body = format!(
+        "admin:\n  address: 127.0.0.1:{admin_port}\npools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: shop.example\n    default_pools: [web]\n",
+        endpoints(&[&up])
+    );
+    let t = Tether::start(&body);
+    // Pingora would forward this as `/a%0Dx`; SPEC §3.7 says a bad request line is 400.
+    for bare in [
+        &b"GET /a\rx HTTP/1.1\r\nHost: shop.example\r\n\r\n"[..],
+        b"GET /b\r HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+    ] {
+        assert_eq!(raw_status(t.addr(), bare), Some(400));
+    }
+    // A kept-alive connection: a clean request, then one with a bare CR, refused on its own.
+    let mut s = TcpStream::connect(t.addr()).unwrap();
+    s.set_read_timeout(Some(LONG)).unwrap();
+    s.write_all(b"GET /ok HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_status(&mut s), Some(200));
+    s.write_all(b"GET /c\rx HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_status(&mut s), Some(400));
+    // The escaped form a client may send on purpose is served as before.
+    let escaped = b"GET /d%0Dx HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+    assert_eq!(raw_status(t.addr(), escaped), Some(200));
+
+    let paths: Vec<String> = up.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/ok", "/d%0Dx"], "nothing refused was forwarded");
+    wait_for("the admin listener", LONG, || {
+        TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let metrics = common::ops::admin(admin_port, "GET", "/metrics", None).body;
+    let line = "tether_refused_requests_total{reason=\"bad_target\"} 3";
+    assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::affinity::EndpointId;
+use crate::config::OriginAddr;
 use crate::proxy::origin::Origin;
 
 use super::state::{EndpointState, Lifecycle};
@@ -21,7 +22,9 @@ pub struct EndpointRef {
 pub struct Endpoint {
     pub name: String,
     pub id: EndpointId,
-    pub addr: SocketAddr,
+    /// `address`; a host name that has not resolved yet has no socket address (nor a peer in
+    /// `origin`), and then the endpoint counts as unhealthy.
+    pub addr: OriginAddr,
     pub weight: f64,
     /// `enabled` as the file says; a runtime drain lives in `state`.
     pub enabled: bool,
@@ -46,8 +49,20 @@ impl Endpoint {
             .lifecycle(self.enabled_now(), drain_duration, now)
     }
 
+    /// Its address is known and its monitor (if any) says healthy.
+    pub fn healthy(&self) -> bool {
+        self.addr.get().is_some() && self.state.healthy()
+    }
+
+    /// Attaches the address a late lookup found, peer first so that an endpoint routing sees
+    /// as resolved always has one; true the first time.
+    pub fn attach(&self, addr: SocketAddr) -> bool {
+        self.origin.attach(addr);
+        self.addr.attach(addr)
+    }
+
     /// May take a new session: healthy, enabled, and with weight.
     pub fn takes_new(&self) -> bool {
-        self.enabled_now() && self.state.healthy() && self.weight > 0.0
+        self.enabled_now() && self.healthy() && self.weight > 0.0
     }
 }

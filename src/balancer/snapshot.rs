@@ -42,7 +42,7 @@ impl Pool {
         let healthy = self
             .endpoints
             .iter()
-            .filter(|e| e.enabled_now() && e.state.healthy())
+            .filter(|e| e.enabled_now() && e.healthy())
             .take(self.minimum_origins)
             .count();
         healthy >= self.minimum_origins
@@ -111,6 +111,7 @@ impl Snapshot {
             balancers: typed_balancers,
             trusted_proxies,
             listener_certs: typed_listener_certs,
+            warnings: _,
         } = valid;
         let keys = match &config.cookie_secret {
             Some(secrets) => {
@@ -141,11 +142,11 @@ impl Snapshot {
                     Endpoint {
                         name: e.name.clone(),
                         id: EndpointId::of(&p.pool.id, &e.name),
-                        addr: t.addr,
+                        addr: t.addr.clone(),
                         weight: e.weight,
                         enabled: e.enabled,
                         host: t.host.clone(),
-                        origin: Origin::compile(t.addr, &t.tls, &label),
+                        origin: Origin::compile(t.addr.get(), &t.tls, &label),
                         label,
                         state: Arc::default(),
                     }

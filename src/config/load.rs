@@ -26,6 +26,7 @@ const SECTIONS: &[&str] = &[
     "load_balancers",
     "trusted_proxies",
     "state",
+    "access_log",
 ];
 
 impl Config {
@@ -111,6 +112,7 @@ impl Config {
         let load_balancers = list::<LoadBalancer>(&root, "load_balancers", &mut errs);
         let trusted_proxies = list::<String>(&root, "trusted_proxies", &mut errs);
         let state = one(&root, "state", &mut errs).unwrap_or_default();
+        let access_log = one(&root, "access_log", &mut errs).unwrap_or_default();
 
         let mut config = Config {
             server,
@@ -123,6 +125,7 @@ impl Config {
             load_balancers,
             trusted_proxies,
             state,
+            access_log,
         };
         expand_env(&mut config, env, &mut errs);
         // A section that failed to parse is absent, so cross-checks against it would only add

@@ -1,6 +1,8 @@
 //! Configuration: the YAML schema, its defaults, and validation that names the YAML path of
 //! every error. Nothing here is consulted per request: `balancer::Snapshot` is built from it.
 
+mod access_log;
+mod address;
 mod error;
 mod listener_tls;
 mod load;
@@ -12,6 +14,8 @@ mod typed;
 mod validate;
 mod values;
 
+pub use access_log::{AccessLog, AccessLogFormat};
+pub use address::{is_dns_name, lookup_all, OriginAddr, LOOKUP_BUDGET};
 pub use error::{ConfigError, ConfigErrors};
 pub use listener_tls::{CertKey, ListenerTls};
 pub use origin_tls::{read_ca_file, OriginTls, OriginTlsConfig};

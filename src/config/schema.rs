@@ -24,6 +24,7 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// Where runtime state lives (SPEC §5); see `config::state`.
     pub state: super::state::StateSection,
+    pub access_log: super::AccessLog,
 }
 
 /// A pool with its endpoints parsed.

@@ -5,10 +5,10 @@
 //! Each list here runs parallel to the list of the same name in the file (`pools[i]` here is
 //! `file.pools[i]` there), so a new schema field needs a line here only when it must be parsed.
 
-use std::net::SocketAddr;
 use std::ops::{Deref, RangeInclusive};
 use std::time::Duration;
 
+use super::address::OriginAddr;
 use super::listener_tls::CertKey;
 use super::origin_tls::OriginTls;
 use super::schema::{Affinity, Config, Monitor, MonitorKind};
@@ -28,6 +28,9 @@ pub struct Validated {
     pub balancers: Vec<TypedBalancer>,
     /// `trusted_proxies`, parsed; a bare address is a one-host network.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// What is valid but will not work as written (an endpoint name that does not resolve),
+    /// one line each, naming the YAML path: logged at start and reload, printed by `--test`.
+    pub warnings: Vec<String>,
     /// Per `listeners[i]`: its certificates, read from disk (`None` for a plain listener).
     pub listener_certs: Vec<Option<Vec<CertKey>>>,
 }
@@ -109,8 +112,8 @@ pub struct TypedPool {
 /// An endpoint's parsed values.
 #[derive(Debug, Clone)]
 pub struct TypedEndpoint {
-    /// `address`, a host name resolved once, at validation.
-    pub addr: SocketAddr,
+    /// `address`: an IP, or a host name resolved at validation if it could be.
+    pub addr: OriginAddr,
     /// The `Host` override from `header`, if any.
     pub host: Option<String>,
     /// Origin TLS: its `tls:` over the pool's over the defaults, with the CA file read.

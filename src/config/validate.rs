@@ -3,28 +3,15 @@
 //! Each check names the YAML path of the value it refuses; all problems are returned together.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
+use super::address::OriginAddr;
 use super::error::ConfigError;
 use super::listener_tls::{self, CertKey};
 use super::origin_tls::{self, OriginTls};
 use super::schema::*;
 use super::typed::{session_ttl, MonitorSpec, TypedBalancer, TypedEndpoint, TypedPool, Validated};
 use super::values::{ExpectedCodes, SessionHeader};
-
-/// Parses `host:port`, resolving a host name; validation calls it once per endpoint.
-fn resolve_address(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    if !s.contains(':') {
-        return Err("is not an address: expected host:port".into());
-    }
-    match s.to_socket_addrs() {
-        Ok(mut addrs) => addrs.next().ok_or_else(|| "resolves to no address".into()),
-        Err(e) => Err(format!("is not an address: {e}")),
-    }
-}
 
 /// Checks `config` and returns it with its parsed values, or every semantic error in it.
 pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
@@ -113,14 +100,20 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
     }
     // Every `None` above came with an error, so with no error every part is there.
     match (all(monitors), all(pools), all(balancers)) {
-        (Some(monitors), Some(pools), Some(balancers)) if errs.is_empty() => Ok(Validated {
-            file: config,
-            monitors,
-            pools,
-            balancers,
-            trusted_proxies,
-            listener_certs,
-        }),
+        (Some(monitors), Some(pools), Some(balancers)) if errs.is_empty() => {
+            let mut valid = Validated {
+                file: config,
+                monitors,
+                pools,
+                balancers,
+                trusted_proxies,
+                listener_certs,
+                warnings: Vec::new(),
+            };
+            // Only a valid config is worth the wait for DNS.
+            valid.warnings = valid.resolve_names();
+            Ok(valid)
+        }
         _ => Err(errs),
     }
 }
@@ -393,7 +386,7 @@ fn pool(
             .tls
             .as_ref()
             .and_then(|tls| origin_tls::validate(tls, &format!("{path}.tls"), e));
-        match resolve_address(&ep.address) {
+        match OriginAddr::parse(&ep.address) {
             Ok(addr) => {
                 let host = ep
                     .header

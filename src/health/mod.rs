@@ -15,6 +15,8 @@
 mod drain_log;
 pub mod monitor;
 mod probe;
+pub mod reason;
+pub mod resolve;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -77,9 +79,15 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
     for pool in &snap.pools {
         for e in &pool.endpoints {
             let Some(monitor) = &pool.monitor else {
+                reason::set(&e.label, "its pool has no monitor");
                 if e.state.set_healthy(true) {
                     report_transition(&pool.id, &e.name, true, "its pool has no monitor", 0);
                 }
+                continue;
+            };
+            // A name that has not resolved has nothing to check; once the re-resolver attaches
+            // an address, the endpoint is tracked like a new one and checked at once.
+            let Some(addr) = e.addr.get() else {
                 continue;
             };
             seen.insert(e.id);
@@ -96,7 +104,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 name: e.name.clone(),
                 label: e.label.clone(),
                 monitor: monitor.clone(),
-                addr: e.addr,
+                addr,
                 host: e.host.clone(),
                 origin: e.origin.clone(),
                 streak: Streak::default(),
@@ -104,10 +112,9 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 running: false,
                 checked: false,
             });
-            if t.monitor != *monitor || t.addr != e.addr || t.host != e.host || t.origin != e.origin
-            {
+            if t.monitor != *monitor || t.addr != addr || t.host != e.host || t.origin != e.origin {
                 t.monitor = monitor.clone();
-                t.addr = e.addr;
+                t.addr = addr;
                 t.host = e.host.clone();
                 t.origin = e.origin.clone();
                 t.next_due = now;
@@ -161,6 +168,7 @@ fn record(t: &mut Tracked, result: Result<String, CheckFailure>) {
         Ok(passed) => passed.clone(),
         Err(failure) => failure.to_string(),
     };
+    reason::set(&t.label, &reason);
     let first = !t.checked;
     t.checked = true;
     match flip {

@@ -59,7 +59,7 @@ fn metrics_page(snap: &Snapshot) -> String {
         p.endpoints.iter().map(|e| metrics::EndpointGauges {
             pool: &p.id,
             endpoint: &e.name,
-            healthy: e.state.healthy(),
+            healthy: e.healthy(),
             enabled: e.enabled_now(),
             inflight: e.state.inflight.load(Relaxed),
         })
@@ -94,16 +94,6 @@ impl AdminApi {
                 metrics::CONTENT_TYPE,
                 (metrics_page(&snap) + &crate::state::metrics::render()).into_bytes(),
             ),
-            (&Method::POST, ["reload"]) => match reload::reload_and_log(&self.live) {
-                Ok(()) => json_response(StatusCode::OK, &json!({ "ok": true })),
-                Err(errs) => {
-                    let errors: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
-                    json_response(
-                        StatusCode::BAD_REQUEST,
-                        &json!({ "ok": false, "errors": errors }),
-                    )
-                }
-            },
             (&Method::POST, ["pools", pool, "endpoints", name, action @ ("drain" | "undrain")]) => {
                 let drain = *action == "drain";
                 match self
@@ -149,6 +139,19 @@ impl ServeHttp for AdminApi {
         match snap.config.admin.as_ref().and_then(|a| a.token.as_ref()) {
             Some(token) => {
                 if !bearer_matches(token.expose(), header(http::header::AUTHORIZATION)) {
+                    // A browser cannot send a bearer header when it opens the page: it gets a
+                    // page without data that asks for the token and loads the rest with it.
+                    // The page's own script marks its requests: those get the 401 that makes
+                    // it ask for the token.
+                    let from_script =
+                        header(http::HeaderName::from_static(status_page::SCRIPT_HEADER));
+                    if req.method == Method::GET && req.uri.path() == "/" && from_script.is_none() {
+                        return respond(
+                            StatusCode::OK,
+                            "text/html; charset=utf-8",
+                            status_page::locked().into_bytes(),
+                        );
+                    }
                     let mut resp =
                         error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
                     resp.headers_mut().insert(
@@ -175,7 +178,23 @@ impl ServeHttp for AdminApi {
             }
         }
         let (method, path) = (req.method.clone(), req.uri.path().to_string());
-        let resp = self.route(&method, &path);
+        let resp = if method == Method::POST && path.trim_start_matches('/') == "reload" {
+            // A reload looks up endpoint host names: blocking work, kept off the reactor.
+            let live = self.live.clone();
+            match tokio::task::spawn_blocking(move || reload::reload_and_log(&live)).await {
+                Ok(Ok(())) => json_response(StatusCode::OK, &json!({ "ok": true })),
+                Ok(Err(errs)) => {
+                    let errors: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+                    json_response(
+                        StatusCode::BAD_REQUEST,
+                        &json!({ "ok": false, "errors": errors }),
+                    )
+                }
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        } else {
+            self.route(&method, &path)
+        };
         log::info!(
             target: "admin",
             "{} {} {}",

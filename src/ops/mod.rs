@@ -4,6 +4,8 @@
 pub mod admin;
 mod admin_auth;
 pub mod graceful;
+pub mod history;
 pub mod reload;
+pub mod sparkline;
 pub mod status;
 pub mod status_page;

@@ -117,7 +117,9 @@ impl BackgroundService for SighupReload {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    let _ = reload_and_log(&self.live);
+                    // A reload looks up endpoint host names: blocking work, kept off the reactor.
+                    let live = self.live.clone();
+                    let _ = tokio::task::spawn_blocking(move || reload_and_log(&live)).await;
                 }
                 _ = shutdown.changed() => {
                     for (balancer, n) in self.live.runtime.session_counts() {

@@ -14,6 +14,8 @@ pub struct EndpointView {
     pub address: String,
     pub weight: f64,
     pub healthy: bool,
+    /// What the last health check found (`None` before the first check).
+    pub health_reason: Option<String>,
     /// Takes new sessions: enabled in the file and not drained through the admin API.
     pub enabled: bool,
     /// Drained through the admin API (survives reloads until undrained).
@@ -50,7 +52,8 @@ pub fn endpoint_view(snap: &Snapshot, pool: usize, e: &Endpoint, now: u64) -> En
         name: e.name.clone(),
         address: e.addr.to_string(),
         weight: e.weight,
-        healthy: e.state.healthy(),
+        healthy: e.healthy(),
+        health_reason: crate::health::reason::get(&e.label),
         enabled: e.enabled_now(),
         admin_drained: e.state.admin_drained(),
         state,
@@ -69,6 +72,7 @@ impl EndpointView {
             "address": self.address,
             "weight": self.weight,
             "healthy": self.healthy,
+            "health_reason": self.health_reason,
             "enabled": self.enabled,
             "admin_drained": self.admin_drained,
             "state": self.state,

@@ -1,26 +1,48 @@
-//! `GET /` on the admin listener: the status for a person (SPEC §4). It is rendered on the
-//! server and refreshes itself with a `<meta http-equiv="refresh">`, so it needs no script, no
-//! external asset and no network beyond the admin listener: it works offline and behind a tunnel.
+//! `GET /` on the admin listener: the status page a person runs tether from (SPEC §4).
+//!
+//! It is rendered on the server, so it shows everything without a script; a small inline script
+//! (`status_page.js`) then refreshes it in place, ticks drain countdowns each second, and sends
+//! the drain / undrain buttons' POSTs with the admin token, asked once and kept in
+//! `sessionStorage`. Sparklines are inline SVG. No external asset: it works offline and behind
+//! an SSH tunnel. With a token set, a browser (which cannot send a bearer header on navigation)
+//! first gets [`locked`], a page without any data that asks for the token and loads the rest.
 
 use std::fmt::Write;
 
 use crate::balancer::Snapshot;
 
+use super::history::{self, OUTCOME_GROUPS};
+use super::sparkline;
 use super::status::{pools, EndpointView};
 
-/// Seconds between the page's self-refreshes; a drain countdown moves visibly.
+/// Seconds between the page's refreshes; a drain countdown ticks every second in between.
 const REFRESH_SECONDS: u32 = 2;
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\
 h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.6em}\
 table{border-collapse:collapse;background:#fff;min-width:40em}\
-th,td{border:1px solid #ddd;padding:.3em .7em;text-align:left}th{background:#f0f0f0}\
+th,td{border:1px solid #ddd;padding:.3em .7em;text-align:left;vertical-align:middle}th{background:#f0f0f0}\
 td.num{text-align:right;font-variant-numeric:tabular-nums}\
 .ok{color:#176f2c;font-weight:600}.bad{color:#b3261e;font-weight:600}.warn{color:#8a5a00;font-weight:600}\
-.muted{color:#777}";
+.muted{color:#777}[title]{cursor:help}svg.spark{vertical-align:middle;margin-right:.4em}\
+button{font:inherit;padding:.15em .8em;border-radius:4px;border:1px solid #888;background:#fff;cursor:pointer}\
+button.drain{border-color:#b3261e;color:#b3261e}button.undrain{border-color:#176f2c;color:#176f2c}\
+button:disabled{opacity:.5}.key{display:inline-block;width:.8em;height:.25em;margin:0 .2em .15em .6em}\
+#msg{color:#b3261e}";
+
+const SCRIPT: &str = include_str!("status_page.js");
+
+/// The header the page's script sends on its own requests (so that, with a token set, its
+/// `GET /` gets a 401 rather than [`locked`] again). Lower case, as `HeaderName` wants it.
+pub const SCRIPT_HEADER: &str = "x-tether-page";
+
+/// Colours of [`OUTCOME_GROUPS`], in order.
+const OUTCOME_COLOURS: [&str; 4] = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728"];
+/// Colour of the requests/s line.
+const RATE_COLOUR: &str = "#1f77b4";
 
 /// Escapes text for HTML element content and attribute values.
-fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -35,15 +57,44 @@ fn esc(s: &str) -> String {
     out
 }
 
+/// The page around `main`: head, style, and the script.
+fn page(main: &str) -> String {
+    let script = SCRIPT.replace("REFRESH_MS", &(REFRESH_SECONDS * 1000).to_string());
+    format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8>\
+         <noscript><meta http-equiv=refresh content={REFRESH_SECONDS}></noscript>\
+         <meta name=viewport content=\"width=device-width,initial-scale=1\">\
+         <title>tether status</title><style>{STYLE}</style></head><body>\
+         <h1>tether</h1><p class=muted>Refreshes every {REFRESH_SECONDS} s. \
+         Machine-readable: <a href=/status>/status</a>, <a href=/metrics>/metrics</a>. \
+         <span id=msg></span></p>{main}<script>{script}</script></body></html>\n"
+    )
+}
+
+/// The page for a browser that has not given the admin token yet: no data, only the script
+/// that asks for the token and loads the page with it.
+pub fn locked() -> String {
+    page(
+        "<main data-locked=1><p>This admin listener needs its token. \
+         The page asks for it once and keeps it for this tab only.</p></main>",
+    )
+}
+
 fn endpoint_row(out: &mut String, e: &EndpointView) {
+    let reason = e
+        .health_reason
+        .as_deref()
+        .unwrap_or("not checked yet: healthy until the first check");
     let health = if e.healthy {
-        "<span class=ok>healthy</span>"
+        format!("<span class=ok title=\"{}\">healthy</span>", esc(reason))
     } else {
-        "<span class=bad>unhealthy</span>"
+        format!("<span class=bad title=\"{}\">unhealthy</span>", esc(reason))
     };
     let state = match (e.state, e.drain_remaining) {
         ("serving", _) => "<span class=ok>serving</span>".to_string(),
-        ("draining", Some(s)) => format!("<span class=warn>draining, {s} s left</span>"),
+        ("draining", Some(s)) => {
+            format!("<span class=warn data-remaining={s}>draining, {s} s left</span>")
+        }
         (other, _) => format!("<span class=muted>{other}</span>"),
     };
     let how = if e.admin_drained {
@@ -51,31 +102,42 @@ fn endpoint_row(out: &mut String, e: &EndpointView) {
     } else {
         ""
     };
+    let label = format!("{}/{}", e.pool, e.name);
+    let rates = history::endpoint_rates(&label);
+    let now = rates.last().copied().unwrap_or(0.0);
+    let chart = sparkline::svg(
+        &[(&rates, RATE_COLOUR)],
+        history::KEEP,
+        &format!("{label}: requests/s over the last 5 minutes"),
+    );
+    let (pool, name) = (esc(&e.pool), esc(&e.name));
+    let action = if e.admin_drained {
+        format!("<button class=undrain data-action=undrain data-pool=\"{pool}\" data-name=\"{name}\">Undrain</button>")
+    } else if e.enabled {
+        format!("<button class=drain data-action=drain data-pool=\"{pool}\" data-name=\"{name}\">Drain</button>")
+    } else {
+        "<span class=muted title=\"enabled: false in the config file\">disabled in file</span>"
+            .to_string()
+    };
     let _ = write!(
         out,
-        "<tr><td>{}</td><td>{}</td><td>{health}</td><td>{state}{how}</td>\
-         <td class=num>{}</td><td class=num>{}</td><td class=num>{}</td></tr>",
-        esc(&e.name),
+        "<tr data-endpoint=\"{pool}/{name}\"><td>{name}</td><td>{}</td><td>{health}</td>\
+         <td class=state>{state}{how}</td><td class=num>{}</td><td class=num>{}</td>\
+         <td class=num>{}</td><td>{chart}<span class=num>{now:.1}</span></td><td>{action}</td></tr>",
         esc(&e.address),
         e.weight,
         e.inflight,
-        e.requests
+        e.requests,
     );
 }
 
-/// The whole page for `snap` at unix time `now`.
+/// The whole page for `snap` at unix time `now`, with its data.
 pub fn render(snap: &Snapshot, now: u64) -> String {
-    let mut out = String::with_capacity(4096);
-    let _ = write!(
-        out,
-        "<!doctype html><html lang=en><head><meta charset=utf-8>\
-         <meta http-equiv=refresh content={REFRESH_SECONDS}>\
-         <meta name=viewport content=\"width=device-width,initial-scale=1\">\
-         <title>tether status</title><style>{STYLE}</style></head><body>\
-         <h1>tether</h1><p class=muted>Refreshes every {REFRESH_SECONDS} s. \
-         Machine-readable: <a href=/status>/status</a>, <a href=/metrics>/metrics</a>.</p>\
-         <h2>Load balancers</h2><table><tr><th>Host</th><th>Pools</th><th>Fallback</th>\
-         <th>Affinity</th><th>Drain duration</th></tr>"
+    let mut out = String::with_capacity(8192);
+    out.push_str(
+        "<main data-full=1><h2>Load balancers</h2><table><tr><th>Host</th><th>Pools</th>\
+         <th>Fallback</th><th>Affinity</th><th>Drain duration</th>\
+         <th>Affinity outcomes/s, last 5 min</th></tr>",
     );
     for b in &snap.balancers {
         let host = if b.name == "*" {
@@ -84,13 +146,29 @@ pub fn render(snap: &Snapshot, now: u64) -> String {
             esc(&b.name)
         };
         let pools: Vec<&str> = b.pools.iter().map(|&p| snap.pools[p].id.as_str()).collect();
+        let rates = history::outcome_rates(&b.name);
+        let lines: Vec<(&[f64], &str)> = rates
+            .iter()
+            .zip(OUTCOME_COLOURS)
+            .map(|(r, c)| (r.as_slice(), c))
+            .collect();
+        let title = format!("{}: affinity outcomes/s over the last 5 minutes", b.name);
+        let mut legend = String::new();
+        for ((name, _), colour) in OUTCOME_GROUPS.iter().zip(OUTCOME_COLOURS) {
+            let _ = write!(
+                legend,
+                "<span class=key style=\"background:{colour}\"></span>{name}"
+            );
+        }
         let _ = write!(
             out,
-            "<tr><td>{host}</td><td>{}</td><td>{}</td><td>{}</td><td class=num>{} s</td></tr>",
+            "<tr><td>{host}</td><td>{}</td><td>{}</td><td>{}</td><td class=num>{} s</td>\
+             <td>{}<span class=muted>{legend}</span></td></tr>",
             esc(&pools.join(", ")),
             esc(&snap.pools[b.fallback].id),
             b.affinity.mode.as_str(),
-            b.affinity.drain_duration
+            b.affinity.drain_duration,
+            sparkline::svg(&lines, history::KEEP, &title),
         );
     }
     out.push_str("</table>");
@@ -104,7 +182,8 @@ pub fn render(snap: &Snapshot, now: u64) -> String {
         let _ = write!(
             out,
             "<h2>Pool {} — {verdict}</h2><table><tr><th>Endpoint</th><th>Address</th>\
-             <th>Health</th><th>State</th><th>Weight</th><th>In flight</th><th>Requests</th></tr>",
+             <th>Health</th><th>State</th><th>Weight</th><th>In flight</th><th>Requests</th>\
+             <th>Requests/s, last 5 min</th><th></th></tr>",
             esc(&p.id)
         );
         for e in &eps {
@@ -112,19 +191,30 @@ pub fn render(snap: &Snapshot, now: u64) -> String {
         }
         out.push_str("</table>");
     }
-    out.push_str("</body></html>\n");
-    out
+    out.push_str("</main>");
+    page(&out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::esc;
+    use super::{esc, locked};
 
     #[test]
     fn escapes_markup() {
         assert_eq!(
             esc("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn locked_page_carries_no_data_and_the_script() {
+        let html = locked();
+        assert!(html.contains("data-locked"));
+        assert!(html.contains("sessionStorage"));
+        assert!(
+            !html.contains("REFRESH_MS"),
+            "placeholder left in the script"
         );
     }
 }

@@ -51,6 +51,10 @@ pub struct Attempts {
 pub struct Timing {
     pub started: Instant,
     pub upstream_started: Option<Instant>,
+    /// From asking for an upstream connection to having one (TCP connect, or a pooled one).
+    pub upstream_connect: Option<Duration>,
+    /// The upstream connection came from the pool (no connect).
+    pub upstream_reused: bool,
     pub upstream: Option<Duration>,
 }
 
@@ -77,6 +81,8 @@ impl Default for RequestCtx {
             timing: Timing {
                 started: Instant::now(),
                 upstream_started: None,
+                upstream_connect: None,
+                upstream_reused: false,
                 upstream: None,
             },
         }

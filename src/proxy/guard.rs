@@ -36,6 +36,12 @@ pub fn header_complete() {
     let _ = CONN.try_with(|s| s.header_done());
 }
 
+/// Whether the stream saw a bare CR in this connection's current request line (which Pingora
+/// rewrites before any hook sees it); false on HTTP/2.
+pub fn bare_cr_in_request_line() -> bool {
+    CONN.try_with(|s| s.take_bare_cr()).unwrap_or(false)
+}
+
 /// One listener: its open connections and, for TLS, its acceptor.
 struct Listener {
     addr: SocketAddr,

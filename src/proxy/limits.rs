@@ -1,6 +1,11 @@
 //! Requests tether refuses itself (SPEC §3.7), on top of what Pingora's parser already refuses
 //! (NUL/CR/LF in values, obs-fold, bad request lines, conflicting `Content-Length`s): an
 //! oversized header block, and `Content-Length` together with `Transfer-Encoding`.
+//!
+//! Pingora percent-encodes control bytes and spaces in an HTTP/1 target before any hook runs,
+//! and the raw header bytes are the rewritten ones, so [`Refused::BadTarget`] is found here only
+//! for what escapes that rewrite; a bare CR in the request line is caught as it is read
+//! (`conn::line`).
 
 use pingora::http::RequestHeader;
 
@@ -67,7 +72,7 @@ pub fn check(req: &RequestHeader, raw: Option<&[u8]>, limit: usize) -> Result<()
         return Err(Refused::HeaderTooLarge { size, limit });
     }
     // The target as received: between the request line's first and last space.
-    let target = match raw.and_then(|r| r.split(|&b| b == b'\n').next()) {
+    let target: &[u8] = match raw.and_then(|r| r.split(|&b| b == b'\n').next()) {
         Some(line) => {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let first = line.iter().position(|&b| b == b' ').map_or(0, |i| i + 1);
@@ -76,9 +81,9 @@ pub fn check(req: &RequestHeader, raw: Option<&[u8]>, limit: usize) -> Result<()
                 .rposition(|&b| b == b' ')
                 .unwrap_or(line.len())
                 .max(first);
-            line[first..last].to_vec()
+            &line[first..last]
         }
-        None => req.raw_path().to_vec(),
+        None => req.raw_path(),
     };
     if target.iter().any(|&b| b <= b' ' || b == 0x7f) {
         return Err(Refused::BadTarget);

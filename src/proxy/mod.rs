@@ -1,6 +1,7 @@
 //! The Pingora adapter: each hook collects facts or carries out a decision of
 //! `balancer::route`; no routing logic lives here.
 
+mod access_json;
 pub(crate) mod access_log;
 pub mod conn;
 mod ctx;
@@ -27,6 +28,7 @@ use pingora_proxy::{ProxyHttp, Session};
 use crate::affinity::cookies::{has_cflb, push_without_cflb, set_cookie};
 use crate::balancer::{route, PinAction, Refusal, RequestFacts};
 use crate::clock::unix_now;
+use crate::config::AccessLogFormat;
 use crate::live::Live;
 
 pub use ctx::RequestCtx;
@@ -77,7 +79,12 @@ impl ProxyHttp for Adapter {
         ctx.snapshot = Some(snap);
         let req = session.req_header();
         let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
-        if let Err(refused) = limits::check(req, raw.as_deref(), limit) {
+        let checked = if guard::bare_cr_in_request_line() {
+            Err(limits::Refused::BadTarget)
+        } else {
+            limits::check(req, raw.as_deref(), limit)
+        };
+        if let Err(refused) = checked {
             log::warn!(target: "refused", "{} {:?} from {}", refused.status(), refused, facts::peer_ip(session));
             crate::telemetry::metrics::record_refusal(refused.reason());
             respond_plain(session, refused.status(), refused.body()).await?;
@@ -158,10 +165,17 @@ impl ProxyHttp for Adapter {
         // or, after a stale pooled connection broke, the same endpoint on a fresh connection.
         let target = decision.target;
         let endpoint = snap.endpoint(target);
+        // Routing never picks an endpoint whose name has not resolved (it is not healthy).
+        let Some(peer) = endpoint.origin.peer() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "routed to an endpoint with no address",
+            ));
+        };
         ctx.attempts.tried.push(target);
         ctx.attempts.inflight = Some(InFlight::start(&endpoint.state));
         ctx.timing.upstream_started = Some(Instant::now());
-        Ok(endpoint.origin.peer())
+        Ok(peer)
     }
 
     fn fail_to_connect(
@@ -177,13 +191,16 @@ impl ProxyHttp for Adapter {
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
-        _reused: bool,
+        reused: bool,
         _peer: &HttpPeer,
         #[cfg(unix)] _fd: std::os::unix::io::RawFd,
         #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
         digest: Option<&pingora::protocols::Digest>,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // For the JSON access log: TCP (and TLS) connect time, or a pooled connection.
+        ctx.timing.upstream_connect = ctx.timing.upstream_started.map(|t| t.elapsed());
+        ctx.timing.upstream_reused = reused;
         match origin::name_refused(digest) {
             Some(e) => Err(e),
             None => Ok(()),
@@ -285,7 +302,14 @@ impl ProxyHttp for Adapter {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.attempts.inflight = None;
-        access_log::write(session, e, ctx);
+        let format = match &ctx.snapshot {
+            Some(snap) => snap.config.access_log.format,
+            None => self.live.snapshot().config.access_log.format,
+        };
+        match format {
+            AccessLogFormat::Text => access_log::write(session, e, ctx),
+            AccessLogFormat::Json => access_json::write(session, e, ctx),
+        }
         if let Some(snap) = &ctx.snapshot {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             // A request refused before routing (SPEC 3.7) is counted under the balancer its

@@ -21,8 +21,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// An endpoint's connection settings, compiled.
 #[derive(Debug, Clone)]
 pub struct Origin {
-    /// The peer every proxied request clones.
-    peer: HttpPeer,
+    /// The peer every proxied request clones; built once the endpoint's address is known (an
+    /// endpoint host name may resolve only after the config loaded).
+    peer: OnceLock<HttpPeer>,
+    tls: bool,
     /// The TLS parameters, kept apart so an `https` monitor can use them on an endpoint that is
     /// proxied in plain HTTP.
     sni: String,
@@ -36,40 +38,52 @@ impl PartialEq for Origin {
     fn eq(&self, other: &Self) -> bool {
         (self.is_tls(), &self.sni, self.verify, &self.ca_path)
             == (other.is_tls(), &other.sni, other.verify, &other.ca_path)
-            && self.peer._address == other.peer._address
+            && self.peer.get().map(|p| &p._address) == other.peer.get().map(|p| &p._address)
     }
 }
 
 impl Origin {
-    /// Builds the peer for `addr` with `tls` (its CA list already read by validation). `label`
-    /// (`pool/endpoint`) names the endpoint in the one warning about `verify: false`.
-    pub fn compile(addr: SocketAddr, tls: &OriginTls, label: &str) -> Origin {
+    /// Builds the peer for `addr` with `tls` (its CA list already read by validation); with no
+    /// address yet, [`Origin::attach`] builds it later. `label` (`pool/endpoint`) names the
+    /// endpoint in the one warning about `verify: false`.
+    pub fn compile(addr: Option<SocketAddr>, tls: &OriginTls, label: &str) -> Origin {
         if tls.enabled && !tls.verify {
             warn_once(label);
         }
-        let mut origin = Origin {
-            peer: HttpPeer::new(addr, false, String::new()),
+        let origin = Origin {
+            peer: OnceLock::new(),
+            tls: tls.enabled,
             sni: tls.sni.clone(),
             verify: tls.verify,
             ca: tls.ca.clone(),
             ca_path: tls.ca_path.clone(),
         };
-        origin.peer = origin.peer_for(addr, tls.enabled, CONNECT_TIMEOUT);
-        if tls.enabled {
-            // h2 when the origin offers it by ALPN, else HTTP/1.1.
-            origin.peer.options.alpn = ALPN::H2H1;
+        if let Some(addr) = addr {
+            origin.attach(addr);
         }
         origin
     }
 
-    /// The peer for one proxied request.
-    pub fn peer(&self) -> Box<HttpPeer> {
-        Box::new(self.peer.clone())
+    /// Builds the peer for `addr`, once; later calls change nothing.
+    pub fn attach(&self, addr: SocketAddr) {
+        self.peer.get_or_init(|| {
+            let mut peer = self.peer_for(addr, self.tls, CONNECT_TIMEOUT);
+            if self.tls {
+                // h2 when the origin offers it by ALPN, else HTTP/1.1.
+                peer.options.alpn = ALPN::H2H1;
+            }
+            peer
+        });
+    }
+
+    /// The peer for one proxied request; `None` while the endpoint has no address.
+    pub fn peer(&self) -> Option<Box<HttpPeer>> {
+        self.peer.get().map(|p| Box::new(p.clone()))
     }
 
     /// Whether requests reach the endpoint over TLS.
     pub fn is_tls(&self) -> bool {
-        self.peer.is_tls()
+        self.tls
     }
 
     /// A peer at `addr` (a monitor may use another port) with this endpoint's TLS checks, SNI
@@ -160,8 +174,8 @@ mod tests {
     #[test]
     fn every_request_presents_the_same_peer_so_connections_are_reused() {
         let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let o = Origin::compile(addr, &tls(true, true), "p/e");
-        let (a, b) = (o.peer(), o.peer());
+        let o = Origin::compile(Some(addr), &tls(true, true), "p/e");
+        let (a, b) = (o.peer().unwrap(), o.peer().unwrap());
         assert_eq!(a.reuse_hash(), b.reuse_hash());
         assert!(a.is_tls());
         assert_eq!(a.sni(), "origin.example");
@@ -173,20 +187,26 @@ mod tests {
     #[test]
     fn plain_and_unverified_peers_differ_from_verified_ones() {
         let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let plain = Origin::compile(addr, &tls(false, true), "p/e").peer();
+        let plain = Origin::compile(Some(addr), &tls(false, true), "p/e")
+            .peer()
+            .unwrap();
         assert!(!plain.is_tls());
         assert_eq!(plain.sni(), "");
         assert_eq!(plain.options.alpn, ALPN::H1);
-        let loose = Origin::compile(addr, &tls(true, false), "p/e").peer();
+        let loose = Origin::compile(Some(addr), &tls(true, false), "p/e")
+            .peer()
+            .unwrap();
         assert!(!loose.verify_cert() && !loose.verify_hostname());
-        let strict = Origin::compile(addr, &tls(true, true), "p/e").peer();
+        let strict = Origin::compile(Some(addr), &tls(true, true), "p/e")
+            .peer()
+            .unwrap();
         assert_ne!(loose.reuse_hash(), strict.reuse_hash());
     }
 
     #[test]
     fn a_monitor_peer_keeps_the_checks_on_another_port() {
         let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let o = Origin::compile(addr, &tls(false, true), "p/e");
+        let o = Origin::compile(Some(addr), &tls(false, true), "p/e");
         let other: SocketAddr = "127.0.0.1:9443".parse().unwrap();
         let p = o.peer_for(other, true, Duration::from_secs(2));
         assert!(p.is_tls() && p.verify_cert());

@@ -18,6 +18,7 @@ pub mod redis;
 mod sync;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -27,7 +28,7 @@ use crate::balancer::{Balancer, RequestFacts, Snapshot};
 use crate::config::{StateSection, StoreKind};
 
 pub use image::StateImage;
-pub use sync::StateSync;
+pub use sync::{write_at_exit, StateSync};
 
 use self::redis::RedisStore;
 
@@ -38,6 +39,8 @@ pub struct StateStore {
     /// The embedded store's file, absolute.
     file: Option<PathBuf>,
     redis: Option<Arc<RedisStore>>,
+    /// Set once this process handed its state to a successor (upgrade).
+    handed_over: AtomicBool,
 }
 
 impl Default for StateStore {
@@ -66,6 +69,7 @@ impl StateStore {
                 (StoreKind::Redis, Some(r)) => Some(Arc::new(RedisStore::new(r))),
                 _ => None,
             },
+            handed_over: AtomicBool::new(false),
         }
     }
 
@@ -82,6 +86,16 @@ impl StateStore {
     /// The Redis store, when `store: redis`.
     pub fn redis(&self) -> Option<&Arc<RedisStore>> {
         self.redis.as_ref()
+    }
+
+    /// Records that a successor took this process's state over (it owns the state file now).
+    pub fn handed_over(&self) {
+        self.handed_over.store(true, Relaxed);
+    }
+
+    /// True once a successor took this process's state over.
+    pub fn has_handed_over(&self) -> bool {
+        self.handed_over.load(Relaxed)
     }
 
     /// True while the store answers (the embedded store always does).

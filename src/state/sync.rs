@@ -3,7 +3,6 @@
 //! state file and (with `--upgrade`) the old process's state have been applied.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,9 +30,6 @@ pub struct StateSync {
     pub upgrade: bool,
     /// `server.upgrade_sock`, absolute.
     pub upgrade_sock: String,
-    /// Set once this process handed its state to a successor: from then on that one owns the
-    /// state file.
-    handed_over: AtomicBool,
 }
 
 impl StateSync {
@@ -42,7 +38,6 @@ impl StateSync {
             live,
             upgrade,
             upgrade_sock,
-            handed_over: AtomicBool::new(false),
         }
     }
 
@@ -80,17 +75,29 @@ impl StateSync {
     }
 
     fn write_file(&self, snap: &Snapshot) {
-        let Some(path) = self.live.state.file() else {
-            return;
-        };
-        if self.handed_over.load(Relaxed) {
-            return;
-        }
-        let image = StateImage::capture(snap, unix_now(), false);
-        if let Err(e) = file::write(path, &image) {
-            log::warn!("state file: {e}");
-        }
+        write_file(&self.live, snap);
     }
+}
+
+/// Writes the state file of `live` (if it has one) from `snap`, unless this process handed its
+/// state to a successor, which owns the file from then on.
+fn write_file(live: &Live, snap: &Snapshot) {
+    let Some(path) = live.state.file() else {
+        return;
+    };
+    if live.state.has_handed_over() {
+        return;
+    }
+    let image = StateImage::capture(snap, unix_now(), false);
+    if let Err(e) = file::write(path, &image) {
+        log::warn!("state file: {e}");
+    }
+}
+
+/// The last write of the state file, after the server stopped: Pingora drops its services'
+/// tasks at once when the grace period is 0, so the write in the service may not have run.
+pub fn write_at_exit(live: &Live) {
+    write_file(live, &live.snapshot());
 }
 
 /// Each endpoint's admin flag and drain start: what must reach the state file within a second.
@@ -140,7 +147,7 @@ impl BackgroundService for StateSync {
                     let image = StateImage::capture(&self.live.snapshot(), unix_now(), true);
                     match handover::serve_one(stream, &image).await {
                         Ok(()) => {
-                            self.handed_over.store(true, Relaxed);
+                            self.live.state.handed_over();
                             log::info!(
                                 "handed state to the new process: {} endpoints, {} header sessions",
                                 image.endpoints.len(),

@@ -95,11 +95,18 @@ impl Write for Sink {
     }
 }
 
-/// Installs the logger. Lines look as env_logger's default: `[time LEVEL target] message`.
+/// Installs the logger. Lines look as env_logger's default: `[time LEVEL target] message`,
+/// except JSON access lines, which are the bare object.
 pub fn init() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|out, record| {
-            DEFERRABLE.set(record.target() == "access" && record.level() >= log::Level::Info);
+            let target = record.target();
+            let access = target == "access" || target == "access_json";
+            DEFERRABLE.set(access && record.level() >= log::Level::Info);
+            // A JSON access line is the whole line, so that it parses as JSON.
+            if target == "access_json" {
+                return writeln!(out, "{}", record.args());
+            }
             writeln!(
                 out,
                 "[{} {:<5} {}] {}",

@@ -316,6 +316,27 @@ pub fn render<'a>(
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Every `tether_affinity_outcomes_total` series as (balancer, outcome) → count. Read by the
+/// status page's sampler; a scrape's cost, never on the request path, and it creates no series.
+pub fn affinity_counts() -> std::collections::HashMap<(String, String), u64> {
+    use prometheus::core::Collector;
+    let mut out = std::collections::HashMap::new();
+    for family in METRICS.affinity.collect() {
+        for m in family.get_metric() {
+            let label = |name: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_string())
+                    .unwrap_or_default()
+            };
+            let value = m.get_counter().get_value() as u64;
+            out.insert((label("balancer"), label("outcome")), value);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,7 +75,7 @@ fn still_serves(
     now: u64,
 ) -> Result<EndpointRef, Outcome> {
     let e = snap.endpoint(target);
-    if !e.state.healthy() {
+    if !e.healthy() {
         return Err(Outcome::Unhealthy);
     }
     match e.lifecycle(lb.affinity.drain_duration, now) {

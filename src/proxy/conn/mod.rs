@@ -7,6 +7,7 @@
 //! 1 MiB; only a wrapper around the stream sees each request's bytes as they arrive.
 
 pub(crate) mod delegate;
+mod line;
 mod stream;
 mod watch;
 

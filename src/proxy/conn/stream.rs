@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Sleep;
 
 use super::delegate::delegate_io_but_read;
+use super::line::RequestLine;
 use super::watch::{Cut, Phase, Signals, Watch};
 use crate::telemetry::metrics;
 
@@ -34,6 +35,8 @@ pub struct Watched {
     /// request costs no timer operation in the common case.
     timer: Pin<Box<Sleep>>,
     cut: Option<Cutting>,
+    /// The scan of the current request line for a bare CR.
+    line: RequestLine,
 }
 
 /// A connection being cut (logged and counted once): its response, if any, is written, then
@@ -58,6 +61,7 @@ impl Watched {
             signals,
             timer: Box::pin(tokio::time::sleep_until(first.into())),
             cut: None,
+            line: RequestLine::default(),
         }
     }
 
@@ -195,6 +199,7 @@ impl AsyncRead for Watched {
                 let mut part = ReadBuf::new(buf.initialize_unfilled_to(max));
                 ready!(Pin::new(&mut *this.inner).poll_read(cx, &mut part))?;
                 let n = part.filled().len();
+                this.scan_line(part.filled());
                 buf.advance(n);
                 this.watch.on_read(n, Instant::now);
                 return Poll::Ready(Ok(()));
@@ -204,6 +209,7 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         ready!(Pin::new(&mut *this.inner).poll_read(cx, buf))?;
         if this.watch.counts_reads() {
+            this.scan_line(&buf.filled()[before..]);
             this.watch
                 .on_read(buf.filled().len() - before, Instant::now);
         }
@@ -214,6 +220,20 @@ impl AsyncRead for Watched {
 delegate_io_but_read!(Watched, inner);
 
 impl Watched {
+    /// Scans header bytes just read (before [`Watch::on_read`] accounts them) for a bare CR in
+    /// the request line, and tells the proxy. A request whose bytes were read with the previous
+    /// request's body (pipelined) is not scanned.
+    fn scan_line(&mut self, read: &[u8]) {
+        match self.watch.phase() {
+            Phase::Idle if !read.is_empty() => self.line = RequestLine::default(),
+            Phase::Fresh | Phase::Idle | Phase::Header => {}
+            _ => return,
+        }
+        if self.line.feed(read) {
+            self.signals.bare_cr();
+        }
+    }
+
     /// Where the connection is in its request cycle.
     pub fn phase(&self) -> Phase {
         self.watch.phase()

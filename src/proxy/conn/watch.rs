@@ -2,7 +2,7 @@
 //! deadline its reads run against and how many header bytes they may still take. Synchronous and
 //! clock-free (the caller passes `now`), so it is tested without a socket.
 
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// The client's HTTP/2 connection preface (RFC 9113 §3.4) is this many bytes.
@@ -174,9 +174,10 @@ impl Watch {
 }
 
 /// What the proxy tells a connection's reads about its requests: a mailbox the hooks write and
-/// the stream wrapper empties at its next read, without a lock.
+/// the stream wrapper empties at its next read, without a lock; and the other way, whether the
+/// current request line held a bare CR.
 #[derive(Debug, Default)]
-pub struct Signals(AtomicU8);
+pub struct Signals(AtomicU8, AtomicBool);
 
 const NONE: u8 = 0;
 const HEADER_DONE: u8 = 1;
@@ -191,6 +192,16 @@ impl Signals {
     /// The current request is finished and the connection is being reused.
     pub fn request_over(&self) {
         self.0.store(REQUEST_OVER, Relaxed);
+    }
+
+    /// The stream saw a bare CR in the current request line.
+    pub fn bare_cr(&self) {
+        self.1.store(true, Relaxed);
+    }
+
+    /// Whether the stream saw a bare CR in the current request line; clears it.
+    pub fn take_bare_cr(&self) -> bool {
+        self.1.swap(false, Relaxed)
     }
 
     /// Applies the latest signal, if any, to `watch`.

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Draws `make bench`'s proxy table as an SVG bar chart: CPU µs per request and p99 latency
+per row, side by side. Python standard library only; no plotting server, no network.
+
+usage: bench/chart.py RESULTS.tsv OUT.svg [TITLE]
+
+RESULTS.tsv is what bench/proxy.sh writes: a header line, then one line per row with the
+columns row, req_s, p50_us, p99_us, cpu_us, cpu_range ("-" where a figure is missing).
+"""
+
+import sys
+from xml.sax.saxutils import escape
+
+ROW_H = 24          # pixels per bar row
+LABEL_W = 250       # row names
+PANEL_W = 300       # one panel's bar area
+GAP = 70            # between the two panels, room for value labels
+TOP = 70            # title and panel headings
+BOTTOM = 34         # the note under the bars
+TETHER = "#1f6fb4"  # tether rows
+OTHER = "#9a9a9a"   # everything else
+FONT = "font-family=\"system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif\""
+
+
+def read(path):
+    """Rows as dicts, in file order; "-" figures become None."""
+    with open(path, encoding="utf-8") as f:
+        lines = [line.rstrip("\n") for line in f if line.strip()]
+    header = lines[0].split("\t")
+    rows = []
+    for n, line in enumerate(lines[1:], start=2):
+        cells = line.split("\t")
+        if len(cells) != len(header):
+            sys.exit(f"{path}:{n}: {len(cells)} columns, expected {len(header)}")
+        row = dict(zip(header, cells))
+        for key in ("req_s", "p50_us", "p99_us", "cpu_us"):
+            row[key] = None if row.get(key, "-") in ("-", "") else float(row[key])
+        rows.append(row)
+    return rows
+
+
+def nice_max(v):
+    """A round axis maximum at or above v."""
+    if v <= 0:
+        return 1.0
+    step = 10 ** (len(str(int(v))) - 1)
+    for m in (1, 2, 2.5, 5, 10):
+        if m * step >= v:
+            return m * step
+    return 10 * step
+
+
+def panel(out, rows, key, x0, heading, unit):
+    values = [r[key] for r in rows if r[key] is not None]
+    top = nice_max(max(values) if values else 0)
+    out.append(f'<text x="{x0}" y="{TOP - 16}" font-size="13" font-weight="600" {FONT}>{escape(heading)}</text>')
+    for i in range(5):
+        x = x0 + PANEL_W * i / 4
+        out.append(f'<line x1="{x:.1f}" y1="{TOP - 6}" x2="{x:.1f}" y2="{TOP + ROW_H * len(rows)}" stroke="#e4e4e4"/>')
+        label = f"{top * i / 4:g}"
+        out.append(f'<text x="{x:.1f}" y="{TOP + ROW_H * len(rows) + 14}" font-size="10" fill="#777" text-anchor="middle" {FONT}>{label}</text>')
+    for i, r in enumerate(rows):
+        y = TOP + ROW_H * i
+        v = r[key]
+        if v is None:
+            out.append(f'<text x="{x0 + 4}" y="{y + ROW_H * 0.68:.1f}" font-size="11" fill="#999" {FONT}>not measured</text>')
+            continue
+        w = PANEL_W * v / top
+        colour = TETHER if r["row"].startswith("tether") else OTHER
+        out.append(f'<rect x="{x0}" y="{y + 4}" width="{w:.1f}" height="{ROW_H - 8}" fill="{colour}" rx="2">'
+                   f'<title>{escape(r["row"])}: {v:g} {unit}</title></rect>')
+        out.append(f'<text x="{x0 + w + 4:.1f}" y="{y + ROW_H * 0.68:.1f}" font-size="11" {FONT}>{v:g}</text>')
+
+
+def svg(rows, title):
+    width = LABEL_W + 2 * PANEL_W + 2 * GAP
+    height = TOP + ROW_H * len(rows) + BOTTOM
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img">',
+           f'<title>{escape(title)}</title>',
+           f'<rect width="{width}" height="{height}" fill="#fff"/>',
+           f'<text x="10" y="22" font-size="15" font-weight="600" {FONT}>{escape(title)}</text>']
+    for i, r in enumerate(rows):
+        y = TOP + ROW_H * i + ROW_H * 0.68
+        weight = ' font-weight="600"' if r["row"].startswith("tether") else ""
+        out.append(f'<text x="{LABEL_W - 8}" y="{y:.1f}" font-size="12" text-anchor="end"{weight} {FONT}>{escape(r["row"])}</text>')
+    panel(out, rows, "cpu_us", LABEL_W, "Proxy CPU µs per request (lower is better)", "µs")
+    panel(out, rows, "p99_us", LABEL_W + PANEL_W + GAP, "p99 latency, µs (lower is better)", "µs")
+    note = "Median of the rounds; one proxy core, keep-alive. bench/README.md says how to read it."
+    out.append(f'<text x="10" y="{height - 8}" font-size="10" fill="#777" {FONT}>{escape(note)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def main(argv):
+    if len(argv) not in (3, 4):
+        sys.exit(__doc__)
+    rows = read(argv[1])
+    if not rows:
+        sys.exit(f"{argv[1]}: no rows")
+    title = argv[3] if len(argv) == 4 else "make bench: proxies head to head"
+    with open(argv[2], "w", encoding="utf-8") as f:
+        f.write(svg(rows, title))
+
+
+if __name__ == "__main__":
+    main(sys.argv)

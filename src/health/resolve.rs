@@ -1,0 +1,141 @@
+//! The background re-resolver: an endpoint whose host name did not resolve at validation gets
+//! no traffic (it counts as unhealthy); every [`EVERY`] this service looks its name up again, off
+//! the request path and off the reactor, and attaches the address once it resolves. The endpoint
+//! is then eligible, and its monitor (if any) decides from there.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::balancer::Snapshot;
+use crate::config::{lookup_all, LOOKUP_BUDGET};
+use crate::live::Live;
+
+/// How often unresolved endpoint names are looked up again.
+pub const EVERY: Duration = Duration::from_secs(30);
+
+/// Looks up the unresolved endpoint names of the live snapshot every [`EVERY`] until shutdown.
+pub struct Resolver {
+    pub live: Arc<Live>,
+}
+
+/// The `address` of every endpoint of `snap` that has no socket address yet.
+pub fn unresolved(snap: &Snapshot) -> Vec<String> {
+    let all = snap.pools.iter().flat_map(|p| &p.endpoints);
+    all.filter(|e| e.addr.get().is_none())
+        .map(|e| e.addr.as_str().to_string())
+        .collect()
+}
+
+/// Attaches each resolved name in `found` (address as written → lookup result) to the endpoints
+/// of `snap` that name it and are still unresolved; logs each endpoint that gains an address, once.
+/// Returns how many did.
+pub fn attach(snap: &Snapshot, found: &[(String, Result<SocketAddr, String>)]) -> usize {
+    let mut attached = 0;
+    for e in snap.pools.iter().flat_map(|p| &p.endpoints) {
+        let hit = found.iter().find(|(name, _)| name == e.addr.as_str());
+        if let Some((name, Ok(addr))) = hit {
+            if e.attach(*addr) {
+                attached += 1;
+                log::info!(
+                    "{}: {name} now resolves to {addr}; the endpoint is eligible again",
+                    e.label
+                );
+            }
+        }
+    }
+    attached
+}
+
+#[async_trait]
+impl BackgroundService for Resolver {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+            let snap = self.live.snapshot();
+            let mut names = unresolved(&snap);
+            if names.is_empty() {
+                continue;
+            }
+            names.sort();
+            names.dedup();
+            let lookup = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let found = lookup_all(&refs, LOOKUP_BUDGET);
+                names.into_iter().zip(found).collect::<Vec<_>>()
+            });
+            match lookup.await {
+                Ok(found) => {
+                    for (name, result) in &found {
+                        if let Err(why) = result {
+                            log::debug!("endpoint address {name:?} {why}");
+                        }
+                    }
+                    attach(&snap, &found);
+                }
+                Err(e) => log::warn!("endpoint name lookup failed: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balancer::RuntimeState;
+    use crate::config::Config;
+
+    const YAML: &str = r#"
+listeners: [{ address: "127.0.0.1:8080" }]
+monitors: [{ id: m, type: http }]
+pools:
+  - id: p
+    monitor: m
+    endpoints:
+      - { name: good, address: "127.0.0.1:9001" }
+      - { name: later, address: "app-1.invalid:80" }
+load_balancers:
+  - { name: "*", default_pools: [p] }
+"#;
+
+    #[test]
+    fn a_name_that_resolves_later_makes_its_endpoint_eligible() {
+        let runtime = RuntimeState::default();
+        let valid = Config::from_yaml(YAML, "test").unwrap();
+        assert_eq!(valid.warnings.len(), 1);
+        assert!(valid.warnings[0].starts_with("pools[0].endpoints[1].address: "));
+        let snap = Snapshot::build(valid, &runtime, 1_700_000_000);
+        let later = &snap.pools[0].endpoints[1];
+        assert!(!later.healthy() && !later.takes_new());
+        assert!(later.origin.peer().is_none(), "no peer without an address");
+        assert!(snap.pools[0].endpoints[0].takes_new());
+        assert_eq!(unresolved(&snap), ["app-1.invalid:80"]);
+
+        let mut tracked = std::collections::HashMap::new();
+        super::super::sync(&snap, &mut tracked, tokio::time::Instant::now());
+        assert_eq!(tracked.len(), 1, "an unresolved name has nothing to check");
+
+        let failed = [("app-1.invalid:80".to_string(), Err("no".to_string()))];
+        assert_eq!(attach(&snap, &failed), 0);
+        assert!(!later.healthy());
+
+        let addr: SocketAddr = "127.0.0.2:80".parse().unwrap();
+        let found = [("app-1.invalid:80".to_string(), Ok(addr))];
+        assert_eq!(attach(&snap, &found), 1);
+        assert!(later.takes_new());
+        assert_eq!(later.addr.get(), Some(addr));
+        assert!(later.origin.peer().is_some());
+        assert!(unresolved(&snap).is_empty());
+        super::super::sync(&snap, &mut tracked, tokio::time::Instant::now());
+        assert!(tracked.contains_key(&later.id), "checked once it resolves");
+        // Attached once: a second round changes nothing and logs nothing.
+        assert_eq!(attach(&snap, &found), 0);
+    }
+}

@@ -1,0 +1,394 @@
+//! Monitors and pools, field by field. Cloudflare's random ids become readable names (a pool's
+//! `name`, a monitor's `description`), and the maps returned let balancers rewrite references.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv6Addr;
+
+use super::cloudflare::{unknown_fields, CfMonitor, CfOrigin, CfPool};
+use super::read::{Export, Located};
+use super::yaml::{Commented, Endpoint, Imported, Monitor, OriginSteering, Pool, PoolTls};
+use super::{unique_name, ImportError, Options};
+use crate::config::ExpectedCodes;
+
+/// Cloudflare monitor id → (tether monitor id, `allow_insecure`); `None` for a monitor tether
+/// cannot run.
+pub type MonitorIds = HashMap<String, Option<(String, bool)>>;
+/// Cloudflare pool id → tether pool id.
+pub type PoolIds = HashMap<String, String>;
+
+/// Maps every monitor; returns the id map for pools.
+pub fn monitors(export: &Export, out: &mut Imported, errs: &mut Vec<ImportError>) -> MonitorIds {
+    let mut ids = MonitorIds::new();
+    let mut taken = HashSet::new();
+    for Located { at, item: m } in &export.monitors {
+        if ids.contains_key(&m.id) {
+            continue; // the same monitor exported twice (several files)
+        }
+        let desc = m.description.as_deref().unwrap_or("").trim();
+        let base = slug(desc).unwrap_or_else(|| format!("monitor-{}", short(&m.id)));
+        let kind = m.kind.as_deref().unwrap_or("http");
+        let what = format!("monitor {base:?} ({at})");
+        let kind = match kind {
+            "http" => "http",
+            "https" => "https",
+            "tcp" => "tcp",
+            other => {
+                let reason = format!("type {other:?} is not supported (http, https, tcp): the monitor is not written and its pools go unmonitored");
+                out.not_imported.push(format!("{what}: {reason}"));
+                ids.insert(m.id.clone(), None);
+                continue;
+            }
+        };
+        let id = unique_name(&base, &mut taken);
+        let insecure = kind == "https" && m.allow_insecure == Some(true);
+        ids.insert(m.id.clone(), Some((id.clone(), insecure)));
+        let note = |out: &mut Imported, s: String| out.not_imported.push(format!("{what}: {s}"));
+        let mut monitor = monitor(m, id, kind, &mut |s| note(out, s));
+        if kind != "tcp" {
+            if let Some(codes) = &monitor.expected_codes {
+                if let Err(reason) = ExpectedCodes::parse(codes) {
+                    errs.push(at.error("expected_codes", format!("{codes:?} {reason}")));
+                    monitor.expected_codes = None;
+                }
+            }
+        }
+        for field in unknown_fields(&m.other) {
+            note(
+                out,
+                format!("field {field:?} is not known to this importer"),
+            );
+        }
+        let mut c = Commented::new(monitor);
+        if !desc.is_empty() {
+            c.comments
+                .push(format!("{desc} (Cloudflare monitor {})", m.id));
+        } else {
+            c.comments.push(format!("Cloudflare monitor {}", m.id));
+        }
+        out.monitors.push(c);
+    }
+    ids
+}
+
+/// One monitor's fields; `note` receives what does not carry over.
+fn monitor(m: &CfMonitor, id: String, kind: &'static str, note: &mut dyn FnMut(String)) -> Monitor {
+    let http = kind != "tcp";
+    let text = |v: &Option<String>| v.clone().filter(|s| !s.is_empty() && http);
+    // Cloudflare allows 0 for "1": both mean one result decides.
+    let interval = m.interval.unwrap_or(60);
+    let clamped = interval.clamp(1, 3600);
+    if clamped != interval {
+        note(format!(
+            "interval {interval} is outside tether's 1..3600: written as {clamped}"
+        ));
+    }
+    let timeout = m.timeout.unwrap_or(5);
+    let timeout_ok = timeout.clamp(1, clamped);
+    if timeout_ok != timeout {
+        note(format!(
+            "timeout {timeout} is outside 1..interval: written as {timeout_ok}"
+        ));
+    }
+    if let Some(r) = m.retries.filter(|r| *r > 0) {
+        note(format!("retries {r} (immediate re-tries of a timed-out check) has no equivalent: tether counts failed checks with consecutive_down"));
+    }
+    if m.follow_redirects == Some(true) {
+        note("follow_redirects: tether does not follow redirects; a 3xx answer is judged by expected_codes".into());
+    }
+    if m.allow_insecure == Some(true) && kind == "https" {
+        note("allow_insecure: tether's https monitor checks certificates with its pools' origin TLS settings: see those pools".into());
+    }
+    if let Some(zone) = m.probe_zone.as_deref().filter(|z| !z.is_empty()) {
+        note(format!(
+            "probe_zone {zone:?}: tether checks the endpoint directly"
+        ));
+    }
+    Monitor {
+        id,
+        kind,
+        method: text(&m.method),
+        path: text(&m.path),
+        port: m.port.unwrap_or(0),
+        header: if http {
+            m.header.clone().unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        },
+        expected_codes: text(&m.expected_codes),
+        expected_body: text(&m.expected_body),
+        interval: clamped,
+        timeout: timeout_ok,
+        consecutive_up: m.consecutive_up.unwrap_or(1).max(1),
+        consecutive_down: m.consecutive_down.unwrap_or(1).max(1),
+    }
+}
+
+/// Maps every pool; returns the id map for balancers.
+pub fn pools(
+    export: &Export,
+    monitors: &MonitorIds,
+    opts: Options,
+    out: &mut Imported,
+    errs: &mut Vec<ImportError>,
+) -> PoolIds {
+    let mut ids = PoolIds::new();
+    let mut taken = HashSet::new();
+    for Located { at, item: p } in &export.pools {
+        if ids.contains_key(&p.id) {
+            continue;
+        }
+        let name = unique_name(p.name.trim(), &mut taken);
+        let what = format!("pool {name:?} ({at})");
+        let mut notes = Vec::new();
+        if name != p.name {
+            notes.push(format!(
+                "renamed from {:?}: another pool has that name",
+                p.name
+            ));
+        }
+        if name.is_empty() {
+            errs.push(at.error("name", "is empty"));
+            continue;
+        }
+        ids.insert(p.id.clone(), name.clone());
+        let mut insecure_monitor = false;
+        let monitor = match p.monitor.as_deref().filter(|m| !m.is_empty()) {
+            None => None,
+            Some(mid) => match monitors.get(mid) {
+                Some(Some((id, insecure))) => {
+                    insecure_monitor = *insecure;
+                    Some(id.clone())
+                }
+                Some(None) => {
+                    notes.push(
+                        "its monitor cannot run in tether: the pool is written without one".into(),
+                    );
+                    None
+                }
+                None => {
+                    notes.push(format!("monitor {mid:?} is in no input file: the pool is written without a health monitor (every enabled endpoint counts as healthy); import GET /accounts/{{account}}/load_balancers/monitors too"));
+                    None
+                }
+            },
+        };
+        let disabled_pool = p.enabled == Some(false);
+        if disabled_pool {
+            notes.push("the pool is disabled: tether has no pool switch, so its endpoints are written enabled: false (no new sessions)".into());
+        }
+        pool_notes(p, &mut notes);
+        if p.origins.is_empty() {
+            errs.push(at.error("origins", "is empty: a pool needs at least one origin"));
+            continue;
+        }
+        let mut endpoint_names = HashSet::new();
+        let endpoints: Vec<Endpoint> = p
+            .origins
+            .iter()
+            .enumerate()
+            .map(|(i, o)| endpoint(o, i, opts, disabled_pool, &mut endpoint_names, &mut notes))
+            .collect();
+        let min = p.minimum_origins.unwrap_or(1);
+        let min_ok = min.clamp(1, endpoints.len() as u64);
+        if min_ok != min {
+            notes.push(format!(
+                "minimum_origins {min} is outside 1..{} (the origins): written as {min_ok}",
+                endpoints.len()
+            ));
+        }
+        let policy = p
+            .origin_steering
+            .as_ref()
+            .and_then(|s| s.policy.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "random".into());
+        let policy = match policy.as_str() {
+            "random" | "hash" | "least_outstanding_requests" | "least_connections" => policy,
+            other => {
+                notes.push(format!(
+                    "origin_steering.policy {other:?} is not supported: written as random"
+                ));
+                "random".into()
+            }
+        };
+        for field in p
+            .origin_steering
+            .iter()
+            .flat_map(|s| unknown_fields(&s.other))
+        {
+            notes.push(format!("origin_steering.{field} is not supported"));
+        }
+        let tls = origin_tls(opts, insecure_monitor, &mut notes);
+        for n in notes {
+            out.not_imported.push(format!("{what}: {n}"));
+        }
+        let mut c = Commented::new(Pool {
+            id: name,
+            monitor,
+            minimum_origins: min_ok,
+            origin_steering: OriginSteering { policy },
+            endpoints,
+            tls,
+        });
+        let desc = p.description.as_deref().unwrap_or("").trim();
+        c.comments.push(if desc.is_empty() {
+            format!("Cloudflare pool {}", p.id)
+        } else {
+            format!("{desc} (Cloudflare pool {})", p.id)
+        });
+        out.pools.push(c);
+    }
+    ids
+}
+
+/// The pool's `tls:` (SPEC 3.8): enabled with `--origin-tls`; certificate checks off for an
+/// `allow_insecure` https monitor only while they would weaken nothing but that monitor.
+fn origin_tls(opts: Options, insecure_monitor: bool, notes: &mut Vec<String>) -> Option<PoolTls> {
+    let verify = match (insecure_monitor, opts.origin_tls) {
+        (false, _) => None,
+        (true, false) => {
+            notes.push("its https monitor has allow_insecure: written as tls.verify: false (origins are reached over plain HTTP, so only the monitor is affected)".into());
+            Some(false)
+        }
+        (true, true) => {
+            notes.push("its https monitor has allow_insecure, but with --origin-tls tls.verify: false would stop checking the proxied traffic's certificates too: left verifying; set it yourself if the origins' certificates are self-signed".into());
+            None
+        }
+    };
+    let enabled = opts.origin_tls.then_some(true);
+    (enabled.is_some() || verify.is_some()).then_some(PoolTls { enabled, verify })
+}
+
+/// What a pool has that tether does not do.
+fn pool_notes(p: &CfPool, notes: &mut Vec<String>) {
+    if let Some(g) = p.monitor_group.as_deref().filter(|g| !g.is_empty()) {
+        notes.push(format!(
+            "monitor_group {g:?} is not supported (one monitor per pool)"
+        ));
+    }
+    if p.notification_email
+        .as_deref()
+        .is_some_and(|e| !e.is_empty())
+        || p.notification_filter.as_ref().is_some_and(|f| !f.is_null())
+    {
+        notes.push("notification_email / notification_filter: tether does not send notifications (watch /metrics: tether_health_transitions_total)".into());
+    }
+    if let Some(regions) = p.check_regions.as_ref().filter(|r| !r.is_empty()) {
+        notes.push(format!(
+            "check_regions {regions:?}: tether checks health from itself only"
+        ));
+    }
+    if p.latitude.is_some() || p.longitude.is_some() {
+        notes.push("latitude / longitude (proximity steering) are not supported".into());
+    }
+    if let Some(ls) = &p.load_shedding {
+        if ls.default_percent.unwrap_or(0.0) > 0.0 || ls.session_percent.unwrap_or(0.0) > 0.0 {
+            notes.push("load_shedding is not supported".into());
+        }
+    }
+    if let Some(n) = p
+        .networks
+        .as_ref()
+        .filter(|n| n.iter().any(|x| x != "cloudflare"))
+    {
+        notes.push(format!("networks {n:?} are not supported"));
+    }
+    for field in unknown_fields(&p.other) {
+        notes.push(format!("field {field:?} is not known to this importer"));
+    }
+}
+
+/// One origin as an endpoint: `address` + `port` joined, Host header kept.
+fn endpoint(
+    o: &CfOrigin,
+    i: usize,
+    opts: Options,
+    disabled_pool: bool,
+    names: &mut HashSet<String>,
+    notes: &mut Vec<String>,
+) -> Endpoint {
+    let base = o
+        .name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| o.address.clone());
+    let name = unique_name(base.trim(), names);
+    let at = format!("origins[{i}] {name:?}");
+    let port = match o.port.unwrap_or(0) {
+        0 if opts.origin_tls => 443,
+        0 => 80,
+        p => p,
+    };
+    let host = o.address.trim();
+    let address = match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<Ipv6Addr>()
+    {
+        Ok(v6) => format!("[{v6}]:{port}"),
+        Err(_) => format!("{host}:{port}"),
+    };
+    let mut header = BTreeMap::new();
+    for (k, v) in o.header.iter().flatten() {
+        if k.eq_ignore_ascii_case("host") {
+            if let Some(first) = v.first() {
+                header.insert("Host".to_string(), vec![first.clone()]);
+            }
+            if v.len() > 1 {
+                notes.push(format!(
+                    "{at}: header Host has {} values: only the first is used",
+                    v.len()
+                ));
+            }
+        } else {
+            notes.push(format!(
+                "{at}: header {k:?} is not supported (only Host may be overridden)"
+            ));
+        }
+    }
+    if o.virtual_network_id
+        .as_deref()
+        .is_some_and(|v| !v.is_empty())
+    {
+        notes.push(format!("{at}: virtual_network_id (Cloudflare Tunnel) is not supported: reached directly at {address}"));
+    }
+    for field in unknown_fields(&o.other) {
+        notes.push(format!(
+            "{at}: field {field:?} is not known to this importer"
+        ));
+    }
+    let weight = o.weight.unwrap_or(1.0);
+    let weight_ok = weight.clamp(0.0, 1.0);
+    if weight_ok != weight {
+        notes.push(format!(
+            "{at}: weight {weight} is outside 0..1: written as {weight_ok}"
+        ));
+    }
+    Endpoint {
+        name,
+        address,
+        weight: weight_ok,
+        enabled: o.enabled.unwrap_or(true) && !disabled_pool,
+        header,
+    }
+}
+
+/// A readable id from free text: lower case, runs of other characters as one `-`.
+fn slug(s: &str) -> Option<String> {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-');
+    let out: String = out.chars().take(40).collect();
+    let out = out.trim_end_matches('-').to_string();
+    (!out.is_empty()).then_some(out)
+}
+
+/// The first 8 characters of a Cloudflare id.
+pub fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
