@@ -21,7 +21,7 @@ use crate::ops::graceful::LateCleanup;
 use crate::ops::reload::SighupReload;
 use crate::proxy::guard::Guarded;
 use crate::proxy::tls_accept::TlsAcceptor;
-use crate::proxy::Tether;
+use crate::proxy::Adapter;
 use crate::state::StateSync;
 use crate::telemetry::log_sink::{self, AccessLogFlush};
 
@@ -86,7 +86,7 @@ pub fn run(
 
     // Inside out: the proxy; the guard that counts connections, handshakes TLS and enforces the
     // header deadlines (SPEC 3.7); the late cleanup that keeps an upgrade from dropping a request.
-    let mut app = pingora_proxy::http_proxy(&server.configuration, Tether::new(live.clone()));
+    let mut app = pingora_proxy::http_proxy(&server.configuration, Adapter::new(live.clone()));
     let mut options = HttpServerOptions::default();
     // HTTP/2 with no open stream is closed after the keep-alive timeout (read at start).
     options.h2_idle_timeout = Some(Duration::from_secs(

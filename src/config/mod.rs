@@ -22,5 +22,5 @@ pub use origin_tls::{read_ca_file, OriginTls, OriginTlsConfig};
 pub use schema::*;
 pub use secret::REDACTED;
 pub use state::{redis_address, unused_parts, RedisSection, StateSection, StoreKind};
-pub use typed::{session_ttl, MonitorSpec, TypedBalancer, TypedEndpoint, TypedPool, Validated};
+pub use typed::{session_ttl, MonitorSpec, Validated};
 pub use values::{ExpectedCodes, SessionHeader};

@@ -1,9 +1,11 @@
-//! One health check against one endpoint. HTTP(S) checks use Pingora's own HTTP/1 client, so a
-//! check connects, speaks TLS and parses responses exactly as proxied requests do; TCP checks are
-//! a plain connect. Every check opens a fresh connection: a pooled one could hide a listener
-//! that no longer accepts.
+//! One health check against one endpoint. Each check type (`monitors[].type`) is a [`Probe`]:
+//! `http` and `https` use Pingora's own HTTP/1 client, so a check connects, speaks TLS and
+//! parses responses exactly as proxied requests do; `tcp` is a plain connect. Every check opens a
+//! fresh connection: a pooled one could hide a listener that no longer accepts.
 
 use std::net::SocketAddr;
+
+use async_trait::async_trait;
 
 use pingora::connectors::http::v1::Connector;
 use pingora::http::RequestHeader;
@@ -12,15 +14,65 @@ use super::monitor::{CheckFailure, MonitorSpec, BODY_LIMIT};
 use crate::config::MonitorKind;
 use crate::proxy::origin::{self, Origin};
 
+/// What one check is run against.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The address to connect to (the endpoint's, or its IP with the monitor's `port`).
+    pub addr: SocketAddr,
+    /// The endpoint's `Host` override, if any.
+    pub endpoint_host: Option<&'a str>,
+    /// How the endpoint is reached over TLS, for `https` checks.
+    pub origin: &'a Origin,
+}
+
+/// One check type. A new type is a `Probe` plus its `MonitorKind` variant, chosen in
+/// [`Prober::probe_for`]; judging answers and counting streaks are shared (`monitor`).
+#[async_trait]
+pub trait Probe: Send + Sync {
+    /// Checks `target` once as `spec` says; the caller bounds it by `spec.timeout`. `Ok`
+    /// carries what passed, for the log line ("got 200", "connected").
+    async fn probe(&self, spec: &MonitorSpec, target: Target<'_>) -> Result<String, CheckFailure>;
+}
+
+/// `tcp`: the endpoint accepts a connection.
+struct TcpConnect;
+
+#[async_trait]
+impl Probe for TcpConnect {
+    async fn probe(&self, _: &MonitorSpec, target: Target<'_>) -> Result<String, CheckFailure> {
+        tokio::net::TcpStream::connect(target.addr)
+            .await
+            .map(|_| "connected".to_string())
+            .map_err(|e| io("connect", e))
+    }
+}
+
+/// `http` and `https`: a request whose answer `spec` judges.
+struct HttpRequest {
+    http: Connector,
+}
+
+#[async_trait]
+impl Probe for HttpRequest {
+    async fn probe(&self, spec: &MonitorSpec, t: Target<'_>) -> Result<String, CheckFailure> {
+        self.http_check(spec, t.addr, t.endpoint_host, t.origin)
+            .await
+    }
+}
+
 /// Runs checks; one per health service, shared by all its concurrent checks.
 pub struct Prober {
-    http: Connector,
+    tcp: TcpConnect,
+    http: HttpRequest,
 }
 
 impl Default for Prober {
     fn default() -> Self {
         Prober {
-            http: Connector::new(None),
+            tcp: TcpConnect,
+            http: HttpRequest {
+                http: Connector::new(None),
+            },
         }
     }
 }
@@ -58,23 +110,27 @@ impl Prober {
         endpoint_host: Option<&str>,
         origin: &Origin,
     ) -> Result<String, CheckFailure> {
-        let target = spec.target(addr);
-        let run = async {
-            match spec.kind {
-                MonitorKind::Tcp => tokio::net::TcpStream::connect(target)
-                    .await
-                    .map(|_| "connected".to_string())
-                    .map_err(|e| io("connect", e)),
-                MonitorKind::Http | MonitorKind::Https => {
-                    self.http_check(spec, target, endpoint_host, origin).await
-                }
-            }
+        let target = Target {
+            addr: spec.target(addr),
+            endpoint_host,
+            origin,
         };
+        let run = self.probe_for(spec.kind).probe(spec, target);
         tokio::time::timeout(spec.timeout, run)
             .await
             .unwrap_or(Err(CheckFailure::Timeout(spec.timeout)))
     }
 
+    /// The probe of a check type.
+    fn probe_for(&self, kind: MonitorKind) -> &dyn Probe {
+        match kind {
+            MonitorKind::Tcp => &self.tcp,
+            MonitorKind::Http | MonitorKind::Https => &self.http,
+        }
+    }
+}
+
+impl HttpRequest {
     async fn http_check(
         &self,
         spec: &MonitorSpec,

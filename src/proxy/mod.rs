@@ -34,14 +34,16 @@ use crate::live::Live;
 pub use ctx::RequestCtx;
 use ctx::{Arrival, InFlight};
 
-/// The proxy service: routes every request through the live snapshot.
-pub struct Tether {
+/// tether's `ProxyHttp`: the adapter between Pingora's hooks and the routing decision. Every
+/// request reads the live snapshot once and is routed by `balancer::route`.
+pub struct Adapter {
     live: Arc<Live>,
 }
 
-impl Tether {
+impl Adapter {
+    /// The adapter over the live instance.
     pub fn new(live: Arc<Live>) -> Self {
-        Tether { live }
+        Adapter { live }
     }
 }
 
@@ -58,7 +60,7 @@ async fn respond_plain(session: &mut Session, status: u16, body: &'static str) -
 }
 
 #[async_trait]
-impl ProxyHttp for Tether {
+impl ProxyHttp for Adapter {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
@@ -310,9 +312,15 @@ impl ProxyHttp for Tether {
         }
         if let Some(snap) = &ctx.snapshot {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            // A request refused before routing (SPEC 3.7) is counted under the balancer its
+            // Host names, as one that was routed; only such requests look it up here.
+            let answered_by = match (&ctx.decision, ctx.answered_by, &ctx.facts) {
+                (None, None, None) => snap.balancer_for_host(facts::host(session.req_header())),
+                (_, answered_by, _) => answered_by,
+            };
             snap.count(
                 ctx.decision.as_ref(),
-                ctx.answered_by,
+                answered_by,
                 status,
                 ctx.timing.upstream,
             );
