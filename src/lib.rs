@@ -6,6 +6,8 @@
 //! - `config`: the YAML schema, validation naming the YAML path of every error, and the
 //!   `Validated` config with every value parsed.
 //! - `telemetry`: Prometheus counters and the process log (batched access lines).
+//! - `tls`: TLS compiled from the config: how each endpoint is reached (a Pingora peer) and
+//!   the certificates each TLS listener serves.
 //! - `affinity`: session primitives: the signed `__cflb` token, request cookies, header session
 //!   keys and their store, weighted rendezvous hashing.
 //! - `balancer`: the snapshot compiled from a config, the runtime state that outlives it, the
@@ -30,3 +32,4 @@ pub mod proxy;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod tls;

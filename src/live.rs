@@ -91,3 +91,13 @@ impl Live {
         change(&self.current.load())
     }
 }
+
+impl crate::state::Operated for Live {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Live::snapshot(self)
+    }
+
+    fn operate(&self, change: &mut dyn FnMut(&Snapshot)) {
+        Live::operate(self, |snap| change(snap));
+    }
+}

@@ -19,10 +19,10 @@ use crate::live::Live;
 use crate::ops::admin::AdminApi;
 use crate::ops::graceful::LateCleanup;
 use crate::ops::reload::SighupReload;
+use crate::ops::state_sync::{self, StateSync};
 use crate::proxy::guard::Guarded;
 use crate::proxy::tls_accept::TlsAcceptor;
 use crate::proxy::Adapter;
-use crate::state::StateSync;
 use crate::telemetry::log_sink::{self, AccessLogFlush};
 
 /// Command-line switches that Pingora itself acts on.
@@ -153,7 +153,7 @@ pub fn run(
         crate::ops::history::HistorySampler { live: live.clone() },
     ));
     server.run(RunArgs::default());
-    crate::state::write_at_exit(&live);
+    state_sync::write_at_exit(&live);
     // The last access lines of in-flight requests are still in the buffer.
     log_sink::flush()?;
     Ok(())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::affinity::EndpointId;
 use crate::config::OriginAddr;
-use crate::proxy::origin::Origin;
+use crate::tls::origin::Origin;
 
 use super::state::{EndpointState, Lifecycle};
 

@@ -14,9 +14,9 @@ use crate::affinity::EndpointId;
 use crate::config::{
     Affinity, Config, Failover, MonitorSpec, SessionHeader, SteeringPolicy, Validated,
 };
-use crate::proxy::listener_certs::ListenerCerts;
-use crate::proxy::origin::Origin;
 use crate::telemetry::metrics::{self, BalancerCounters};
+use crate::tls::listener_certs::ListenerCerts;
+use crate::tls::origin::Origin;
 
 use super::decision::Decision;
 pub use super::endpoint::{Endpoint, EndpointRef};

@@ -34,7 +34,7 @@ use crate::affinity::EndpointId;
 use crate::balancer::{EndpointState, Snapshot};
 use crate::clock::unix_now;
 use crate::live::Live;
-use crate::proxy::origin::Origin;
+use crate::tls::origin::Origin;
 
 pub use probe::Prober;
 

@@ -12,7 +12,7 @@ use pingora::http::RequestHeader;
 
 use super::monitor::{CheckFailure, MonitorSpec, BODY_LIMIT};
 use crate::config::MonitorKind;
-use crate::proxy::origin::{self, Origin};
+use crate::tls::origin::{self, Origin};
 
 /// What one check is run against.
 #[derive(Debug, Clone, Copy)]

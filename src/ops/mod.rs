@@ -7,5 +7,6 @@ pub mod graceful;
 pub mod history;
 pub mod reload;
 pub mod sparkline;
+pub mod state_sync;
 pub mod status;
 pub mod status_page;

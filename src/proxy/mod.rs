@@ -9,8 +9,6 @@ mod facts;
 pub mod forwarded;
 pub mod guard;
 pub mod limits;
-pub mod listener_certs;
-pub mod origin;
 mod redirect;
 mod retry;
 pub mod tls_accept;
@@ -30,6 +28,7 @@ use crate::balancer::{route, PinAction, Refusal, RequestFacts};
 use crate::clock::unix_now;
 use crate::config::AccessLogFormat;
 use crate::live::Live;
+use crate::tls::origin;
 
 pub use ctx::RequestCtx;
 use ctx::{Arrival, InFlight};

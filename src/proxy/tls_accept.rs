@@ -11,12 +11,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pingora::protocols::Stream;
-use pingora::tls::ssl::{select_next_proto, AlpnError, SslAcceptor, SslMethod, SslRef};
+use pingora::tls::ssl::{
+    select_next_proto, AlpnError, NameType, SniError, SslAcceptor, SslAcceptorBuilder, SslMethod,
+    SslRef,
+};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::conn::delegate::delegate_io_but_read;
-use super::listener_certs::{serve_live_certificates, ListenerCerts};
+use crate::config::CertKey;
 use crate::live::Live;
+use crate::tls::listener_certs::ListenerCerts;
 
 /// ALPN protocols tether offers, most preferred first, in wire format.
 const ALPN_H2_H1: &[u8] = b"\x02h2\x08http/1.1";
@@ -78,3 +82,34 @@ impl AsyncRead for Tcp {
 }
 
 delegate_io_but_read!(Tcp, 0);
+
+/// Puts `c` on the handshake in progress.
+fn present(ssl: &mut SslRef, c: &CertKey) -> Result<(), pingora::tls::error::ErrorStack> {
+    ssl.set_certificate(&c.chain[0])?;
+    ssl.set_private_key(&c.key)?;
+    for extra in &c.chain[1..] {
+        ssl.add_chain_cert(extra.clone())?;
+    }
+    Ok(())
+}
+
+/// Makes the acceptor being built for the listener at `address` present, at each handshake, the
+/// certificate the live snapshot holds for it and the client's SNI. `started` (the certificates
+/// it was started with) serves if a reload removed the listener's TLS, which only an upgrade
+/// applies. The builder must carry no certificate of its own, or OpenSSL could pick that one.
+pub fn serve_live_certificates(
+    builder: &mut SslAcceptorBuilder,
+    live: Arc<Live>,
+    address: String,
+    started: Arc<ListenerCerts>,
+) {
+    builder.set_servername_callback(move |ssl, _alert| {
+        let snap = live.snapshot();
+        let certs = snap.listener_certs(&address).unwrap_or(&started);
+        let chosen = certs.select(ssl.servername(NameType::HOST_NAME));
+        present(ssl, chosen).map_err(|e| {
+            log::error!("listener {address}: cannot present its certificate: {e}");
+            SniError::ALERT_FATAL
+        })
+    });
+}

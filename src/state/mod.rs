@@ -15,7 +15,6 @@ pub mod handover;
 pub mod image;
 pub mod metrics;
 pub mod redis;
-mod sync;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -28,7 +27,16 @@ use crate::balancer::{Balancer, RequestFacts, Snapshot};
 use crate::config::{StateSection, StoreKind};
 
 pub use image::StateImage;
-pub use sync::{write_at_exit, StateSync};
+
+/// What the state stores need of the running instance: the snapshot in effect, and a way to
+/// change runtime state with reloads held off. `crate::live::Live` is the one implementation;
+/// the trait keeps this module below it.
+pub trait Operated: Send + Sync {
+    /// The snapshot in effect now.
+    fn snapshot(&self) -> Arc<Snapshot>;
+    /// Runs `change` on the snapshot in effect, with reloads held off.
+    fn operate(&self, change: &mut dyn FnMut(&Snapshot));
+}
 
 use self::redis::RedisStore;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::balancer::Snapshot;
 use crate::clock::unix_now;
-use crate::live::Live;
+use crate::state::Operated;
 
 use super::{RedisStore, StoreError, POLL_TIMEOUT};
 
@@ -16,7 +16,7 @@ impl RedisStore {
     /// snapshot (holding off reloads, as any operator change does).
     /// Reads get `budget`: a request's budget in steady state, so "reachable" means the same
     /// for the poll as for requests; more for the first poll, which also connects.
-    pub async fn poll(&self, live: &Live, budget: Duration) {
+    pub async fn poll(&self, live: &dyn Operated, budget: Duration) {
         let generation = self.generation.load(Relaxed);
         let pending: Vec<(String, Option<u64>)> = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -63,7 +63,7 @@ impl RedisStore {
         }
         *self.epoch.lock().unwrap_or_else(|e| e.into_inner()) = epoch;
         if self.generation.load(Relaxed) == generation {
-            live.operate(|snap| apply_drains(snap, &drains, unix_now()));
+            live.operate(&mut |snap| apply_drains(snap, &drains, unix_now()));
         }
     }
 

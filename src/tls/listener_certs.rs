@@ -7,10 +7,7 @@
 
 use std::sync::Arc;
 
-use pingora::tls::ssl::{NameType, SniError, SslAcceptorBuilder, SslRef};
-
 use crate::config::{CertKey, Listener};
-use crate::live::Live;
 
 /// A listener's certificates, loaded; the first is the default.
 #[derive(Debug)]
@@ -55,37 +52,6 @@ impl ListenerCerts {
             .or_else(|| self.certs.iter().find(|c| c.names.iter().any(wild)))
             .unwrap_or(default)
     }
-}
-
-/// Puts `c` on the handshake in progress.
-fn present(ssl: &mut SslRef, c: &CertKey) -> Result<(), pingora::tls::error::ErrorStack> {
-    ssl.set_certificate(&c.chain[0])?;
-    ssl.set_private_key(&c.key)?;
-    for extra in &c.chain[1..] {
-        ssl.add_chain_cert(extra.clone())?;
-    }
-    Ok(())
-}
-
-/// Makes the acceptor being built for the listener at `address` present, at each handshake, the
-/// certificate the live snapshot holds for it and the client's SNI. `started` (the certificates
-/// it was started with) serves if a reload removed the listener's TLS, which only an upgrade
-/// applies. The builder must carry no certificate of its own, or OpenSSL could pick that one.
-pub fn serve_live_certificates(
-    builder: &mut SslAcceptorBuilder,
-    live: Arc<Live>,
-    address: String,
-    started: Arc<ListenerCerts>,
-) {
-    builder.set_servername_callback(move |ssl, _alert| {
-        let snap = live.snapshot();
-        let certs = snap.listener_certs(&address).unwrap_or(&started);
-        let chosen = certs.select(ssl.servername(NameType::HOST_NAME));
-        present(ssl, chosen).map_err(|e| {
-            log::error!("listener {address}: cannot present its certificate: {e}");
-            SniError::ALERT_FATAL
-        })
-    });
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use crate::balancer::Snapshot;
 use crate::clock::unix_now;
 use crate::live::Live;
 
-use super::image::StateImage;
-use super::{file, handover};
+use crate::state::image::StateImage;
+use crate::state::{file, handover};
 
 /// How often header sessions are written to the state file (SPEC §5); drains within a tick.
 const SESSIONS_EVERY: Duration = Duration::from_secs(60);
@@ -120,7 +120,7 @@ impl BackgroundService for StateSync {
         if let Some(r) = store.redis() {
             r.connect();
             // One poll before traffic, so drains shared by other instances apply from the start.
-            r.poll(&self.live, super::redis::POLL_TIMEOUT).await;
+            r.poll(&*self.live, crate::state::redis::POLL_TIMEOUT).await;
         }
         let socket = handover::socket_path(&self.upgrade_sock);
         self.restore(&socket).await;
@@ -160,7 +160,7 @@ impl BackgroundService for StateSync {
                 _ = tick.tick() => {
                     let snap = self.live.snapshot();
                     if let Some(r) = store.redis() {
-                        r.poll(&self.live, r.timeout()).await;
+                        r.poll(&*self.live, r.timeout()).await;
                     }
                     if store.file().is_some() {
                         let now_marks = drain_marks(&snap);
@@ -175,7 +175,7 @@ impl BackgroundService for StateSync {
                     let snap = self.live.snapshot();
                     if let Some(r) = store.redis() {
                         // A drain made in the last moments still reaches the other instances.
-                        r.poll(&self.live, super::redis::POLL_TIMEOUT).await;
+                        r.poll(&*self.live, crate::state::redis::POLL_TIMEOUT).await;
                     }
                     self.write_file(&snap);
                     return;

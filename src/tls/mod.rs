@@ -1,0 +1,7 @@
+//! TLS as a snapshot holds it, compiled from the config once per load: how each endpoint is
+//! reached (`origin`: the Pingora peer with its SNI, verification and CA) and which
+//! certificates each TLS listener serves (`listener_certs`). The balancer's snapshot keeps
+//! them and the proxy and health checks use them; this module depends on neither.
+
+pub mod listener_certs;
+pub mod origin;
