@@ -8,6 +8,7 @@
 //! never take it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -25,6 +26,10 @@ pub struct Live {
     /// Where drains and header sessions are kept beyond memory; chosen at start.
     pub state: StateStore,
     path: PathBuf,
+    /// Reloads started (each takes the next number before it reads the file).
+    reads: AtomicU64,
+    /// The number of the reload whose snapshot is in effect; written under the registry lock.
+    committed: AtomicU64,
     /// The config the process started with: its listeners, admin address and `server:` are
     /// what is actually bound and running until a graceful upgrade.
     started_with: Config,
@@ -50,6 +55,8 @@ impl Live {
             current: ArcSwap::from_pointee(snapshot),
             runtime,
             path: path.to_path_buf(),
+            reads: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
         }
     }
 
@@ -69,18 +76,28 @@ impl Live {
     }
 
     /// Re-reads the file; on success swaps the new snapshot in and returns it, on failure
-    /// changes nothing. Reloads run one at a time, so the snapshot stored last is the one whose
-    /// runtime state the registry holds.
+    /// changes nothing.
+    ///
+    /// Reading, validating (DNS included) and compiling take no lock, so a slow file or
+    /// resolver holds up neither other reloads nor drains. Commits run one at a time, so the
+    /// snapshot stored last is the one whose runtime state the registry holds; and a reload
+    /// whose read is older than one already committed does not commit (the newer file
+    /// stands), so concurrent reloads end with the file as last read.
     pub fn reload(&self) -> Result<Arc<Snapshot>, ConfigErrors> {
-        let mut registry = self.runtime.lock();
+        let ticket = self.reads.fetch_add(1, SeqCst) + 1;
         let config = Config::load(&self.path)?;
         for warning in &config.warnings {
             log::warn!("{warning}");
         }
         let mut snapshot = Snapshot::compile(config, &self.runtime.random_keys);
+        let mut registry = self.runtime.lock();
+        if self.committed.load(SeqCst) > ticket {
+            return Ok(self.current.load_full());
+        }
         registry.adopt(&mut snapshot, unix_now());
         let snapshot = Arc::new(snapshot);
         self.current.store(snapshot.clone());
+        self.committed.store(ticket, SeqCst);
         Ok(snapshot)
     }
 
