@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::process::Command;
 
-const TITLE: &str = "make bench, 2026-11-26: proxies head to head (2 shared cores)";
+const TITLE: &str = "make bench, 2026-12-02: proxies head to head (2 cores, quiet machine)";
 
 #[test]
 fn bench_chart_draws_cpu_and_p99_bars_for_every_row_of_the_readme_figures() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let results = root.join("bench/results-2026-11-26.tsv");
+    let results = root.join("bench/results-2026-12-02.tsv");
     let out = tempfile::tempdir().unwrap();
     let svg_path = out.path().join("chart.svg");
     let run = match Command::new("python3")
@@ -45,7 +45,7 @@ fn bench_chart_draws_cpu_and_p99_bars_for_every_row_of_the_readme_figures() {
         .skip(1)
         .map(|l| l.split('\t').collect())
         .collect();
-    assert_eq!(rows.len(), 12);
+    assert_eq!(rows.len(), 13);
     let mut bars = 0;
     for r in &rows {
         let (name, p99, cpu) = (r[0], r[3], r[4]);
