@@ -9,8 +9,6 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::typed::Validated;
-
 /// The longest one validation (or one re-resolution round) waits for DNS, all names together.
 pub const LOOKUP_BUDGET: Duration = Duration::from_secs(2);
 
@@ -144,36 +142,6 @@ pub fn lookup_all(names: &[&str], budget: Duration) -> Vec<Result<SocketAddr, St
         }
     }
     out
-}
-
-impl Validated {
-    /// Looks up every endpoint host name (within [`LOOKUP_BUDGET`]) and attaches what resolved;
-    /// returns one warning per endpoint that stays unresolved, naming its YAML path.
-    pub(super) fn resolve_names(&self) -> Vec<String> {
-        let mut unresolved = Vec::new();
-        for (i, pool) in self.pools.iter().enumerate() {
-            for (j, ep) in pool.endpoints.iter().enumerate() {
-                if ep.addr.get().is_none() {
-                    unresolved.push((format!("pools[{i}].endpoints[{j}].address"), &ep.addr));
-                }
-            }
-        }
-        let names: Vec<&str> = unresolved.iter().map(|(_, a)| a.as_str()).collect();
-        let found = lookup_all(&names, LOOKUP_BUDGET);
-        let mut warnings = Vec::new();
-        for ((path, addr), found) in unresolved.into_iter().zip(found) {
-            match found {
-                Ok(sock) => {
-                    addr.attach(sock);
-                }
-                Err(why) => warnings.push(format!(
-                    "{path}: {:?} {why}; the endpoint gets no traffic until it resolves",
-                    addr.as_str()
-                )),
-            }
-        }
-        warnings
-    }
 }
 
 #[cfg(test)]

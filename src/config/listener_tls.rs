@@ -9,7 +9,14 @@ use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::error::ConfigError;
-use super::schema::Tls;
+
+/// PEM certificate chain and private key of a TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert_path: String,
+    pub key_path: String,
+}
 
 /// `listeners[].tls`: the certificates a listener serves, chosen by SNI; never empty after
 /// validation.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use super::listener_tls::Tls;
 pub use super::secret::{Secret, Secrets};
 
 /// A parsed, validated configuration file. Paths inside it are as written in the file.
@@ -72,14 +73,6 @@ pub struct Listener {
     pub address: String,
     /// One certificate, or a list chosen by SNI (the first is the default); re-read at reload.
     pub tls: Option<super::listener_tls::ListenerTls>,
-}
-
-/// PEM certificate chain and private key of a TLS listener.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tls {
-    pub cert_path: String,
-    pub key_path: String,
 }
 
 /// The optional admin listener (SPEC §4).

@@ -8,7 +8,7 @@
 use std::ops::{Deref, RangeInclusive};
 use std::time::Duration;
 
-use super::address::OriginAddr;
+use super::address::{lookup_all, OriginAddr, LOOKUP_BUDGET};
 use super::listener_tls::CertKey;
 use super::origin_tls::OriginTls;
 use super::schema::{Affinity, Config, Monitor, MonitorKind};
@@ -144,5 +144,35 @@ pub fn session_ttl(mode: Affinity) -> Option<(u64, RangeInclusive<u64>)> {
         Affinity::Cookie | Affinity::IpCookie => Some((82_800, 1800..=604_800)),
         // 30 min idle, within Cloudflare's header range.
         Affinity::Header => Some((1800, 30..=3600)),
+    }
+}
+
+impl Validated {
+    /// Looks up every endpoint host name (within [`LOOKUP_BUDGET`]) and attaches what resolved;
+    /// returns one warning per endpoint that stays unresolved, naming its YAML path.
+    pub(super) fn resolve_names(&self) -> Vec<String> {
+        let mut unresolved = Vec::new();
+        for (i, pool) in self.pools.iter().enumerate() {
+            for (j, ep) in pool.endpoints.iter().enumerate() {
+                if ep.addr.get().is_none() {
+                    unresolved.push((format!("pools[{i}].endpoints[{j}].address"), &ep.addr));
+                }
+            }
+        }
+        let names: Vec<&str> = unresolved.iter().map(|(_, a)| a.as_str()).collect();
+        let found = lookup_all(&names, LOOKUP_BUDGET);
+        let mut warnings = Vec::new();
+        for ((path, addr), found) in unresolved.into_iter().zip(found) {
+            match found {
+                Ok(sock) => {
+                    addr.attach(sock);
+                }
+                Err(why) => warnings.push(format!(
+                    "{path}: {:?} {why}; the endpoint gets no traffic until it resolves",
+                    addr.as_str()
+                )),
+            }
+        }
+        warnings
     }
 }

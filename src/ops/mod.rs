@@ -5,6 +5,7 @@ pub mod admin;
 mod admin_auth;
 pub mod graceful;
 pub mod history;
+pub mod html;
 pub mod reload;
 pub mod sparkline;
 pub mod state_sync;

@@ -20,7 +20,7 @@ pub fn svg(lines: &[(&[f64], &str)], slots: usize, title: &str) -> String {
          <title>{title} (max {max:.1}/s)</title>\
          <line x1=0 y1={y} x2={W} y2={y} stroke=#ddd />",
         y = H - 0.5,
-        title = super::status_page::esc(title),
+        title = super::html::esc(title),
     );
     for (values, colour) in lines {
         if values.len() < 2 {

@@ -12,6 +12,7 @@ use std::fmt::Write;
 use crate::balancer::Snapshot;
 
 use super::history::{self, OUTCOME_GROUPS};
+use super::html::esc;
 use super::sparkline;
 use super::status::{pools, EndpointView};
 
@@ -40,22 +41,6 @@ pub const SCRIPT_HEADER: &str = "x-tether-page";
 const OUTCOME_COLOURS: [&str; 4] = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728"];
 /// Colour of the requests/s line.
 const RATE_COLOUR: &str = "#1f77b4";
-
-/// Escapes text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The page around `main`: head, style, and the script.
 fn page(main: &str) -> String {
