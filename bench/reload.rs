@@ -1,10 +1,10 @@
 //! Reload time with many endpoints: `bench_reload [ENDPOINTS]` writes a config with that many
-//! endpoints (1,000 by default), loads it, then times `Live::reload` — what SIGHUP and
+//! endpoints (1,000 by default), loads it, then times `Instance::reload` — what SIGHUP and
 //! `POST /reload` run: read the file, parse and validate it, build the snapshot, swap it in.
 
 use std::time::Instant;
 
-use tether::live::Live;
+use tether::instance::Instance;
 
 fn config(endpoints: usize) -> String {
     let mut y = String::from(
@@ -36,7 +36,7 @@ fn main() {
     let run = || -> Result<Vec<f64>, String> {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         std::fs::write(&path, config(n)).map_err(|e| e.to_string())?;
-        let live = Live::load(&path).map_err(|e| e.to_string())?;
+        let live = Instance::load(&path).map_err(|e| e.to_string())?;
         let mut ms: Vec<f64> = (0..21)
             .map(|_| {
                 let t = Instant::now();

@@ -12,7 +12,7 @@
 //!   keys and their store, weighted rendezvous hashing.
 //! - `balancer`: the snapshot compiled from a config, the runtime state that outlives it, the
 //!   affinity modes (`pinning`), `origin_steering`, and the pure routing and failover decisions.
-//! - `live`: the snapshot in effect and the reload transaction (compile, then commit).
+//! - `instance`: the snapshot in effect and the reload transaction (compile, then commit).
 //! - `health`: the monitor service: probes, verdict streaks, drain log.
 //! - `state`: runtime state kept across upgrades, restarts and instances (embedded or Redis).
 //! - `ops`: operating the process: reload on SIGHUP, the admin API (status, drain, `/metrics`).
@@ -26,7 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod health;
 pub mod import;
-pub mod live;
+pub mod instance;
 pub mod ops;
 pub mod proxy;
 pub mod server;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use tether::config::Config;
-use tether::live::Live;
+use tether::instance::Instance;
 use tether::server::{run, ProcessMode};
 
 // Pingora allocates and frees many small buffers per request; glibc's malloc/free were ~4 µs of
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
         };
     }
 
-    let live = match Live::load(&path) {
+    let live = match Instance::load(&path) {
         Ok(live) => Arc::new(live),
         Err(errs) => {
             eprintln!("{errs}");

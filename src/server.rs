@@ -15,7 +15,7 @@ use pingora::services::listening::Service;
 use crate::config::ServerSection;
 use crate::health::resolve::Resolver;
 use crate::health::EndpointWatch;
-use crate::live::Live;
+use crate::instance::Instance;
 use crate::ops::admin::AdminApi;
 use crate::ops::graceful::LateCleanup;
 use crate::ops::reload::SighupReload;
@@ -55,7 +55,7 @@ pub fn server_conf(s: &ServerSection, mode: ProcessMode, base: &Path) -> ServerC
 
 /// Builds and runs the server until it is told to stop and its services have ended.
 pub fn run(
-    live: Arc<Live>,
+    live: Arc<Instance>,
     mode: ProcessMode,
     base: &Path,
 ) -> Result<(), Box<dyn std::error::Error>> {

@@ -128,15 +128,15 @@ fn concurrent_reloads_and_drains_lose_no_runtime_state() {
 fn overlapping_reloads_leave_the_registry_matching_the_live_snapshot() {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     use std::sync::Arc;
-    use tether::live::Live;
+    use tether::instance::Instance;
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tether.yaml");
     let with_x = with_proxies(config(dir.path(), 8080, 9901, true));
     let without_x = config(dir.path(), 8080, 9901, false);
     write(&path, &with_x);
-    let live = Arc::new(Live::load(&path).unwrap());
-    let x_state = |live: &Live| {
+    let live = Arc::new(Instance::load(&path).unwrap());
+    let x_state = |live: &Instance| {
         let snap = live.snapshot();
         let x = snap.pools[0].endpoints.iter().find(|e| e.name == "x")?;
         Some(x.state.clone())

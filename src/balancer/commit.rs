@@ -1,6 +1,6 @@
 //! The commit half of a reload: a compiled snapshot takes the runtime state that outlives
 //! snapshots (endpoint states, header-session stores) from the registry, and its request
-//! counters, just before it is stored. `crate::live::Live` runs it under the registry lock.
+//! counters, just before it is stored. `crate::instance::Instance` runs it under the registry lock.
 
 use std::collections::HashMap;
 use std::sync::Arc;

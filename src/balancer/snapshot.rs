@@ -228,7 +228,7 @@ impl Snapshot {
     }
 
     /// Compiles `valid` and adopts `runtime`'s state into it at `now`, as a commit does; for
-    /// tests and benchmarks, which have no [`crate::live::Live`].
+    /// tests and benchmarks, which have no [`crate::instance::Instance`].
     pub fn build(valid: Validated, runtime: &RuntimeState, now: u64) -> Snapshot {
         let mut snap = Snapshot::compile(valid, &runtime.random_keys);
         runtime.lock().adopt(&mut snap, now);

@@ -33,7 +33,7 @@ use self::monitor::{CheckFailure, MonitorSpec, Streak};
 use crate::affinity::EndpointId;
 use crate::balancer::{EndpointState, Snapshot};
 use crate::clock::unix_now;
-use crate::live::Live;
+use crate::instance::Instance;
 use crate::tls::origin::Origin;
 
 pub use probe::Prober;
@@ -43,7 +43,7 @@ pub const TICK: Duration = Duration::from_millis(250);
 
 /// Runs health checks and logs drains for the live config until shutdown.
 pub struct EndpointWatch {
-    pub live: Arc<Live>,
+    pub live: Arc<Instance>,
 }
 
 /// One monitored endpoint, keyed by its [`EndpointId`] (stable across reloads).

@@ -13,14 +13,14 @@ use pingora::services::background::BackgroundService;
 
 use crate::balancer::Snapshot;
 use crate::config::{lookup_all, LOOKUP_BUDGET};
-use crate::live::Live;
+use crate::instance::Instance;
 
 /// How often unresolved endpoint names are looked up again.
 pub const EVERY: Duration = Duration::from_secs(30);
 
 /// Looks up the unresolved endpoint names of the live snapshot every [`EVERY`] until shutdown.
 pub struct Resolver {
-    pub live: Arc<Live>,
+    pub live: Arc<Instance>,
 }
 
 /// The `address` of every endpoint of `snap` that has no socket address yet.

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::balancer::Snapshot;
 use crate::clock::unix_now;
-use crate::live::Live;
+use crate::instance::Instance;
 use crate::proxy::access_log::Escaped;
 
 use super::admin_auth::{bearer_matches, same_site};
@@ -23,7 +23,7 @@ use crate::telemetry::metrics;
 
 /// The admin API over the live instance.
 pub struct AdminApi {
-    pub live: Arc<Live>,
+    pub live: Arc<Instance>,
 }
 
 fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {

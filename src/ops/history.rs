@@ -13,7 +13,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::balancer::Snapshot;
-use crate::live::Live;
+use crate::instance::Instance;
 
 /// Time between two samples.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -115,7 +115,7 @@ pub fn sample(snap: &Snapshot, secs: f64) {
 
 /// Samples the live snapshot every [`SAMPLE_EVERY`] until shutdown.
 pub struct HistorySampler {
-    pub live: Arc<Live>,
+    pub live: Arc<Instance>,
 }
 
 #[async_trait]

@@ -13,12 +13,12 @@ use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{Config, Listener};
-use crate::live::Live;
+use crate::instance::Instance;
 
 use crate::telemetry::metrics;
 
 /// Reloads `live` and logs the result; shared by SIGHUP and the admin API. Counted in metrics.
-pub fn reload_and_log(live: &Live) -> Result<(), crate::config::ConfigErrors> {
+pub fn reload_and_log(live: &Instance) -> Result<(), crate::config::ConfigErrors> {
     match live.reload() {
         Ok(snap) => {
             metrics::record_reload(true);
@@ -101,7 +101,7 @@ pub fn needs_upgrade(started: &Config, new: &Config) -> Vec<String> {
 
 /// A background service that reloads on every SIGHUP until shutdown.
 pub struct SighupReload {
-    pub live: Arc<Live>,
+    pub live: Arc<Instance>,
 }
 
 #[async_trait]

@@ -13,7 +13,7 @@ use pingora::services::ServiceReadyNotifier;
 
 use crate::balancer::Snapshot;
 use crate::clock::unix_now;
-use crate::live::Live;
+use crate::instance::Instance;
 
 use crate::state::image::StateImage;
 use crate::state::{file, handover};
@@ -25,7 +25,7 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// Restores state at start, serves it to a successor, polls Redis, writes the state file.
 pub struct StateSync {
-    pub live: Arc<Live>,
+    pub live: Arc<Instance>,
     /// Started with `--upgrade`: take the old process's state over before serving.
     pub upgrade: bool,
     /// `server.upgrade_sock`, absolute.
@@ -33,7 +33,7 @@ pub struct StateSync {
 }
 
 impl StateSync {
-    pub fn new(live: Arc<Live>, upgrade: bool, upgrade_sock: String) -> StateSync {
+    pub fn new(live: Arc<Instance>, upgrade: bool, upgrade_sock: String) -> StateSync {
         StateSync {
             live,
             upgrade,
@@ -81,7 +81,7 @@ impl StateSync {
 
 /// Writes the state file of `live` (if it has one) from `snap`, unless this process handed its
 /// state to a successor, which owns the file from then on.
-fn write_file(live: &Live, snap: &Snapshot) {
+fn write_file(live: &Instance, snap: &Snapshot) {
     let Some(path) = live.state.file() else {
         return;
     };
@@ -96,7 +96,7 @@ fn write_file(live: &Live, snap: &Snapshot) {
 
 /// The last write of the state file, after the server stopped: Pingora drops its services'
 /// tasks at once when the grace period is 0, so the write in the service may not have run.
-pub fn write_at_exit(live: &Live) {
+pub fn write_at_exit(live: &Instance) {
     write_file(live, &live.snapshot());
 }
 

@@ -22,7 +22,7 @@ use pingora::server::ShutdownWatch;
 use super::conn::{ConnLimits, Signals, Watch, Watched};
 use super::tls_accept::TlsAcceptor;
 use crate::config::Limits;
-use crate::live::Live;
+use crate::instance::Instance;
 use crate::telemetry::metrics;
 
 tokio::task_local! {
@@ -52,7 +52,7 @@ struct Listener {
 /// Wraps the proxy app with the connection limit, the TLS handshake and the header deadlines.
 pub struct Guarded<A> {
     inner: Arc<A>,
-    live: Arc<Live>,
+    live: Arc<Instance>,
     /// Listeners change only with an upgrade.
     listeners: Vec<Listener>,
     /// Connections whose local address matches no listener (not expected; counted apart).
@@ -60,7 +60,7 @@ pub struct Guarded<A> {
 }
 
 impl<A> Guarded<A> {
-    pub fn new(inner: A, live: Arc<Live>) -> Self {
+    pub fn new(inner: A, live: Arc<Instance>) -> Self {
         Guarded {
             inner: Arc::new(inner),
             live,

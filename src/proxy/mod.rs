@@ -27,7 +27,7 @@ use crate::affinity::cookies::{has_cflb, push_without_cflb, set_cookie};
 use crate::balancer::{route, PinAction, Refusal, RequestFacts};
 use crate::clock::unix_now;
 use crate::config::AccessLogFormat;
-use crate::live::Live;
+use crate::instance::Instance;
 use crate::tls::origin;
 
 pub use ctx::RequestCtx;
@@ -36,12 +36,12 @@ use ctx::{Arrival, InFlight};
 /// tether's `ProxyHttp`: the adapter between Pingora's hooks and the routing decision. Every
 /// request reads the live snapshot once and is routed by `balancer::route`.
 pub struct Adapter {
-    live: Arc<Live>,
+    live: Arc<Instance>,
 }
 
 impl Adapter {
     /// The adapter over the live instance.
-    pub fn new(live: Arc<Live>) -> Self {
+    pub fn new(live: Arc<Instance>) -> Self {
         Adapter { live }
     }
 }

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::conn::delegate::delegate_io_but_read;
 use crate::config::CertKey;
-use crate::live::Live;
+use crate::instance::Instance;
 use crate::tls::listener_certs::ListenerCerts;
 
 /// ALPN protocols tether offers, most preferred first, in wire format.
@@ -42,7 +42,7 @@ impl TlsAcceptor {
     /// the live snapshot holds for it and the client's SNI (`listener_certs`; `started` is what
     /// it was started with). Its own context carries no certificate.
     pub fn live(
-        live: Arc<Live>,
+        live: Arc<Instance>,
         address: String,
         started: Arc<ListenerCerts>,
     ) -> Result<Self, TlsError> {
@@ -99,7 +99,7 @@ fn present(ssl: &mut SslRef, c: &CertKey) -> Result<(), pingora::tls::error::Err
 /// applies. The builder must carry no certificate of its own, or OpenSSL could pick that one.
 pub fn serve_live_certificates(
     builder: &mut SslAcceptorBuilder,
-    live: Arc<Live>,
+    live: Arc<Instance>,
     address: String,
     started: Arc<ListenerCerts>,
 ) {

@@ -29,7 +29,7 @@ use crate::config::{StateSection, StoreKind};
 pub use image::StateImage;
 
 /// What the state stores need of the running instance: the snapshot in effect, and a way to
-/// change runtime state with reloads held off. `crate::live::Live` is the one implementation;
+/// change runtime state with reloads held off. `crate::instance::Instance` is the one implementation;
 /// the trait keeps this module below it.
 pub trait Operated: Send + Sync {
     /// The snapshot in effect now.

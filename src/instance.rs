@@ -1,5 +1,5 @@
-//! The live configuration: the current snapshot behind an `ArcSwap`, and the runtime state that
-//! outlives snapshots. Requests load the snapshot once; a reload swaps in a new one whole.
+//! The running instance: the current config snapshot behind an `ArcSwap`, and the runtime state
+//! that outlives snapshots. Requests load the snapshot once; a reload swaps in a new one whole.
 //!
 //! A reload is compile, then commit: the file is read, validated and compiled into a snapshot
 //! without touching runtime state (so a failure changes nothing); only then, and with the
@@ -20,7 +20,7 @@ use crate::state::StateStore;
 
 /// The running instance's config and state.
 #[derive(Debug)]
-pub struct Live {
+pub struct Instance {
     current: ArcSwap<Snapshot>,
     pub runtime: RuntimeState,
     /// Where drains and header sessions are kept beyond memory; chosen at start.
@@ -35,9 +35,9 @@ pub struct Live {
     started_with: Config,
 }
 
-impl Live {
+impl Instance {
     /// Loads `path` and builds the first snapshot.
-    pub fn load(path: &Path) -> Result<Live, ConfigErrors> {
+    pub fn load(path: &Path) -> Result<Instance, ConfigErrors> {
         let runtime = RuntimeState::default();
         let config = Config::load(path)?;
         for warning in &config.warnings {
@@ -48,8 +48,8 @@ impl Live {
     }
 
     /// A live instance around an already built snapshot.
-    pub fn new(snapshot: Snapshot, runtime: RuntimeState, path: &Path) -> Live {
-        Live {
+    pub fn new(snapshot: Snapshot, runtime: RuntimeState, path: &Path) -> Instance {
+        Instance {
             state: StateStore::new(&snapshot.config.state),
             started_with: snapshot.config.clone(),
             current: ArcSwap::from_pointee(snapshot),
@@ -70,7 +70,7 @@ impl Live {
         &self.path
     }
 
-    /// The config the process started with (see [`Live::reload`] for what a reload cannot change).
+    /// The config the process started with (see [`Instance::reload`] for what a reload cannot change).
     pub fn started_with(&self) -> &Config {
         &self.started_with
     }
@@ -109,12 +109,12 @@ impl Live {
     }
 }
 
-impl crate::state::Operated for Live {
+impl crate::state::Operated for Instance {
     fn snapshot(&self) -> Arc<Snapshot> {
-        Live::snapshot(self)
+        Instance::snapshot(self)
     }
 
     fn operate(&self, change: &mut dyn FnMut(&Snapshot)) {
-        Live::operate(self, |snap| change(snap));
+        Instance::operate(self, |snap| change(snap));
     }
 }
