@@ -12,23 +12,6 @@ use common::ops::*;
 use common::redis::Redis;
 use common::*;
 
-/// The operator's steps: start `tether --upgrade` on the same config, wait for its upgrade
-/// socket, SIGQUIT the old process; returns the new process once the old one exited.
-fn upgrade(old: &mut Tether, new_log: &std::path::Path) -> std::process::Child {
-    let new = spawn_tether(&old.config, new_log, &["--upgrade"]);
-    let sock = old.dir.path().join("upgrade.sock");
-    wait_for(
-        "the new process's upgrade socket",
-        Duration::from_secs(20),
-        || sock.exists(),
-    );
-    signal(old.pid(), "QUIT");
-    wait_for("the old process to exit", Duration::from_secs(60), || {
-        old.exited()
-    });
-    new
-}
-
 fn endpoint(admin_port: u16, name: &str) -> serde_json::Value {
     let status = admin(admin_port, "GET", "/status", None).json();
     status["pools"][0]["endpoints"]

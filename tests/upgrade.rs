@@ -11,23 +11,6 @@ use std::time::{Duration, Instant};
 use common::ops::*;
 use common::*;
 
-/// The operator's steps: start `tether --upgrade` on the same config, wait until it listens on
-/// the upgrade socket, SIGQUIT the old process; returns the new process once the old one exited.
-fn upgrade(old: &mut Tether, new_log: &std::path::Path) -> std::process::Child {
-    let new = spawn_tether(&old.config, new_log, &["--upgrade"]);
-    let sock = old.dir.path().join("upgrade.sock");
-    wait_for(
-        "the new process's upgrade socket",
-        Duration::from_secs(20),
-        || sock.exists(),
-    );
-    signal(old.pid(), "QUIT");
-    wait_for("the old process to exit", Duration::from_secs(60), || {
-        old.exited()
-    });
-    new
-}
-
 #[test]
 fn graceful_upgrade_under_load_loses_no_request() {
     let ups = [Upstream::start("a"), Upstream::start("b")];

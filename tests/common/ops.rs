@@ -1,5 +1,5 @@
 //! Harness pieces for operating tether: signals to a pid the test started, admin API calls,
-//! a bounded request loop, and a self-signed certificate.
+//! a bounded request loop, a self-signed certificate, and the graceful-upgrade steps.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{client, get, tether_bin};
+use super::{client, get, tether_bin, wait_for};
 
 /// Sends `signal` (e.g. "HUP", "QUIT") to `pid`, a process this test started.
 pub fn signal(pid: u32, signal: &str) {
@@ -185,4 +185,21 @@ pub fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     std::fs::write(&c, cert.cert.pem()).unwrap();
     std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
     (c, k)
+}
+
+/// The operator's steps: start `tether --upgrade` on the same config, wait until it listens on
+/// the upgrade socket, SIGQUIT the old process; returns the new process once the old one exited.
+pub fn upgrade(old: &mut super::Tether, new_log: &Path) -> Child {
+    let new = spawn_tether(&old.config, new_log, &["--upgrade"]);
+    let sock = old.dir.path().join("upgrade.sock");
+    wait_for(
+        "the new process's upgrade socket",
+        Duration::from_secs(20),
+        || sock.exists(),
+    );
+    signal(old.pid(), "QUIT");
+    wait_for("the old process to exit", Duration::from_secs(60), || {
+        old.exited()
+    });
+    new
 }
