@@ -31,20 +31,22 @@ fn get_once(t: &Tether, path: &str) -> Resp {
     get(&client(), &t.url(path), None, &[])
 }
 
+/// An upstream `name` whose certificate for `origin.test` comes from a fresh CA (offering h2 by
+/// ALPN when `h2`), and the endpoint `tls:` settings that verify it against that CA in `dir`.
+fn verified_origin(dir: &std::path::Path, name: &str, h2: bool) -> (TlsUpstream, String) {
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start(name, &ca.issue(&["origin.test"], "origin.test", false), h2);
+    let tls = format!(
+        "enabled: true, sni: origin.test, ca_path: {}",
+        ca.write(dir, "ca").display()
+    );
+    (up, tls)
+}
+
 #[test]
 fn verified_origin_behind_a_custom_ca_is_reached_over_tls_with_the_configured_sni() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("tether test CA");
-    let up = TlsUpstream::start(
-        "tls-a",
-        &ca.issue(&["origin.test"], "origin.test", false),
-        false,
-    );
-    let ca_path = ca.write(dir.path(), "ca");
-    let tls = format!(
-        "enabled: true, sni: origin.test, ca_path: {}",
-        ca_path.display()
-    );
+    let (up, tls) = verified_origin(dir.path(), "tls-a", false);
     let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
     for _ in 0..3 {
         let r = get_once(&t, "/x");
@@ -123,16 +125,7 @@ fn verify_false_accepts_a_self_signed_origin_and_warns_once() {
 #[test]
 fn h2_to_an_origin_that_offers_it_by_alpn() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("tether test CA");
-    let up = TlsUpstream::start(
-        "h2-a",
-        &ca.issue(&["origin.test"], "origin.test", false),
-        true,
-    );
-    let tls = format!(
-        "enabled: true, sni: origin.test, ca_path: {}",
-        ca.write(dir.path(), "ca").display()
-    );
+    let (up, tls) = verified_origin(dir.path(), "h2-a", true);
     let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
     for _ in 0..5 {
         let r = get_once(&t, "/h2");
@@ -208,16 +201,7 @@ fn h2_origin_gets_the_host_override_as_its_authority_from_h1_and_h2_clients() {
 #[test]
 fn tls_origin_connections_are_pooled_and_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("tether test CA");
-    let up = TlsUpstream::start(
-        "tls-a",
-        &ca.issue(&["origin.test"], "origin.test", false),
-        false,
-    );
-    let tls = format!(
-        "enabled: true, sni: origin.test, ca_path: {}",
-        ca.write(dir.path(), "ca").display()
-    );
+    let (up, tls) = verified_origin(dir.path(), "tls-a", false);
     let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
     let c = client();
     for _ in 0..20 {
