@@ -21,6 +21,7 @@ use crate::ops::graceful::LateCleanup;
 use crate::ops::reload::SighupReload;
 use crate::ops::state_sync::{self, StateSync};
 use crate::proxy::guard::Guarded;
+use crate::proxy::hold::Held;
 use crate::proxy::tls_accept::TlsAcceptor;
 use crate::proxy::Adapter;
 use crate::telemetry::log_sink::{self, AccessLogFlush};
@@ -84,7 +85,8 @@ pub fn run(
     ));
     state.add_dependency(&bootstrap);
 
-    // Inside out: the proxy; the guard that counts connections, handshakes TLS and enforces the
+    // Inside out: the proxy; what a client may hold on HTTP/2 (streams per connection, each
+    // stream's body timed); the guard that counts connections, handshakes TLS and enforces the
     // header deadlines (SPEC 3.7); the late cleanup that keeps an upgrade from dropping a request.
     let mut app = pingora_proxy::http_proxy(&server.configuration, Adapter::new(live.clone()));
     let mut options = HttpServerOptions::default();
@@ -93,6 +95,7 @@ pub fn run(
         snap.config.limits.keepalive_timeout_seconds,
     ));
     app.server_options = Some(options);
+    let app = Held::new(app, live.clone());
     let mut guarded = Guarded::new(app, live.clone());
     let mut proxy_addrs = Vec::new();
     for l in &snap.config.listeners {

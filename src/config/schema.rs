@@ -98,6 +98,15 @@ pub struct Limits {
     /// An idle kept-alive HTTP/1 or HTTP/2 connection is closed after this many seconds.
     #[serde(default = "sixty")]
     pub keepalive_timeout_seconds: u64,
+    /// The longest wait for the next bytes of a request body, HTTP/1 and each HTTP/2 stream.
+    #[serde(default = "sixty")]
+    pub request_body_timeout_seconds: u64,
+    /// The longest wait for a client to take the next bytes of a response.
+    #[serde(default = "sixty")]
+    pub send_timeout_seconds: u64,
+    /// Open HTTP/2 streams per client connection, advertised in SETTINGS.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
@@ -107,6 +116,9 @@ impl Default for Limits {
             request_header_timeout_seconds: 10,
             max_connections: default_max_connections(),
             keepalive_timeout_seconds: 60,
+            request_body_timeout_seconds: 60,
+            send_timeout_seconds: 60,
+            max_concurrent_streams: default_max_concurrent_streams(),
         }
     }
 }
@@ -359,6 +371,9 @@ fn default_max_header_bytes() -> usize {
 }
 fn default_max_connections() -> usize {
     10000
+}
+fn default_max_concurrent_streams() -> u32 {
+    100
 }
 fn default_method() -> String {
     "GET".into()

@@ -237,6 +237,25 @@ fn limits(l: &Limits, e: &mut Vec<ConfigError>) {
             "is outside 1..86400",
         ));
     }
+    for (field, v) in [
+        (
+            "limits.request_body_timeout_seconds",
+            l.request_body_timeout_seconds,
+        ),
+        ("limits.send_timeout_seconds", l.send_timeout_seconds),
+    ] {
+        if !(1..=3600).contains(&v) {
+            e.push(ConfigError::invalid(field, v, "is outside 1..3600"));
+        }
+    }
+    if !(1..=1000).contains(&l.max_concurrent_streams) {
+        let v = l.max_concurrent_streams;
+        e.push(ConfigError::invalid(
+            "limits.max_concurrent_streams",
+            v,
+            "is outside 1..1000",
+        ));
+    }
     if l.max_connections == 0 {
         e.push(ConfigError::invalid(
             "limits.max_connections",

@@ -8,6 +8,7 @@ mod ctx;
 mod facts;
 pub mod forwarded;
 pub mod guard;
+pub mod hold;
 pub mod limits;
 mod redirect;
 mod retry;
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::{Error, ErrorType, Result};
-use pingora_proxy::{ProxyHttp, Session};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::affinity::cookies::{has_cflb, push_without_cflb, set_cookie};
 use crate::balancer::{route, PinAction, Refusal, RequestFacts};
@@ -75,6 +76,7 @@ impl ProxyHttp for Adapter {
         // The one snapshot this request reads, in every hook, even across a reload.
         let snap = self.live.snapshot();
         let limit = snap.config.limits.max_request_header_bytes;
+        hold::per_request(session.as_mut(), &snap.config.limits);
         ctx.snapshot = Some(snap);
         let req = session.req_header();
         let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
@@ -228,6 +230,39 @@ impl ProxyHttp for Adapter {
             e.retry.decide_reuse(client_reused);
         }
         e
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        hold::body_progress(end_of_stream);
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = hold::failure_status(e, session.response_written().is_some());
+        if let Some(reason) = hold::refusal_reason(e) {
+            log::warn!(target: "refused", "request from {} ended: {e}", facts::peer_ip(session));
+            crate::telemetry::metrics::record_refusal(reason);
+        }
+        if code > 0 {
+            if let Err(e) = session.respond_error(code).await {
+                log::debug!("cannot send the error response: {e}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn upstream_request_filter(

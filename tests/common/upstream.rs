@@ -39,6 +39,8 @@ pub(super) struct State {
     pub(super) health: AtomicU16,
     pub(super) requests: Mutex<Vec<Seen>>,
     connections: AtomicUsize,
+    /// Connections accepted and not yet closed.
+    open: AtomicUsize,
 }
 
 /// A fresh record whose `/health` answers 200, for servers built on [`answer`].
@@ -51,7 +53,8 @@ pub(super) fn new_state() -> Arc<State> {
 
 /// A running upstream. It answers every path with its name (and header `x-endpoint`), and
 /// `/health` with the status set by [`Upstream::set_health`] (200 at first). `/status/<code>`
-/// answers with that status, `/slow/<ms>` after that many milliseconds.
+/// answers with that status, `/slow/<ms>` after that many milliseconds; `/echo` reads the whole
+/// request body first and answers `got <n>`; `/big/<n>` answers with `n` bytes.
 pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
@@ -120,6 +123,11 @@ impl Upstream {
     pub fn connections(&self) -> usize {
         self.state.connections.load(SeqCst)
     }
+
+    /// TCP connections open now (accepted and not yet closed by either side).
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(SeqCst)
+    }
 }
 
 impl Drop for Upstream {
@@ -156,8 +164,10 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         state.connections.fetch_add(1, SeqCst);
+        state.open.fetch_add(1, SeqCst);
         let (name, state, mut stop) = (name.clone(), state.clone(), stop.clone());
         tokio::spawn(async move {
+            let _open = Open(state.clone());
             let svc = service_fn(move |req| {
                 let (name, state) = (name.clone(), state.clone());
                 async move { Ok::<_, Infallible>(answer(&name, &state, req).await) }
@@ -168,6 +178,15 @@ async fn accept_loop(
                 _ = stop.changed() => {}
             }
         });
+    }
+}
+
+/// Counts a connection as open until its task ends.
+struct Open(Arc<State>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, SeqCst);
     }
 }
 
@@ -188,6 +207,19 @@ pub(super) async fn answer(
         headers: req.headers().clone(),
     };
     state.requests.lock().unwrap().push(seen);
+    if path == "/echo" {
+        use http_body_util::BodyExt;
+        return match req.into_body().collect().await {
+            Ok(body) => Response::new(Full::new(Bytes::from(format!(
+                "got {}",
+                body.to_bytes().len()
+            )))),
+            Err(_) => Response::new(Full::new(Bytes::from_static(b"body broken"))),
+        };
+    }
+    if let Some(n) = path.strip_prefix("/big/") {
+        return Response::new(Full::new(Bytes::from(vec![b'x'; n.parse().unwrap()])));
+    }
     let mut resp = Response::new(Full::new(Bytes::from(name.to_string())));
     if let Some(code) = path.strip_prefix("/status/") {
         *resp.status_mut() = hyper::StatusCode::from_u16(code.parse().unwrap()).unwrap();
