@@ -248,3 +248,69 @@ fn client_that_never_reads_is_cut_after_send_timeout() {
     assert!(total < 32 << 20, "the whole response arrived after the cut");
     drop(up);
 }
+
+#[test]
+fn h2_stream_that_is_never_read_is_reset_after_send_timeout() {
+    let (_t, up, tls_port, admin_port) = start("limits:\n  send_timeout_seconds: 2\n");
+    let mut h2 = H2::connect(tls_port);
+    // No WINDOW_UPDATE is ever sent: the stream's 64 KiB window fills and stays full.
+    h2.request(1, "GET", &format!("/big/{}", 8 << 20), HOST, true);
+    let asked = Instant::now();
+    wait_for("the upstream connection", Duration::from_secs(5), || {
+        up.connections() == 1
+    });
+    let reset = h2.wait_frame(Duration::from_secs(6), |f| {
+        f.kind == RST_STREAM && f.stream == 1
+    });
+    assert!(
+        reset.is_some(),
+        "the stream was not reset: {:?}",
+        h2.seen.len()
+    );
+    assert!(
+        asked.elapsed() >= Duration::from_millis(1500),
+        "reset after {:?}, before the 2 s send timeout",
+        asked.elapsed()
+    );
+    wait_for(
+        "the upstream connection released",
+        Duration::from_secs(2),
+        || up.open_connections() == 0,
+    );
+    assert_eq!(refused(admin_port, "send_timeout"), 1);
+}
+
+#[test]
+fn holding_limits_apply_after_a_reload_without_upgrade() {
+    let (t, _up, tls_port, _) = start("limits:\n  request_body_timeout_seconds: 30\n");
+    let yaml = std::fs::read_to_string(&t.config).unwrap().replace(
+        "request_body_timeout_seconds: 30",
+        "request_body_timeout_seconds: 1\n  max_concurrent_streams: 2",
+    );
+    std::fs::write(&t.config, yaml).unwrap();
+    common::ops::signal(t.pid(), "HUP");
+    wait_for("the reload", Duration::from_secs(10), || {
+        t.log().contains("reloaded")
+    });
+    let mut s = TcpStream::connect(t.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        format!("POST /echo HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 10\r\n\r\nab").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        read_response(&mut s),
+        Some(408),
+        "the reloaded 1 s body timeout"
+    );
+    let h2 = H2::connect(tls_port);
+    let settings = h2
+        .seen
+        .iter()
+        .find_map(|f| f.setting(MAX_CONCURRENT_STREAMS));
+    assert_eq!(
+        settings,
+        Some(2),
+        "a new connection gets the reloaded stream limit"
+    );
+}
