@@ -2,22 +2,24 @@
 //! killed and restarted, another is drained and undrained through the admin API, and the config
 //! is reloaded every few seconds. Not part of `make test`: run it with `make soak`.
 //!
-//! Meanwhile a hostile crowd (slowloris, half-header keep-alive, silent TLS, idle HTTP/2) comes
-//! and goes, a few hundred connections at a time.
+//! Meanwhile a hostile crowd (slowloris, half-header keep-alive, silent TLS, idle HTTP/2, HTTP/2
+//! streams whose bodies never come, clients that never read, requests into a loop) comes and
+//! goes, a few hundred connections at a time.
 //!
 //! With `temporary` failover and at least one healthy endpoint the client must see zero errors,
-//! no pin of an untouched endpoint may break, and RSS must not grow beyond noise.
+//! no pin of an untouched endpoint may break, and RSS and open files must not grow beyond noise.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::hostile_mix::HostileMix;
+use common::hostile_mix::{relay, HostileMix, Targets};
 use common::*;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -27,6 +29,11 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Files (sockets included) the process has open.
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -68,7 +75,8 @@ fn soak_loses_nothing() {
          monitors:\n  - {{ id: h, path: /health, interval: 1, timeout: 1 }}\n\
          pools:\n  - id: web\n    monitor: h\n    endpoints:\n{eps}\
          load_balancers:\n  - name: cookie.example\n    default_pools: [web]\n    session_affinity: cookie\n    session_affinity_attributes: {{ zero_downtime_failover: temporary, drain_duration: 2 }}\n\
-         \x20 - name: header.example\n    default_pools: [web]\n    session_affinity: header\n    session_affinity_attributes: {{ headers: [x-user], zero_downtime_failover: temporary, drain_duration: 2 }}\n",
+         \x20 - name: header.example\n    default_pools: [web]\n    session_affinity: header\n    session_affinity_attributes: {{ headers: [x-user], zero_downtime_failover: temporary, drain_duration: 2 }}\n\
+         \x20 - name: loop.example\n    default_pools: [back]\n",
         eps = endpoints(&[&killed, &drained, &steady])
     );
     // A TLS listener too, for the hostile crowd's silent-TLS and idle-HTTP/2 connections.
@@ -83,7 +91,13 @@ fn soak_loses_nothing() {
             key.display()
         ),
     );
-    let limits = "limits:\n  request_header_timeout_seconds: 3\n  keepalive_timeout_seconds: 5\n";
+    let limits = "limits:\n  request_header_timeout_seconds: 3\n  keepalive_timeout_seconds: 5\n  request_body_timeout_seconds: 3\n  send_timeout_seconds: 3\n";
+    // An endpoint that leads back to tether through a relay: a loop no config check can see.
+    let back = relay(SocketAddr::from(([127, 0, 0, 1], port)));
+    let body = body.replace(
+        "load_balancers:",
+        &format!("  - id: back\n    endpoints:\n      - {{ name: back, address: \"{back}\" }}\nload_balancers:"),
+    );
     let t = Tether::start_with(dir, port, &format!("{head}{limits}{body}"));
     let pid = t.pid();
     let stop = Arc::new(AtomicBool::new(false));
@@ -172,18 +186,28 @@ fn soak_loses_nothing() {
     }
 
     // Hostility: a few hundred connections that hold slots without finishing a request.
-    let crowd = HostileMix::start(t.addr(), tls_port, "cookie.example", 60);
+    let crowd = HostileMix::start(
+        Targets {
+            plain: t.addr(),
+            tls_port,
+            host: "cookie.example",
+            loop_host: "loop.example",
+        },
+        40,
+    );
 
     // Chaos: kill/restart one endpoint, drain/undrain another, reload the config.
     let admin = client();
     let started = Instant::now();
     let mut tick = 0u64;
     let mut rss_samples = Vec::new();
+    let mut fd_samples = Vec::new();
     while started.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_secs(1));
         tick += 1;
         if tick.is_multiple_of(10) {
             rss_samples.push(rss_kib(pid));
+            fd_samples.push(fd_count(pid));
         }
         match tick % 6 {
             1 => killed.stop(),
@@ -219,6 +243,7 @@ fn soak_loses_nothing() {
     }
     let hostile = crowd.finish();
     let rss_end = rss_kib(pid);
+    let fds_end = fd_count(pid);
     let errors = tally.errors.lock().unwrap().clone();
     let error_total: u64 = errors.values().sum();
     println!(
@@ -240,6 +265,7 @@ fn soak_loses_nothing() {
         );
     }
     println!("soak: tether RSS {rss_start} KiB at start, {rss_end} KiB at end; every 10 s: {rss_samples:?}");
+    println!("soak: tether open files every 10 s: {fd_samples:?}; {fds_end} at end");
     // After warm-up (allocator arenas, pools, session stores) RSS must stay flat.
     let warm = rss_samples.get(1).copied().unwrap_or(rss_start);
     println!(
@@ -261,6 +287,13 @@ fn soak_loses_nothing() {
     for k in &hostile {
         assert!(k.cut > 0, "tether never cut a {:?} connection", k.kind);
     }
+    // The crowd's connections come and go in batches: what tether holds after each batch is cut
+    // must not creep up. At the end the crowd is gone, so only the clients' and pools' remain.
+    let fds_warm = fd_samples.get(1).copied().unwrap_or(0);
+    assert!(
+        fds_end <= fds_warm,
+        "open files grew from {fds_warm} after warm-up to {fds_end} at the end"
+    );
     // The hostile crowd's few hundred connections are part of the warm-up; after it, flat.
     assert!(
         rss_end < warm + 20 * 1024,

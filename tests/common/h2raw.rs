@@ -49,6 +49,25 @@ impl Frame {
     }
 }
 
+/// A HEADERS frame opening stream `id` with `method` `path` on authority `host` (https);
+/// END_STREAM when `end`.
+pub fn headers_frame(id: u32, method: &str, path: &str, host: &str, end: bool) -> Vec<u8> {
+    let mut block = Vec::new();
+    // HPACK: literal header fields without indexing, names from the static table.
+    for (index, value) in [(2u8, method), (4, path), (1, host)] {
+        block.push(index);
+        block.push(u8::try_from(value.len()).unwrap());
+        block.extend_from_slice(value.as_bytes());
+    }
+    block.push(0x87); // :scheme https (static index 7)
+    let len = u32::try_from(block.len()).unwrap().to_be_bytes();
+    let flags = 0x4 | if end { 0x1 } else { 0 };
+    let mut frame = vec![len[1], len[2], len[3], HEADERS, flags];
+    frame.extend_from_slice(&id.to_be_bytes());
+    frame.extend_from_slice(&block);
+    frame
+}
+
 /// An HTTP/2 connection (TLS, ALPN h2) past its preface and first SETTINGS exchange.
 pub struct H2 {
     s: SslStream<TcpStream>,
@@ -91,16 +110,9 @@ impl H2 {
 
     /// Opens stream `id` with `method` `path` on authority `host`; END_STREAM when `end`.
     pub fn request(&mut self, id: u32, method: &str, path: &str, host: &str, end: bool) {
-        let mut block = Vec::new();
-        // HPACK: literal header fields without indexing, names from the static table.
-        for (index, value) in [(2u8, method), (4, path), (1, host)] {
-            block.push(index);
-            block.push(u8::try_from(value.len()).unwrap());
-            block.extend_from_slice(value.as_bytes());
-        }
-        block.push(0x87); // :scheme https (static index 7)
-        let flags = 0x4 | if end { 0x1 } else { 0 };
-        self.send(HEADERS, flags, id, &block);
+        self.s
+            .write_all(&headers_frame(id, method, path, host, end))
+            .unwrap();
     }
 
     /// Sends body bytes on stream `id`; END_STREAM when `end`.
