@@ -149,7 +149,23 @@ fn stalled_http1_body_gets_408_and_its_upstream_closed() {
         Duration::from_secs(2),
         || up.open_connections() == 0,
     );
-    assert_eq!(refused(admin_port, "body_timeout"), 1);
+    // A chunked body that stops after its first chunk is timed the same way.
+    let mut s = TcpStream::connect(t.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut s), Some(408));
+    wait_for(
+        "the upstream connection closed",
+        Duration::from_secs(2),
+        || up.open_connections() == 0,
+    );
+    assert_eq!(refused(admin_port, "body_timeout"), 2);
 }
 
 #[test]
