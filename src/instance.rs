@@ -86,7 +86,12 @@ impl Instance {
     pub fn reload(&self) -> Result<Arc<Snapshot>, ConfigErrors> {
         let ticket = self.reads.fetch_add(1, SeqCst) + 1;
         let config = Config::load(&self.path)?;
-        for warning in &config.warnings {
+        let before = self.snapshot();
+        for warning in config
+            .warnings
+            .iter()
+            .filter(|w| !before.warnings.contains(w))
+        {
             log::warn!("{warning}");
         }
         let mut snapshot = Snapshot::compile(config, &self.runtime.random_keys);

@@ -104,9 +104,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if live.snapshot().config.cookie_secret.is_none() {
-        log::warn!("no cookie_secret configured: using a random key, so cookies will not survive a restart");
-    }
     match run(
         live,
         ProcessMode {

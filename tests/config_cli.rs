@@ -317,3 +317,28 @@ fn syntax_errors_and_missing_files_are_reported() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/tether.yaml: cannot read"));
 }
+
+#[test]
+fn test_flag_prints_every_warning() {
+    let yaml = "listeners:\n  - address: 127.0.0.1:18080\ncookie_secret: short\n\
+                pools:\n  - id: web\n    endpoints:\n      - { name: a, address: \"127.0.0.1:9001\", tls: { enabled: true, verify: false } }\n\
+                load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n\
+                state:\n  store: embedded\n  redis: { url: \"redis://127.0.0.1:6379\" }\n";
+    let (ok, out) = config_test(yaml);
+    assert!(ok, "{out}");
+    for warning in [
+        "warning: cookie_secret is 5 bytes; 32 or more are recommended",
+        "warning: pools[0].endpoints[0].tls.verify: web/a: origin TLS with verify: false accepts any certificate",
+        "warning: state.redis is ignored with `store: embedded`",
+    ] {
+        assert!(out.contains(warning), "expected {warning:?} in:\n{out}");
+    }
+    assert!(out.trim_end().ends_with("configuration OK"), "{out}");
+    let (ok, out) = config_test(&format!(
+        "listeners:\n  - address: 127.0.0.1:18080\n{POOLS}{LB}"
+    ));
+    assert!(
+        ok && out.contains("warning: cookie_secret is not set"),
+        "{out}"
+    );
+}

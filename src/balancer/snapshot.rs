@@ -96,6 +96,8 @@ pub struct Snapshot {
     listener_certs: Vec<(String, Arc<ListenerCerts>)>,
     /// The config it was built from, for status pages and reload diffs.
     pub config: Config,
+    /// The config's warnings (`config::Validated::warnings`), so a reload can tell new ones.
+    pub warnings: Vec<String>,
 }
 
 impl Snapshot {
@@ -111,20 +113,11 @@ impl Snapshot {
             balancers: typed_balancers,
             trusted_proxies,
             listener_certs: typed_listener_certs,
-            warnings: _,
+            warnings,
         } = valid;
         let keys = match &config.cookie_secret {
             Some(secrets) => {
                 let raw: Vec<&str> = secrets.as_slice().iter().map(|s| s.expose()).collect();
-                for (i, s) in raw.iter().enumerate() {
-                    if s.len() < 32 {
-                        log::warn!(
-                            "{} is {} bytes; 32 or more are recommended",
-                            secrets.path(i),
-                            s.len()
-                        );
-                    }
-                }
                 CookieKeys::new(&raw)
             }
             None => fallback_keys.clone(),
@@ -146,7 +139,7 @@ impl Snapshot {
                         weight: e.weight,
                         enabled: e.enabled,
                         host: t.host.clone(),
-                        origin: Origin::compile(t.addr.get(), &t.tls, &label),
+                        origin: Origin::compile(t.addr.get(), &t.tls),
                         label,
                         state: Arc::default(),
                     }
@@ -224,6 +217,7 @@ impl Snapshot {
             trusted_proxies,
             listener_certs: ListenerCerts::by_address(&config.listeners, typed_listener_certs),
             config,
+            warnings,
         }
     }
 

@@ -13,6 +13,7 @@ mod state;
 mod typed;
 mod validate;
 mod values;
+mod warnings;
 
 pub use access_log::{AccessLog, AccessLogFormat};
 pub use address::{is_dns_name, lookup_all, OriginAddr, LOOKUP_BUDGET};

@@ -28,8 +28,9 @@ pub struct Validated {
     pub balancers: Vec<TypedBalancer>,
     /// `trusted_proxies`, parsed; a bare address is a one-host network.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// What is valid but will not work as written (an endpoint name that does not resolve),
-    /// one line each, naming the YAML path: logged at start and reload, printed by `--test`.
+    /// What is valid but weaker than it looks or will not work as written (a short cookie key,
+    /// `verify: false`, an endpoint name that does not resolve, ...; see `config::warnings`), one
+    /// line each, naming the YAML path: logged at start and reload, printed by `--test`.
     pub warnings: Vec<String>,
     /// Per `listeners[i]`: its certificates, read from disk (`None` for a plain listener).
     pub listener_certs: Vec<Option<Vec<CertKey>>>,

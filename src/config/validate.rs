@@ -110,8 +110,10 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
                 listener_certs,
                 warnings: Vec::new(),
             };
+            valid.warnings = super::warnings::of(&valid);
             // Only a valid config is worth the wait for DNS.
-            valid.warnings = valid.resolve_names();
+            let unresolved = valid.resolve_names();
+            valid.warnings.extend(unresolved);
             Ok(valid)
         }
         _ => Err(errs),

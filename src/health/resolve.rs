@@ -109,8 +109,13 @@ load_balancers:
     fn a_name_that_resolves_later_makes_its_endpoint_eligible() {
         let runtime = RuntimeState::default();
         let valid = Config::from_yaml(YAML, "test").unwrap();
-        assert_eq!(valid.warnings.len(), 1);
-        assert!(valid.warnings[0].starts_with("pools[0].endpoints[1].address: "));
+        let names: Vec<_> = valid
+            .warnings
+            .iter()
+            .filter(|w| w.contains(".address: "))
+            .collect();
+        assert_eq!(names.len(), 1, "{:?}", valid.warnings);
+        assert!(names[0].starts_with("pools[0].endpoints[1].address: "));
         let snap = Snapshot::build(valid, &runtime, 1_700_000_000);
         let later = &snap.pools[0].endpoints[1];
         assert!(!later.healthy() && !later.takes_new());

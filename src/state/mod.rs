@@ -60,9 +60,6 @@ impl Default for StateStore {
 impl StateStore {
     /// The store `state:` asks for. Nothing is connected or read yet: [`StateSync`] does that.
     pub fn new(cfg: &StateSection) -> StateStore {
-        for unused in crate::config::unused_parts(cfg) {
-            log::warn!("{unused}");
-        }
         let file = cfg.file.as_ref().map(|f| {
             let p = PathBuf::from(f);
             match std::env::current_dir() {

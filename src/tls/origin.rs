@@ -2,9 +2,8 @@
 //! SNI, certificate checks, CA), so that a request only clones it, and so that every request to
 //! the endpoint presents an identical peer and Pingora reuses its pooled connections.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use pingora::protocols::tls::{CaType, HandshakeCompleteHook, TlsRef};
@@ -44,12 +43,9 @@ impl PartialEq for Origin {
 
 impl Origin {
     /// Builds the peer for `addr` with `tls` (its CA list already read by validation); with no
-    /// address yet, [`Origin::attach`] builds it later. `label` (`pool/endpoint`) names the
-    /// endpoint in the one warning about `verify: false`.
-    pub fn compile(addr: Option<SocketAddr>, tls: &OriginTls, label: &str) -> Origin {
-        if tls.enabled && !tls.verify {
-            warn_once(label);
-        }
+    /// address yet, [`Origin::attach`] builds it later. (`verify: false` is warned about by
+    /// validation, `config::warnings`.)
+    pub fn compile(addr: Option<SocketAddr>, tls: &OriginTls) -> Origin {
         let origin = Origin {
             peer: OnceLock::new(),
             tls: tls.enabled,
@@ -144,18 +140,6 @@ pub fn name_refused(digest: Option<&Digest>) -> Option<Box<Error>> {
     Some(e)
 }
 
-/// Warns about `verify: false` once per endpoint per process, not at every reload.
-fn warn_once(label: &str) {
-    static WARNED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    let mut warned = WARNED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if warned.insert(label.to_string()) {
-        log::warn!("{label}: origin TLS with verify: false accepts any certificate");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,7 +158,7 @@ mod tests {
     #[test]
     fn every_request_presents_the_same_peer_so_connections_are_reused() {
         let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let o = Origin::compile(Some(addr), &tls(true, true), "p/e");
+        let o = Origin::compile(Some(addr), &tls(true, true));
         let (a, b) = (o.peer().unwrap(), o.peer().unwrap());
         assert_eq!(a.reuse_hash(), b.reuse_hash());
         assert!(a.is_tls());
@@ -187,17 +171,17 @@ mod tests {
     #[test]
     fn plain_and_unverified_peers_differ_from_verified_ones() {
         let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let plain = Origin::compile(Some(addr), &tls(false, true), "p/e")
+        let plain = Origin::compile(Some(addr), &tls(false, true))
             .peer()
             .unwrap();
         assert!(!plain.is_tls());
         assert_eq!(plain.sni(), "");
         assert_eq!(plain.options.alpn, ALPN::H1);
-        let loose = Origin::compile(Some(addr), &tls(true, false), "p/e")
+        let loose = Origin::compile(Some(addr), &tls(true, false))
             .peer()
             .unwrap();
         assert!(!loose.verify_cert() && !loose.verify_hostname());
-        let strict = Origin::compile(Some(addr), &tls(true, true), "p/e")
+        let strict = Origin::compile(Some(addr), &tls(true, true))
             .peer()
             .unwrap();
         assert_ne!(loose.reuse_hash(), strict.reuse_hash());
@@ -206,7 +190,7 @@ mod tests {
     #[test]
     fn a_monitor_peer_keeps_the_checks_on_another_port() {
         let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let o = Origin::compile(Some(addr), &tls(false, true), "p/e");
+        let o = Origin::compile(Some(addr), &tls(false, true));
         let other: SocketAddr = "127.0.0.1:9443".parse().unwrap();
         let p = o.peer_for(other, true, Duration::from_secs(2));
         assert!(p.is_tls() && p.verify_cert());

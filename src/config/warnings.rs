@@ -1,0 +1,53 @@
+//! What is valid but weaker than it looks, one line each naming the YAML path: the one road for
+//! every warning about a file. `--test` prints them all and start logs them all, so an operator
+//! who checks a file sees what the running process will say about it; a reload logs those the
+//! config in effect did not already have (the same warning at every reload is noise).
+
+use super::typed::Validated;
+use super::{unused_parts, Config};
+
+/// Below this many bytes a cookie key is legal but weak (HMAC-SHA256 wants 32).
+const SHORT_SECRET: usize = 32;
+
+/// The warnings of a config that passed validation, in file order; endpoint names that do not
+/// resolve are added by the lookup that found them.
+pub(super) fn of(valid: &Validated) -> Vec<String> {
+    let mut out = Vec::new();
+    secrets(&valid.file, &mut out);
+    for (i, pool) in valid.pools.iter().enumerate() {
+        for (j, ep) in pool.endpoints.iter().enumerate() {
+            if ep.tls.enabled && !ep.tls.verify {
+                out.push(format!(
+                    "pools[{i}].endpoints[{j}].tls.verify: {}/{}: origin TLS with verify: false accepts any certificate",
+                    valid.file.pools[i].pool.id, valid.file.pools[i].endpoints[j].name
+                ));
+            }
+        }
+    }
+    out.extend(
+        unused_parts(&valid.file.state)
+            .into_iter()
+            .map(str::to_string),
+    );
+    out
+}
+
+fn secrets(file: &Config, out: &mut Vec<String>) {
+    let Some(secrets) = &file.cookie_secret else {
+        out.push(
+            "cookie_secret is not set: a random key is used, so cookies will not survive a restart \
+             and instances will not honour each other's"
+                .to_string(),
+        );
+        return;
+    };
+    for (i, s) in secrets.as_slice().iter().enumerate() {
+        let len = s.expose().len();
+        if len < SHORT_SECRET {
+            out.push(format!(
+                "{} is {len} bytes; {SHORT_SECRET} or more are recommended",
+                secrets.path(i)
+            ));
+        }
+    }
+}
