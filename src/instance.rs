@@ -15,7 +15,8 @@ use arc_swap::ArcSwap;
 
 use crate::balancer::{RuntimeState, Snapshot};
 use crate::clock::unix_now;
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigErrors, OwnAddrs};
+use crate::proxy::via::InstanceId;
 use crate::state::StateStore;
 
 /// The running instance's config and state.
@@ -33,6 +34,11 @@ pub struct Instance {
     /// The config the process started with: its listeners, admin address and `server:` are
     /// what is actually bound and running until a graceful upgrade.
     started_with: Config,
+    /// This process's id, which its `Via` carries (SPEC §3.7: loops).
+    pub id: InstanceId,
+    /// The addresses this process listens on (from `started_with`): an endpoint that reaches
+    /// one of them is refused at reload and kept unusable when its name resolves to it later.
+    pub own: OwnAddrs,
 }
 
 impl Instance {
@@ -52,6 +58,8 @@ impl Instance {
         Instance {
             state: StateStore::new(&snapshot.config.state),
             started_with: snapshot.config.clone(),
+            id: InstanceId::random(),
+            own: OwnAddrs::of(&snapshot.config),
             current: ArcSwap::from_pointee(snapshot),
             runtime,
             path: path.to_path_buf(),
@@ -86,6 +94,12 @@ impl Instance {
     pub fn reload(&self) -> Result<Arc<Snapshot>, ConfigErrors> {
         let ticket = self.reads.fetch_add(1, SeqCst) + 1;
         let config = Config::load(&self.path)?;
+        // Validation checked the file's own listeners; these are the ones actually bound,
+        // which differ until an upgrade when the file changed them.
+        let looping = self.own.refuse(&config);
+        if !looping.is_empty() {
+            return Err(ConfigErrors(looping));
+        }
         let before = self.snapshot();
         for warning in config
             .warnings

@@ -192,6 +192,35 @@ fn addresses_that_do_not_parse_are_refused() {
 }
 
 #[test]
+fn loop_endpoint_refused_at_test() {
+    // An endpoint on the listener itself.
+    refused(
+        &format!("{HEAD}{}{LB}", POOLS.replace("127.0.0.1:9002", "127.0.0.1:18080")),
+        &["pools[0].endpoints[1].address: 127.0.0.1:18080 is tether's own listener 127.0.0.1:18080: tether would send its requests to itself in a loop"],
+    );
+    // A listener on 0.0.0.0 takes 127.0.0.1 (and every other local address) on its port.
+    let any = HEAD.replace("127.0.0.1:18080", "0.0.0.0:18080");
+    refused(
+        &format!("{any}{}{LB}", POOLS.replace("127.0.0.1:9001", "127.0.0.1:18080")),
+        &["pools[0].endpoints[0].address: 127.0.0.1:18080 is tether's own listener 0.0.0.0:18080 (every local address on port 18080)"],
+    );
+    // The admin listener, reached through the proxy, would take any client's drain or reload.
+    refused(
+        &format!(
+            "{HEAD}{}{LB}admin: {{ address: \"127.0.0.1:9901\" }}\n",
+            POOLS.replace("127.0.0.1:9002", "127.0.0.1:9901")
+        ),
+        &["pools[0].endpoints[1].address: 127.0.0.1:9901 is tether's own admin listener 127.0.0.1:9901"],
+    );
+    // Another port on the same addresses is someone else: accepted.
+    let (ok, out) = config_test(&format!(
+        "{any}{LB}admin: {{ address: \"127.0.0.1:9901\" }}\n{}",
+        POOLS.replace("127.0.0.1:9002", "127.0.0.1:18081")
+    ));
+    assert!(ok, "{out}");
+}
+
+#[test]
 fn affinity_rules_are_enforced() {
     let lb = |extra: &str| format!("{LB}{extra}");
     refused(

@@ -6,7 +6,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::raw::*;
@@ -301,6 +303,164 @@ fn admin_token_scheme_is_case_insensitive() {
     assert_eq!(status("Bearer s3cret-toke"), 401);
     assert_eq!(status("Basic s3cret-token"), 401);
     drop(t);
+}
+
+/// The instance id the admin API at `port` shows.
+fn instance_id(port: u16) -> String {
+    let s = common::ops::admin(port, "GET", "/status", None).json();
+    s["instance_id"].as_str().unwrap().to_string()
+}
+
+/// A TCP port forward to `target`, as a NAT rule or `socat` would be: validation cannot see
+/// where it leads. Returns its address and the number of connections it has taken.
+fn port_forward(target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let count = taken.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            count.fetch_add(1, SeqCst);
+            let Ok(server) = TcpStream::connect(target) else {
+                continue;
+            };
+            pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+            pipe(server, client);
+        }
+    });
+    (addr, taken)
+}
+
+/// Copies `from` to `to` on its own thread until `from` ends, then half-closes `to`.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
+
+#[test]
+fn request_with_our_via_gets_508() {
+    let a = Upstream::start("a");
+    let (t, port) = admin_without_token(&[&a]);
+    let id = instance_id(port);
+    assert_eq!(id.len(), 16, "{id}");
+    let alone = format!("Via: 1.1 tether-{id}");
+    let listed = format!("Via: 1.0 corp-proxy, 2 TETHER-{}", id.to_uppercase());
+    let cases: [&[&[u8]]; 2] = [&[alone.as_bytes()], &[b"Via: 1.1 edge", listed.as_bytes()]];
+    for lines in cases {
+        let r = exchange(t.addr(), &get_raw(b"/looped", b"shop.example", lines));
+        assert_eq!(r.status, 508, "{r:?}");
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("loop detected"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(a.request_count(), 0, "nothing was forwarded");
+    // Another tether in the chain (a different id), or an id that merely starts with ours.
+    let other: String = id
+        .chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    for via in [
+        format!("Via: 1.1 tether-{other}"),
+        format!("Via: 1.1 tether-{id}0"),
+    ] {
+        let r = exchange(
+            t.addr(),
+            &get_raw(b"/chained", b"shop.example", &[via.as_bytes()]),
+        );
+        assert_eq!(r.status, 200, "{via}: {r:?}");
+    }
+    assert_eq!(a.request_count(), 2);
+    let metrics = common::ops::admin(port, "GET", "/metrics", None).body;
+    assert!(
+        metrics.contains("tether_refused_requests_total{reason=\"loop\"} 2"),
+        "{metrics}"
+    );
+    assert_eq!(t.log().matches("508 loop").count(), 2, "{}", t.log());
+}
+
+#[test]
+fn upstream_sees_our_via() {
+    let a = Upstream::start("a");
+    let (t, port) = admin_without_token(&[&a]);
+    let ours = format!("1.1 tether-{}", instance_id(port));
+    let r = exchange(
+        t.addr(),
+        &get_raw(b"/via", b"shop.example", &[b"Via: 1.0 corp-proxy"]),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = exchange(t.addr(), &get_raw(b"/via-none", b"shop.example", &[]));
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = a.requests();
+    let via = |i: usize| -> Vec<String> {
+        let lines = seen[i].headers.get_all("via").iter();
+        lines.map(|v| v.to_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(via(0), ["1.0 corp-proxy".to_string(), ours.clone()]);
+    assert_eq!(via(1), [ours]);
+}
+
+#[test]
+fn loop_through_a_port_forward_ends_after_one_hop() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (forward, taken) = port_forward(SocketAddr::from(([127, 0, 0, 1], port)));
+    let yaml = format!(
+        "{}pools:\n  - id: web\n    endpoints:\n      - {{ name: fwd, address: \"{forward}\" }}\n\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+        head(dir.path(), port)
+    );
+    let t = Tether::start_with(dir, port, &yaml);
+    let r = exchange(t.addr(), &get_raw(b"/around", b"shop.example", &[]));
+    // The second pass answers 508; the first relays it. Without the check, each pass would
+    // open another connection until limits.max_connections.
+    assert_eq!(r.status, 508, "{r:?}");
+    assert_eq!(taken.load(SeqCst), 1);
+}
+
+#[test]
+fn admin_refuses_requests_through_the_proxy() {
+    // An endpoint that reaches the admin listener by a way validation cannot see.
+    let admin_port = free_port();
+    let (forward, _) = port_forward(SocketAddr::from(([127, 0, 0, 1], admin_port)));
+    let t = Tether::start(&format!(
+        "admin:\n  address: 127.0.0.1:{admin_port}\n\
+         pools:\n  - id: web\n    endpoints:\n      - {{ name: fwd, address: \"{forward}\" }}\n\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n"
+    ));
+    wait_for("the admin listener", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let c = client();
+    for (method, path) in [
+        ("POST", "/pools/web/endpoints/fwd/drain"),
+        ("POST", "/reload"),
+        ("GET", "/status"),
+    ] {
+        let r = c
+            .request(method.parse().unwrap(), t.url(path))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{method} {path}");
+        let body = r.text().unwrap();
+        assert!(body.contains("came through tether's own proxy"), "{body}");
+    }
+    assert_eq!(
+        state_of(admin_port, "fwd"),
+        "serving",
+        "nothing was drained"
+    );
+    // Sent straight to the admin port, our Via is refused too; without it, the same works.
+    let id = instance_id(admin_port);
+    let via = format!("Via: 1.1 tether-{id}");
+    let own = format!("Host: 127.0.0.1:{admin_port}");
+    let drain = "/pools/web/endpoints/fwd/drain";
+    let r = admin_post(admin_port, drain, &[own.as_bytes(), via.as_bytes()]);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(admin_post(admin_port, drain, &[own.as_bytes()]).status, 200);
+    assert_eq!(state_of(admin_port, "fwd"), "drained");
 }
 
 /// The access-log message (after `] `) of the one line that mentions `marker`.

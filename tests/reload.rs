@@ -174,3 +174,45 @@ fn reload_names_listener_changes_that_need_an_upgrade() {
     );
     assert_eq!(get(&client(), &t.url("/"), None, &[]).status, 200);
 }
+
+#[test]
+fn loop_endpoint_refused_at_reload() {
+    let a = Upstream::start("a");
+    let admin_port = free_port();
+    let admin_section = format!("admin:\n  address: 127.0.0.1:{admin_port}\n");
+    let t = Tether::start(&body(&[&a], &[1.0], &admin_section));
+    wait_for("the admin listener", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let own = format!("127.0.0.1:{}", t.port);
+    let with_loop = body(&[&a], &[1.0], &admin_section).replace(
+        "load_balancers:",
+        &format!("      - {{ name: self, address: \"{own}\" }}\nload_balancers:"),
+    );
+    std::fs::write(
+        &t.config,
+        format!("{}{with_loop}", head(t.dir.path(), t.port)),
+    )
+    .unwrap();
+    let r = admin(admin_port, "POST", "/reload", None);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let want = format!("pools[0].endpoints[1].address: {own} is tether's own listener {own}");
+    assert!(r.body.contains(&want), "{}", r.body);
+
+    // The file moves the listener, but until an upgrade the old one is what is bound: an
+    // endpoint on it still loops.
+    let moved = head(t.dir.path(), free_port());
+    std::fs::write(&t.config, format!("{moved}{with_loop}")).unwrap();
+    let r = admin(admin_port, "POST", "/reload", None);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains(&want), "{}", r.body);
+
+    // The running config still serves, from a alone.
+    let c = client();
+    for _ in 0..10 {
+        let r = get(&c, &t.url("/"), None, &[]);
+        assert_eq!((r.status, r.endpoint()), (200, "a"));
+    }
+    let status = admin(admin_port, "GET", "/status", None).json();
+    assert_eq!(status["pools"][0]["endpoints"].as_array().unwrap().len(), 1);
+}

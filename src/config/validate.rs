@@ -9,6 +9,7 @@ use super::address::OriginAddr;
 use super::error::ConfigError;
 use super::listener_tls::{self, CertKey};
 use super::origin_tls::{self, OriginTls};
+use super::own_addrs::OwnAddrs;
 use super::schema::*;
 use super::typed::{session_ttl, MonitorSpec, TypedBalancer, TypedEndpoint, TypedPool, Validated};
 use super::values::{ExpectedCodes, SessionHeader};
@@ -114,6 +115,11 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
             // Only a valid config is worth the wait for DNS.
             let unresolved = valid.resolve_names();
             valid.warnings.extend(unresolved);
+            // After DNS, so a name that resolves to tether itself is caught too.
+            let looping = OwnAddrs::of(&valid.file).refuse(&valid);
+            if !looping.is_empty() {
+                return Err(looping);
+            }
             Ok(valid)
         }
         _ => Err(errs),

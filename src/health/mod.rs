@@ -79,7 +79,10 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
     for pool in &snap.pools {
         for e in &pool.endpoints {
             let Some(monitor) = &pool.monitor else {
-                reason::set(&e.label, "its pool has no monitor");
+                // An unresolved endpoint keeps the re-resolver's reason (a loop) if it has one.
+                if e.addr.get().is_some() {
+                    reason::set(&e.label, "its pool has no monitor");
+                }
                 if e.state.set_healthy(true) {
                     report_transition(&pool.id, &e.name, true, "its pool has no monitor", 0);
                 }

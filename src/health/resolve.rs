@@ -2,6 +2,10 @@
 //! no traffic (it counts as unhealthy); every [`EVERY`] this service looks its name up again, off
 //! the request path and off the reactor, and attaches the address once it resolves. The endpoint
 //! is then eligible, and its monitor (if any) decides from there.
+//!
+//! A name that resolves to one of tether's own listeners is not attached (SPEC §3.7): the
+//! endpoint stays out of rotation, `/status` shows why as its health reason, and the name is
+//! looked up again like an unresolved one, so it is used once DNS points elsewhere.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,8 +15,8 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::balancer::Snapshot;
-use crate::config::{lookup_all, LOOKUP_BUDGET};
+use crate::balancer::{Endpoint, Snapshot};
+use crate::config::{lookup_all, OwnAddr, OwnAddrs, LOOKUP_BUDGET};
 use crate::instance::Instance;
 
 /// How often unresolved endpoint names are looked up again.
@@ -32,14 +36,20 @@ pub fn unresolved(snap: &Snapshot) -> Vec<String> {
 }
 
 /// Attaches each resolved name in `found` (address as written → lookup result) to the endpoints
-/// of `snap` that name it and are still unresolved; logs each endpoint that gains an address, once.
-/// Returns how many did.
-pub fn attach(snap: &Snapshot, found: &[(String, Result<SocketAddr, String>)]) -> usize {
+/// of `snap` that name it and are still unresolved, unless the address is one of `own`; logs
+/// each endpoint that gains an address, once. Returns how many did.
+pub fn attach(
+    snap: &Snapshot,
+    found: &[(String, Result<SocketAddr, String>)],
+    own: &OwnAddrs,
+) -> usize {
     let mut attached = 0;
     for e in snap.pools.iter().flat_map(|p| &p.endpoints) {
         let hit = found.iter().find(|(name, _)| name == e.addr.as_str());
         if let Some((name, Ok(addr))) = hit {
-            if e.attach(*addr) {
+            if let Some(ours) = own.reached_by(*addr) {
+                keep_out(e, name, *addr, ours);
+            } else if e.attach(*addr) {
                 attached += 1;
                 log::info!(
                     "{}: {name} now resolves to {addr}; the endpoint is eligible again",
@@ -49,6 +59,17 @@ pub fn attach(snap: &Snapshot, found: &[(String, Result<SocketAddr, String>)]) -
         }
     }
     attached
+}
+
+/// Leaves `e` unresolved because `name` now resolves to `addr`, tether's own `ours`; logs it
+/// the first time (or when the address changes), not every lookup round.
+fn keep_out(e: &Endpoint, name: &str, addr: SocketAddr, ours: OwnAddr) {
+    let why = format!(
+        "not used: {name} resolves to {addr}, which is {ours}; tether would send its requests to itself in a loop"
+    );
+    if super::reason::set(&e.label, &why) {
+        log::warn!("{}: {why}", e.label);
+    }
 }
 
 #[async_trait]
@@ -78,7 +99,7 @@ impl BackgroundService for Resolver {
                             log::debug!("endpoint address {name:?} {why}");
                         }
                     }
-                    attach(&snap, &found);
+                    attach(&snap, &found, &self.live.own);
                 }
                 Err(e) => log::warn!("endpoint name lookup failed: {e}"),
             }
@@ -128,12 +149,12 @@ load_balancers:
         assert_eq!(tracked.len(), 1, "an unresolved name has nothing to check");
 
         let failed = [("app-1.invalid:80".to_string(), Err("no".to_string()))];
-        assert_eq!(attach(&snap, &failed), 0);
+        assert_eq!(attach(&snap, &failed, &OwnAddrs::default()), 0);
         assert!(!later.healthy());
 
         let addr: SocketAddr = "127.0.0.2:80".parse().unwrap();
         let found = [("app-1.invalid:80".to_string(), Ok(addr))];
-        assert_eq!(attach(&snap, &found), 1);
+        assert_eq!(attach(&snap, &found, &OwnAddrs::default()), 1);
         assert!(later.takes_new());
         assert_eq!(later.addr.get(), Some(addr));
         assert!(later.origin.peer().is_some());
@@ -141,6 +162,45 @@ load_balancers:
         super::super::sync(&snap, &mut tracked, tokio::time::Instant::now());
         assert!(tracked.contains_key(&later.id), "checked once it resolves");
         // Attached once: a second round changes nothing and logs nothing.
-        assert_eq!(attach(&snap, &found), 0);
+        assert_eq!(attach(&snap, &found, &OwnAddrs::default()), 0);
+    }
+
+    #[test]
+    fn a_name_that_resolves_to_tether_itself_stays_out_of_rotation() {
+        let yaml = r#"
+listeners: [{ address: "127.0.0.1:18090" }]
+pools:
+  - id: q
+    endpoints:
+      - { name: good, address: "127.0.0.1:9001" }
+      - { name: looped, address: "app-2.invalid:18090" }
+load_balancers:
+  - { name: "*", default_pools: [q] }
+"#;
+        let runtime = RuntimeState::default();
+        let snap = Snapshot::build(Config::from_yaml(yaml, "test").unwrap(), &runtime, 0);
+        let own = OwnAddrs::of(&snap.config);
+        let looped = &snap.pools[0].endpoints[1];
+        let ours: SocketAddr = "127.0.0.1:18090".parse().unwrap();
+        let found = [("app-2.invalid:18090".to_string(), Ok(ours))];
+        assert_eq!(attach(&snap, &found, &own), 0);
+        assert!(!looped.takes_new() && looped.origin.peer().is_none());
+        let why = crate::health::reason::get("q/looped").unwrap();
+        assert_eq!(why, "not used: app-2.invalid:18090 resolves to 127.0.0.1:18090, which is tether's own listener 127.0.0.1:18090; tether would send its requests to itself in a loop");
+        // Looked up again each round; the unmonitored pool's sync leaves the reason alone.
+        assert_eq!(unresolved(&snap), ["app-2.invalid:18090"]);
+        super::super::sync(&snap, &mut Default::default(), tokio::time::Instant::now());
+        assert_eq!(attach(&snap, &found, &own), 0);
+        assert_eq!(
+            crate::health::reason::get("q/looped").as_deref(),
+            Some(why.as_str())
+        );
+        // Once DNS points elsewhere, the endpoint is used.
+        let elsewhere = [(
+            "app-2.invalid:18090".to_string(),
+            Ok("127.0.0.2:18090".parse().unwrap()),
+        )];
+        assert_eq!(attach(&snap, &elsewhere, &own), 1);
+        assert!(looped.takes_new());
     }
 }

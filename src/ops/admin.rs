@@ -21,6 +21,9 @@ use super::status::{self, NotFound};
 use super::{reload, status_page};
 use crate::telemetry::metrics;
 
+/// The 403 body for a request that reached the admin listener through tether's own proxy.
+const THROUGH_PROXY: &str = "refused: this request came through tether's own proxy (its Via); an endpoint must not point at the admin listener";
+
 /// The admin API over the live instance.
 pub struct AdminApi {
     pub live: Arc<Instance>,
@@ -86,6 +89,7 @@ impl AdminApi {
             ),
             (&Method::GET, ["status"]) => {
                 let mut doc = status::status_json(&snap, now);
+                doc["instance_id"] = json!(self.live.id.as_str());
                 doc["state"] = self.live.state.status_json();
                 json_response(StatusCode::OK, &doc)
             }
@@ -130,6 +134,13 @@ impl ServeHttp for AdminApi {
         // The API takes no request body; read it off so a kept-alive connection stays in sync.
         let _ = session.drain_request_body().await;
         let req = session.req_header();
+        // Before auth: through the proxy, a token-less admin API would take any client's
+        // drain or reload (SPEC §4); with a token, it still has no business answering.
+        let via = req.headers.get_all(http::header::VIA);
+        if self.live.id.seen_in(via.iter().map(|v| v.as_bytes())) {
+            log::warn!(target: "admin", "refused: came through tether's own proxy {}", Escaped(req.raw_path()));
+            return error(StatusCode::FORBIDDEN, THROUGH_PROXY);
+        }
         let snap = self.live.snapshot();
         let header = |name| {
             req.headers

@@ -13,6 +13,7 @@ pub mod limits;
 mod redirect;
 mod retry;
 pub mod tls_accept;
+pub mod via;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,6 +45,24 @@ impl Adapter {
     /// The adapter over the live instance.
     pub fn new(live: Arc<Instance>) -> Self {
         Adapter { live }
+    }
+
+    /// Answers 508 to a request that already passed through this instance (its `Via` names
+    /// us), before routing, so a loop ends on its second pass; true when it did.
+    async fn came_back(&self, session: &mut Session) -> Result<bool> {
+        let via = session.req_header().headers.get_all(http::header::VIA);
+        if !self.live.id.seen_in(via.iter().map(|v| v.as_bytes())) {
+            return Ok(false);
+        }
+        log::warn!(target: "refused", "508 loop: the request already passed through this tether (Via {}) from {}", self.live.id.token(), facts::peer_ip(session));
+        crate::telemetry::metrics::record_refusal("loop");
+        respond_plain(
+            session,
+            508,
+            "loop detected: this request already passed through this tether\n",
+        )
+        .await?;
+        Ok(true)
     }
 }
 
@@ -99,6 +118,9 @@ impl ProxyHttp for Adapter {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if self.came_back(session).await? {
+            return Ok(true);
+        }
         let snap = ctx.snapshot.take().unwrap_or_else(|| self.live.snapshot());
         let req = session.req_header();
         let peer = facts::peer_ip(session);
@@ -267,7 +289,7 @@ impl ProxyHttp for Adapter {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -279,6 +301,9 @@ impl ProxyHttp for Adapter {
             upstream.insert_header(http::header::HOST, host.as_str())?;
         }
         forward_cookies_without_cflb(upstream)?;
+        // An additional field line is the same as a list entry appended (RFC 9110 §5.3).
+        let via = self.live.id.via_for(session.req_header().version);
+        upstream.append_header(http::header::VIA, via.clone())?;
         // One buffer: every line of the client's chain, then the peer this hop saw.
         let mut xff = Vec::new();
         let lines = || {
