@@ -276,10 +276,13 @@ fn soak_loses_nothing() {
         error_total,
         0,
         "client errors: {errors:?}\n{}",
+        // The well-behaved clients' failed requests and what tether said around them.
         t.log()
             .lines()
-            .rev()
-            .take(30)
+            .filter(|l| l.contains("\"GET /\" 5")
+                || l.contains("failover")
+                || l.contains("WARN  tether"))
+            .take(40)
             .collect::<Vec<_>>()
             .join("\n")
     );
