@@ -606,3 +606,69 @@ fn host_cannot_forge_access_log_fields() {
         "{line}"
     );
 }
+
+#[test]
+fn pingora_error_lines_escape_host_and_path() {
+    // An endpoint nobody listens on: the 502 is one of the failures Pingora itself logs.
+    let dead = free_port();
+    let t = Tether::start(&format!(
+        "pools:\n  - id: web\n    endpoints:\n      - {{ name: a, address: \"127.0.0.1:{dead}\" }}\nload_balancers:\n  - name: \"*\"\n    default_pools: [web]\n"
+    ));
+    let r = exchange(
+        t.addr(),
+        &get_raw(b"/dead/\"q\\", b"shop\xff\" tries: 9", &[]),
+    );
+    assert_eq!(r.status, 502, "{r:?}");
+    let mut line = String::new();
+    wait_for("Pingora's error line", Duration::from_secs(5), || {
+        let log = t.log();
+        line = log
+            .lines()
+            .find(|l| l.contains("Fail to proxy"))
+            .unwrap_or_default()
+            .to_string();
+        !line.is_empty()
+    });
+    assert!(
+        line.ends_with("GET /dead/\\x22q\\x5c, Host: shop\\xff\\x22\\x20tries:\\x209"),
+        "{line}"
+    );
+    let log = std::fs::read(t.dir.path().join("tether.log")).unwrap();
+    for raw_line in log.split(|&c| c == b'\n') {
+        assert!(
+            raw_line.iter().all(|&c| (0x20..0x7f).contains(&c)),
+            "raw bytes in a log line: {}",
+            String::from_utf8_lossy(raw_line)
+        );
+    }
+}
+
+#[test]
+fn only_the_first_three_cflb_values_are_verified() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let t = start(&[&a, &b], "");
+    let (cflb, pinned) = pin_at(&t);
+    let send = |forged: usize| {
+        let mut cookie = b"Cookie: ".to_vec();
+        for i in 0..forged {
+            cookie.extend_from_slice(format!("__cflb=forged{i}; ").as_bytes());
+        }
+        cookie.extend_from_slice(cflb.as_bytes());
+        exchange(t.addr(), &get_raw(b"/", b"shop.example", &[&cookie]))
+    };
+    let r = send(2);
+    assert_eq!(r.header("x-endpoint"), [pinned.as_str()]);
+    assert!(
+        r.header("set-cookie").is_empty(),
+        "the third value is honoured: {r:?}"
+    );
+    for forged in [3, 850] {
+        let r = send(forged);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.header("set-cookie").len(),
+            1,
+            "after {forged} forged values the valid one is not looked at: {r:?}"
+        );
+    }
+}

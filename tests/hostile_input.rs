@@ -419,3 +419,175 @@ fn bare_cr_in_request_target_is_refused() {
     let line = "tether_refused_requests_total{reason=\"bad_target\"} 3";
     assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
 }
+
+/// tether on `shop.example` with an admin listener; `limits` goes first. Returns the admin port.
+fn start_with_admin(limits: &str) -> (Tether, Upstream, u16) {
+    let up = Upstream::start("a");
+    let admin_port = free_port();
+    let body = format!(
+        "{limits}admin:\n  address: 127.0.0.1:{admin_port}\npools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: shop.example\n    default_pools: [web]\n",
+        endpoints(&[&up])
+    );
+    let t = Tether::start(&body);
+    wait_for("the admin listener", LONG, || {
+        TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    (t, up, admin_port)
+}
+
+/// The messages (after `] `) of tether's refusal log lines so far.
+fn refusal_lines(t: &Tether) -> Vec<String> {
+    t.log()
+        .lines()
+        .filter(|l| l.contains(" refused] "))
+        .map(|l| l.split_once("] ").unwrap().1.to_string())
+        .collect()
+}
+
+/// Requests Pingora's own HTTP/1 parser refuses before any tether hook runs.
+const PARSER_REFUSED: [&[u8]; 3] = [
+    b"GET / HTTP/1.1\r\nHost: shop.example\r\nX-A: a\x00b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost : shop.example\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: shop.example\r\nX-A: one\r\n  folded\r\n\r\n",
+];
+
+#[test]
+fn parser_refusal_is_counted_and_logged() {
+    let (t, up, admin_port) = start_with_admin("");
+    for bad in PARSER_REFUSED {
+        assert_eq!(
+            raw_status(t.addr(), bad),
+            Some(400),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let connect = b"CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n";
+    assert_eq!(raw_status(t.addr(), connect), Some(405));
+    // A kept-alive connection: a served request, then one the parser refuses.
+    let mut s = TcpStream::connect(t.addr()).unwrap();
+    s.set_read_timeout(Some(LONG)).unwrap();
+    s.write_all(&req("GET /ok HTTP/1.1\r\nHost: shop.example"))
+        .unwrap();
+    assert_eq!(read_status(&mut s), Some(200));
+    s.write_all(PARSER_REFUSED[0]).unwrap();
+    assert_eq!(read_status(&mut s), Some(400));
+
+    wait_for("a line for each refusal", LONG, || {
+        refusal_lines(&t).len() >= 5
+    });
+    let lines = refusal_lines(&t);
+    assert_eq!(lines.len(), 5, "one line each:\n{}", t.log());
+    let parser = lines
+        .iter()
+        .filter(|l| l.starts_with("400 from 127.0.0.1:") && l.contains("HTTP/1 parser"))
+        .count();
+    assert_eq!(parser, 4, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("405 from 127.0.0.1:")),
+        "{lines:?}"
+    );
+    let metrics = common::ops::admin(admin_port, "GET", "/metrics", None).body;
+    for line in [
+        "tether_refused_requests_total{reason=\"malformed\"} 4",
+        "tether_refused_requests_total{reason=\"connect_method\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
+    }
+    assert_eq!(
+        up.request_count(),
+        1,
+        "only the served request was forwarded"
+    );
+}
+
+#[test]
+fn three_hundred_refusals_in_a_second_write_under_30_lines() {
+    let (t, up, admin_port) = start_with_admin("limits:\n  max_request_header_bytes: 1024\n");
+    let too_large = req(&format!(
+        "GET / HTTP/1.1\r\nHost: shop.example\r\nX-Pad: {}",
+        "p".repeat(2000)
+    ));
+    let before = t.log().lines().count();
+    for i in 0..300 {
+        let (request, status) = match i % 4 {
+            3 => (&too_large[..], 431),
+            k => (PARSER_REFUSED[k], 400),
+        };
+        assert_eq!(raw_status(t.addr(), request), Some(status), "request {i}");
+    }
+    // Every refusal is either logged or summed in a "N more refusals" line, which the log
+    // flush timer writes soon after its second ends.
+    let accounted = || {
+        refusal_lines(&t)
+            .iter()
+            .map(|l| match l.split_once(" more refusal") {
+                Some((n, _)) => n.parse::<usize>().unwrap(),
+                None => 1,
+            })
+            .sum::<usize>()
+    };
+    wait_for("every refusal to be logged or counted", LONG, || {
+        accounted() == 300
+    });
+    let log = t.log();
+    let written = log.lines().count() - before;
+    assert!(written < 30, "{written} lines for 300 refusals:\n{log}");
+    let metrics = common::ops::admin(admin_port, "GET", "/metrics", None).body;
+    for line in [
+        "tether_refused_requests_total{reason=\"malformed\"} 225",
+        "tether_refused_requests_total{reason=\"header_too_large\"} 75",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
+    }
+    assert_eq!(up.request_count(), 0);
+}
+
+#[test]
+fn refusal_writes_one_line_not_two() {
+    let (t, up, admin_port) = start_with_admin(
+        "limits:\n  max_request_header_bytes: 1024\n  request_header_timeout_seconds: 1\n",
+    );
+    // Refused in tether's hooks (Pingora would log its own error about each) ...
+    let smuggle = b"POST / HTTP/1.1\r\nHost: shop\xff.example\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert_eq!(raw_status(t.addr(), smuggle), Some(400));
+    let bare_cr = b"GET /a\rx HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+    assert_eq!(raw_status(t.addr(), bare_cr), Some(400));
+    // ... and cut by the stream while the header is read (Pingora logs the failed read).
+    let too_large = req(&format!(
+        "GET / HTTP/1.1\r\nHost: shop.example\r\nX-Pad: {}",
+        "p".repeat(2000)
+    ));
+    assert_eq!(raw_status(t.addr(), &too_large), Some(431));
+    let mut slow = TcpStream::connect(t.addr()).unwrap();
+    slow.set_read_timeout(Some(LONG)).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: shop.example\r\n")
+        .unwrap();
+    assert_eq!(read_status(&mut slow), Some(408));
+
+    wait_for("a line for each refusal", LONG, || {
+        refusal_lines(&t).len() >= 4
+    });
+    // Give a second line, if any, the time to arrive: Pingora logs after tether does.
+    assert_eq!(
+        raw_status(t.addr(), &req("GET / HTTP/1.1\r\nHost: shop.example")),
+        Some(200)
+    );
+    let log = t.log();
+    assert_eq!(refusal_lines(&t).len(), 4, "{log}");
+    // Each refused request that reached a hook also has its access-log line (SPEC §1); no
+    // other line may speak of a refusal.
+    let others: Vec<&str> = log
+        .lines()
+        .skip_while(|l| !l.contains(" refused] "))
+        .filter(|l| !l.contains(" refused] ") && !l.contains(" access] "))
+        .collect();
+    assert!(others.is_empty(), "lines besides the refusals: {others:#?}");
+    assert!(!log.contains("Fail to"), "{log}");
+    let metrics = common::ops::admin(admin_port, "GET", "/metrics", None).body;
+    assert!(
+        !metrics.contains("reason=\"malformed\""),
+        "tether's own 400s are not parser refusals:\n{metrics}"
+    );
+    assert_eq!(up.request_count(), 1);
+}

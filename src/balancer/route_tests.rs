@@ -146,6 +146,31 @@ fn first_valid_of_several_cookies_wins() {
 }
 
 #[test]
+fn only_the_first_three_cookies_are_verified() {
+    let s = snap(BASE);
+    let lb = &s.balancers[0];
+    let b = s.pools[0].endpoints[1].id;
+    let valid = s.keys.mint(&lb.name, b, NOW + 100);
+    let third = format!("__cflb=f1; __cflb=f2; __cflb={valid}");
+    let d = route(&s, &facts("shop.example.com", &[third.as_bytes()], 0), NOW).unwrap();
+    assert_eq!((name(&s, &d).as_str(), d.outcome), ("b", Outcome::Kept));
+    // Split across headers as a client may: the count runs over the whole request.
+    let (head, tail) = ("__cflb=f1; __cflb=f2", format!("__cflb=f3; __cflb={valid}"));
+    let d = route(
+        &s,
+        &facts("shop.example.com", &[head.as_bytes(), tail.as_bytes()], 0),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(
+        d.outcome,
+        Outcome::Invalid,
+        "a fourth value is not honoured"
+    );
+    assert!(matches!(d.pin, PinAction::Set { .. }));
+}
+
+#[test]
 fn weight_zero_gets_no_new_sessions_and_weights_spread() {
     let s = snap(BASE);
     let mut counts = std::collections::HashMap::new();

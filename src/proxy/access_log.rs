@@ -118,6 +118,17 @@ fn path(req: &pingora::http::RequestHeader) -> &[u8] {
     raw.split(|&b| b == b'?').next().unwrap_or(raw)
 }
 
+/// Pingora's request summary (`GET /path?query, Host: host`, as in its error lines) with the
+/// client's bytes escaped like an access-log field.
+pub(crate) fn summary(req: &pingora::http::RequestHeader) -> String {
+    format!(
+        "{} {}, Host: {}",
+        Escaped(req.method.as_str().as_bytes()),
+        Escaped(req.raw_path()),
+        Escaped(super::facts::host_bytes(req)),
+    )
+}
+
 /// Logs the finished request.
 pub fn write(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
     if !log::log_enabled!(target: "access", log::Level::Info) {
@@ -182,5 +193,15 @@ mod tests {
         );
         assert_eq!(Escaped("caf\u{e9}".as_bytes()).to_string(), "caf\\xc3\\xa9");
         assert_eq!(Escaped(b"").to_string(), "");
+    }
+
+    #[test]
+    fn pingora_summary_escapes_host_and_path() {
+        let mut req = pingora::http::RequestHeader::build("GET", b"/a\"b\\c?q=1", None).unwrap();
+        req.insert_header("host", &b"shop\xff\" 200 x"[..]).unwrap();
+        assert_eq!(
+            summary(&req),
+            "GET /a\\x22b\\x5cc?q=1, Host: shop\\xff\\x22\\x20200\\x20x"
+        );
     }
 }

@@ -66,6 +66,8 @@ pub struct RequestCtx {
     pub decision: Option<Decision>,
     /// The balancer of a request that tether answered itself (redirect, 503), for metrics.
     pub answered_by: Option<usize>,
+    /// tether refused the request and logged it: Pingora's error line would be a duplicate.
+    pub refusal_logged: bool,
     pub attempts: Attempts,
     pub timing: Timing,
 }
@@ -77,6 +79,7 @@ impl Default for RequestCtx {
             facts: None,
             decision: None,
             answered_by: None,
+            refusal_logged: false,
             attempts: Attempts::default(),
             timing: Timing {
                 started: Instant::now(),

@@ -23,7 +23,7 @@ use super::conn::{ConnLimits, Signals, Watch, Watched};
 use super::tls_accept::TlsAcceptor;
 use crate::config::Limits;
 use crate::instance::Instance;
-use crate::telemetry::metrics;
+use crate::telemetry::refusals;
 
 tokio::task_local! {
     /// The signals of the HTTP/1 connection this task serves.
@@ -129,8 +129,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let open = counter.fetch_add(1, Relaxed) + 1;
         let _open = Open(counter);
         if open > max {
-            log::warn!(target: "refused", "connection refused: {open} open on this listener, limits.max_connections is {max}");
-            metrics::record_refusal("max_connections");
+            refusals::refuse(
+                "max_connections",
+                format_args!("connection refused: {open} open on this listener, limits.max_connections is {max}"),
+            );
             return None;
         }
         let stream = match listener.and_then(|l| l.tls.as_ref()) {
@@ -143,8 +145,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                         return None;
                     }
                     Err(_) => {
-                        log::warn!(target: "refused", "connection closed: TLS handshake not complete within {}s", limits.header_timeout.as_secs());
-                        metrics::record_refusal("tls_handshake_timeout");
+                        refusals::refuse(
+                            "tls_handshake_timeout",
+                            format_args!(
+                                "connection closed: TLS handshake not complete within {}s",
+                                limits.header_timeout.as_secs()
+                            ),
+                        );
                         return None;
                     }
                 }

@@ -30,6 +30,7 @@ use crate::balancer::{route, PinAction, Refusal, RequestFacts};
 use crate::clock::unix_now;
 use crate::config::AccessLogFormat;
 use crate::instance::Instance;
+use crate::telemetry::refusals;
 use crate::tls::origin;
 
 pub use ctx::RequestCtx;
@@ -105,8 +106,13 @@ impl ProxyHttp for Adapter {
             limits::check(req, raw.as_deref(), limit)
         };
         if let Err(refused) = checked {
-            log::warn!(target: "refused", "{} {:?} from {}", refused.status(), refused, facts::peer_ip(session));
-            crate::telemetry::metrics::record_refusal(refused.reason());
+            let peer = facts::peer_ip(session);
+            refusals::refuse(
+                refused.reason(),
+                format_args!("{} {refused:?} from {peer}", refused.status()),
+            );
+            // Pingora's error line about the refusal would repeat this one (SPEC §3.7).
+            ctx.refusal_logged = true;
             respond_plain(session, refused.status(), refused.body()).await?;
             // Nothing more is read from a connection whose framing cannot be trusted.
             return Err(Error::explain(
@@ -357,6 +363,17 @@ impl ProxyHttp for Adapter {
             }
         }
         Ok(())
+    }
+
+    /// A refusal tether logged itself writes that one line (SPEC §3.7), not Pingora's too.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        ctx.refusal_logged
+    }
+
+    /// What Pingora's own error lines say about the request: the client's bytes escaped as in
+    /// the access log, so a crafted Host or path cannot forge a line.
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        access_log::summary(session.req_header())
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -5,8 +5,13 @@
 //! Every other line (warnings, errors, reloads) is written at once, after any access lines
 //! before it. Each thread buffers its own lines, so the request path takes no lock that
 //! another worker holds; a flush writes each thread's lines in their order.
+//!
+//! One refusal writes one line (SPEC §3.7): Pingora's own warning or error about a failure
+//! whose text says tether has logged the refusal ([`refusals::LOGGED`]) is dropped here, for
+//! the failures no `ProxyHttp` hook sees (a connection cut while its header is read).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -14,6 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+
+use super::refusals;
 
 /// The longest an access line waits in the buffer.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -95,9 +102,56 @@ impl Write for Sink {
     }
 }
 
+/// env_logger, without Pingora's duplicates of refusal lines.
+struct Logger(env_logger::Logger);
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.0.matches(record) && !repeats_a_refusal(record) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+/// Whether `record` is Pingora's line about an error that carries [`refusals::LOGGED`]. Only
+/// Pingora's warnings and errors are read, formatted into a buffer each thread reuses.
+fn repeats_a_refusal(record: &log::Record<'_>) -> bool {
+    thread_local! {
+        static TEXT: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    if record.level() > log::Level::Warn || !record.target().starts_with("pingora") {
+        return false;
+    }
+    TEXT.try_with(|text| {
+        let Ok(mut text) = text.try_borrow_mut() else {
+            return false;
+        };
+        text.clear();
+        let _ = write!(text, "{}", record.args());
+        text.contains(refusals::LOGGED)
+    })
+    .unwrap_or(false)
+}
+
 /// Installs the logger. Lines look as env_logger's default: `[time LEVEL target] message`,
 /// except JSON access lines, which are the bare object.
 pub fn init() {
+    let logger = env_logger();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(Logger(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+fn env_logger() -> env_logger::Logger {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|out, record| {
             let target = record.target();
@@ -117,11 +171,12 @@ pub fn init() {
             )
         })
         .target(env_logger::Target::Pipe(Box::new(Sink)))
-        .init();
+        .build()
 }
 
-/// Writes buffered access lines out every [`FLUSH_EVERY`]. It keeps going after the shutdown
-/// signal, since requests still in flight then log too; it ends with the process.
+/// Writes buffered access lines out every [`FLUSH_EVERY`], and the count of refusal lines the
+/// last second left out ([`refusals::flush`]). It keeps going after the shutdown signal, since
+/// requests still in flight then log too; it ends with the process.
 pub struct AccessLogFlush;
 
 #[async_trait]
@@ -134,6 +189,7 @@ impl BackgroundService for AccessLogFlush {
                 _ = tick.tick() => {}
                 _ = shutdown.changed(), if !shutting_down => shutting_down = true,
             }
+            refusals::flush();
             let _ = flush();
         }
     }

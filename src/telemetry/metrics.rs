@@ -108,7 +108,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         refusals: counter(
             &r,
             "tether_refused_requests_total",
-            "Requests tether refused itself, by reason (SPEC 3.7).",
+            "Requests refused before anything was forwarded, by reason (SPEC 3.7); Pingora's own HTTP/1 parser refusals included.",
             &["reason"],
         ),
         endpoint_healthy: gauge(
@@ -249,7 +249,8 @@ pub fn set_header_sessions(balancer: &str, n: i64) {
         .set(n);
 }
 
-/// Counts a request tether refused itself (`reason`: e.g. "header-too-large", "malformed").
+/// Counts a refused request (`reason`: e.g. "header_too_large", "malformed"); refusals reach
+/// it through `telemetry::refusals::refuse`, which logs them too.
 pub fn record_refusal(reason: &str) {
     METRICS.refusals.with_label_values(&[reason]).inc();
 }

@@ -1,7 +1,9 @@
 //! Telemetry: what tether counts and logs, for operators to read. `metrics` holds the
 //! Prometheus counters (the request path reaches them through handles built with each
 //! snapshot, never by a label lookup) and renders `GET /metrics`; `log_sink` is the process
-//! log with batched access lines. Nothing here decides anything.
+//! log with batched access lines; `refusals` counts every refusal and rate-limits its log
+//! lines. Nothing here decides anything.
 
 pub mod log_sink;
 pub mod metrics;
+pub mod refusals;

@@ -50,8 +50,13 @@ impl Pinning for Cookie {
     }
 }
 
+/// How many `__cflb` values of one request are verified (SPEC §3.7): each costs an HMAC, and a
+/// client may send hundreds; a browser sends one (two across a path or domain overlap).
+pub const MAX_VERIFIED: usize = 3;
+
 /// The endpoint a valid `__cflb` cookie pins to, if it may still serve the session; otherwise
-/// why not. The first cookie that verifies is the one honoured.
+/// why not. The first of the first [`MAX_VERIFIED`] values that verifies is the one honoured;
+/// later values are not looked at.
 fn pinned_by_cookie(
     snap: &Snapshot,
     lb: &Balancer,
@@ -59,7 +64,7 @@ fn pinned_by_cookie(
     now: u64,
 ) -> Result<EndpointRef, Outcome> {
     let mut why = Outcome::New;
-    for value in cflb_values(cookies) {
+    for value in cflb_values(cookies).take(MAX_VERIFIED) {
         // A token is base64url, so a value that is not even UTF-8 is simply malformed.
         let verified = std::str::from_utf8(value)
             .map_err(|_| TokenError::Malformed)

@@ -1,11 +1,20 @@
-//! Forwards every `pingora::protocols::IO` trait but `AsyncRead` to a wrapped [`Stream`], so a
-//! wrapper only writes the part it changes and the TLS and socket digests stay the inner stream's.
+//! Forwards every `pingora::protocols::IO` trait but `AsyncRead` (and, if asked, `AsyncWrite`)
+//! to a wrapped [`Stream`], so a wrapper only writes the part it changes and the TLS and socket
+//! digests stay the inner stream's.
 //!
 //! [`Stream`]: pingora::protocols::Stream
 
 /// Implements `AsyncWrite`, `Shutdown`, `UniqueID`, `Ssl`, the digest traits and `Peek` for
 /// `$ty` by calling the same method on its `Stream` field `$field`.
 macro_rules! delegate_io_but_read {
+    ($ty:ty, $field:tt) => {
+        $crate::proxy::conn::delegate::delegate_write!($ty, $field);
+        $crate::proxy::conn::delegate::delegate_io_but_read_write!($ty, $field);
+    };
+}
+
+/// Implements `AsyncWrite` for `$ty` by calling the same method on its `Stream` field `$field`.
+macro_rules! delegate_write {
     ($ty:ty, $field:tt) => {
         impl tokio::io::AsyncWrite for $ty {
             fn poll_write(
@@ -38,7 +47,13 @@ macro_rules! delegate_io_but_read {
                 tokio::io::AsyncWrite::is_write_vectored(&*self.$field)
             }
         }
+    };
+}
 
+/// Implements every `pingora::protocols::IO` trait but `AsyncRead` and `AsyncWrite` for `$ty`
+/// by calling the same method on its `Stream` field `$field`.
+macro_rules! delegate_io_but_read_write {
+    ($ty:ty, $field:tt) => {
         #[async_trait::async_trait]
         impl pingora::protocols::Shutdown for $ty {
             async fn shutdown(&mut self) {
@@ -104,4 +119,4 @@ macro_rules! delegate_io_but_read {
     };
 }
 
-pub(crate) use delegate_io_but_read;
+pub(crate) use {delegate_io_but_read, delegate_io_but_read_write, delegate_write};

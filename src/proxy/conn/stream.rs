@@ -1,5 +1,5 @@
 //! [`Watched`]: the client stream as Pingora reads it, with the header deadline and byte budget
-//! of [`Watch`] enforced at every read.
+//! of [`Watch`] enforced at every read, and Pingora's own refusals seen as they are written.
 
 use std::future::Future;
 use std::io;
@@ -9,13 +9,13 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use pingora::protocols::Stream;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use super::delegate::delegate_io_but_read;
+use super::delegate::delegate_io_but_read_write;
 use super::line::RequestLine;
 use super::watch::{Cut, Phase, Signals, Watch};
-use crate::telemetry::metrics;
+use crate::telemetry::refusals;
 
 /// How long a cut connection may take to receive its 408/431 and stop sending, and how much
 /// of what it still sends is read and dropped meanwhile: closing a socket with unread bytes
@@ -81,29 +81,33 @@ impl Watched {
         false
     }
 
-    /// Starts cutting the connection for `why`: logged, counted, then answered if it earned an
-    /// answer. Returns what the read that found it reports.
-    fn start_cut(&mut self, cx: &mut Context<'_>, why: Cut) -> Poll<io::Result<()>> {
+    /// The client's address, for a log line.
+    fn peer(&self) -> String {
         let peer = self
             .inner
             .get_socket_digest()
             .and_then(|d| d.peer_addr().cloned());
-        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+        peer.map(|p| p.to_string()).unwrap_or_default()
+    }
+
+    /// Starts cutting the connection for `why`: logged, counted, then answered if it earned an
+    /// answer. Returns what the read that found it reports.
+    fn start_cut(&mut self, cx: &mut Context<'_>, why: Cut) -> Poll<io::Result<()>> {
+        let peer = self.peer();
         let limits = self.watch.limits();
-        match why {
-            Cut::TooLarge => {
-                log::warn!(target: "refused", "431 from {peer}: request header over limits.max_request_header_bytes ({}) and not complete", limits.header_bytes)
-            }
-            Cut::HeaderTimeout | Cut::Silent => {
-                log::warn!(target: "refused", "connection from {peer} closed: request header not complete within {}s", limits.header_timeout.as_secs())
-            }
-            Cut::Idle => log::debug!(
+        match (why, why.reason()) {
+            (Cut::TooLarge, Some(reason)) => refusals::refuse(
+                reason,
+                format_args!("431 from {peer}: request header over limits.max_request_header_bytes ({}) and not complete", limits.header_bytes),
+            ),
+            (_, Some(reason)) => refusals::refuse(
+                reason,
+                format_args!("connection from {peer} closed: request header not complete within {}s", limits.header_timeout.as_secs()),
+            ),
+            (_, None) => log::debug!(
                 "kept-alive connection from {peer} idle for {}s, closed",
                 limits.keepalive.as_secs()
             ),
-        }
-        if let Some(reason) = why.reason() {
-            metrics::record_refusal(reason);
         }
         let until = Instant::now() + LINGER;
         self.timer.as_mut().reset(until.into());
@@ -133,6 +137,8 @@ impl Watched {
                 Cut::TooLarge => "request header over limits.max_request_header_bytes",
                 _ => "request header not complete within limits.request_header_timeout_seconds",
             };
+            // Pingora logs the failed read as an error of its own: marked as a duplicate.
+            let what = format!("{what}{}", refusals::LOGGED);
             Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, what)))
         };
         let why = cut.why;
@@ -217,7 +223,52 @@ impl AsyncRead for Watched {
     }
 }
 
-delegate_io_but_read!(Watched, inner);
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut *this.inner).poll_write(cx, buf))?;
+        if this.before_header() {
+            this.on_written(&buf[..n]);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut *this.inner).poll_write_vectored(cx, bufs))?;
+        if this.before_header() {
+            let mut left = n;
+            for b in bufs {
+                let part = b.len().min(left);
+                this.on_written(&b[..part]);
+                left -= part;
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+delegate_io_but_read_write!(Watched, inner);
 
 impl Watched {
     /// Scans header bytes just read (before [`Watch::on_read`] accounts them) for a bare CR in
@@ -232,6 +283,26 @@ impl Watched {
         if self.line.feed(read) {
             self.signals.bare_cr();
         }
+    }
+
+    /// Whether the current HTTP/1 request's header has not been handed to tether yet, so a
+    /// write is Pingora answering by itself. After the header, one atomic load per write.
+    fn before_header(&mut self) -> bool {
+        self.signals.apply(&mut self.watch, Instant::now);
+        self.watch.before_header()
+    }
+
+    /// Reads bytes written before the header was handed over for Pingora's own answer, and logs
+    /// and counts it as a refusal once its status is in (`conn::answer`).
+    fn on_written(&mut self, written: &[u8]) {
+        let Some(answer) = self.watch.on_write(written) else {
+            return;
+        };
+        let (peer, status, what) = (self.peer(), answer.status(), answer.what());
+        refusals::refuse(
+            answer.reason(),
+            format_args!("{status} from {peer}: {what}"),
+        );
     }
 
     /// Where the connection is in its request cycle.

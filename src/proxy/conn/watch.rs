@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use super::answer::{OwnAnswer, StatusLine};
+
 /// The client's HTTP/2 connection preface (RFC 9113 §3.4) is this many bytes.
 const H2_PREFACE_LEN: usize = 24;
 
@@ -77,6 +79,9 @@ pub struct Watch {
     phase: Phase,
     deadline: Instant,
     read: usize,
+    /// The status line of a response written before the current request's header was handed
+    /// over: Pingora's own answer.
+    answer: StatusLine,
 }
 
 impl Watch {
@@ -87,6 +92,7 @@ impl Watch {
             phase: Phase::Fresh,
             deadline: now + limits.header_timeout,
             read: 0,
+            answer: StatusLine::default(),
         }
     }
 
@@ -149,6 +155,22 @@ impl Watch {
         self.read = self.read.saturating_add(n);
     }
 
+    /// Reads bytes written to the client while the current HTTP/1 request's header has not been
+    /// handed to tether: only Pingora itself answers then (`conn::answer`). Returns its answer
+    /// once per request, when the status is in; nothing is looked at once the header is done.
+    pub fn on_write(&mut self, written: &[u8]) -> Option<OwnAnswer> {
+        if !self.before_header() {
+            return None;
+        }
+        self.answer.feed(written)
+    }
+
+    /// Whether an HTTP/1 request's header is still to be handed to tether (or not begun).
+    /// HTTP/2 writes its SETTINGS before the client's preface is in: never "before a header".
+    pub fn before_header(&self) -> bool {
+        matches!(self.phase, Phase::Fresh | Phase::Idle | Phase::Header)
+    }
+
     /// The request header was parsed (Pingora's `early_request_filter` ran).
     pub fn header_done(&mut self) {
         if matches!(self.phase, Phase::Fresh | Phase::Idle | Phase::Header) {
@@ -161,6 +183,7 @@ impl Watch {
         self.phase = Phase::Idle;
         self.read = 0;
         self.deadline = now + self.limits.keepalive;
+        self.answer = StatusLine::default();
     }
 
     /// Why the connection is cut when its deadline passes in the current phase.
@@ -278,6 +301,30 @@ mod tests {
             Phase::Free,
             "h2 streams do not touch the connection"
         );
+    }
+
+    #[test]
+    fn only_answers_written_before_the_header_is_handed_over_are_read() {
+        let t0 = Instant::now();
+        let bad = b"HTTP/1.1 400 Bad Request\r\n\r\n";
+        let mut w = Watch::http1(LIMITS, t0);
+        w.on_read(10, || t0);
+        assert_eq!(w.on_write(bad), Some(OwnAnswer::Malformed));
+        assert_eq!(w.on_write(bad), None, "once per request");
+
+        let mut w = Watch::http1(LIMITS, t0);
+        w.on_read(10, || t0);
+        w.header_done();
+        assert_eq!(w.on_write(bad), None, "tether's own response");
+        w.request_over(t0);
+        assert_eq!(
+            w.on_write(b"HTTP/1.1 405 Method"),
+            Some(OwnAnswer::ConnectMethod),
+            "a pipelined request answered before any read"
+        );
+
+        let mut h2 = Watch::http2(LIMITS, t0);
+        assert_eq!(h2.on_write(b"\0\0\x06\x04\0\0\0\0\0\0\0\0"), None);
     }
 
     #[test]
