@@ -166,6 +166,11 @@ fn stalled_http1_body_gets_408_and_its_upstream_closed() {
         || up.open_connections() == 0,
     );
     assert_eq!(refused(admin_port, "body_timeout"), 2);
+    // One refusal, one line: tether's, not Pingora's ERROR beside it.
+    wait_for("the refusal lines", Duration::from_secs(2), || {
+        t.log().matches("sent no request body bytes for 1s").count() == 2
+    });
+    assert!(!t.log().contains("Fail to proxy"), "{}", t.log());
 }
 
 #[test]

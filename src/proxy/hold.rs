@@ -28,7 +28,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::config::Limits;
 use crate::instance::Instance;
-use crate::telemetry::metrics;
+use crate::telemetry::refusals;
 
 tokio::task_local! {
     /// The body clock of the HTTP/2 stream this task serves.
@@ -84,6 +84,38 @@ pub fn refusal_reason(e: &Error) -> Option<&'static str> {
         ErrorType::ReadTimedout => Some("body_timeout"),
         ErrorType::WriteTimedout => Some("send_timeout"),
         _ => None,
+    }
+}
+
+/// The log line of a request a client held up, after its peer: what stalled, for how long,
+/// and what the client got.
+pub struct HeldUp<'a> {
+    /// [`refusal_reason`]'s label.
+    pub reason: &'static str,
+    /// [`failure_status`]'s answer (0: cut).
+    pub code: u16,
+    pub limits: Option<&'a Limits>,
+}
+
+impl std::fmt::Display for HeldUp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, knob, secs) = match self.reason {
+            "send_timeout" => (
+                "took no response bytes",
+                "send_timeout_seconds",
+                self.limits.map(|l| l.send_timeout_seconds),
+            ),
+            _ => (
+                "sent no request body bytes",
+                "request_body_timeout_seconds",
+                self.limits.map(|l| l.request_body_timeout_seconds),
+            ),
+        };
+        let secs = secs.map_or_else(String::new, |s| format!(" for {s}s"));
+        match self.code {
+            0 => write!(f, "{what}{secs} (limits.{knob}): connection cut"),
+            code => write!(f, "{what}{secs} (limits.{knob}): {code}"),
+        }
     }
 }
 
@@ -185,8 +217,14 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Held<A> {
             }
         }
         // Dropping the request resets the stream and closes the upstream connection it held.
-        log::warn!(target: "refused", "HTTP/2 stream from {} reset: request body stalled for {}s (limits.request_body_timeout_seconds)", peer.unwrap_or_default(), timeout.as_secs());
-        metrics::record_refusal("body_timeout");
+        refusals::refuse(
+            "body_timeout",
+            format_args!(
+                "HTTP/2 stream from {} reset: request body stalled for {}s (limits.request_body_timeout_seconds)",
+                peer.unwrap_or_default(),
+                timeout.as_secs()
+            ),
+        );
         None
     }
 

@@ -55,8 +55,14 @@ impl Adapter {
         if !self.live.id.seen_in(via.iter().map(|v| v.as_bytes())) {
             return Ok(false);
         }
-        log::warn!(target: "refused", "508 loop: the request already passed through this tether (Via {}) from {}", self.live.id.token(), facts::peer_ip(session));
-        crate::telemetry::metrics::record_refusal("loop");
+        crate::telemetry::refusals::refuse(
+            "loop",
+            format_args!(
+                "508 loop: the request already passed through this tether (Via {}) from {}",
+                self.live.id.token(),
+                facts::peer_ip(session)
+            ),
+        );
         respond_plain(
             session,
             508,
@@ -275,12 +281,20 @@ impl ProxyHttp for Adapter {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let code = hold::failure_status(e, session.response_written().is_some());
         if let Some(reason) = hold::refusal_reason(e) {
-            log::warn!(target: "refused", "request from {} ended: {e}", facts::peer_ip(session));
-            crate::telemetry::metrics::record_refusal(reason);
+            let peer = facts::peer_ip(session);
+            let limits = ctx.snapshot.as_ref().map(|s| s.config.limits.clone());
+            let what = hold::HeldUp {
+                reason,
+                code,
+                limits: limits.as_ref(),
+            };
+            crate::telemetry::refusals::refuse(reason, format_args!("{peer}: {what}"));
+            // Pingora's own ERROR line for it would be a second line for one refusal.
+            ctx.refusal_logged = true;
         }
         if code > 0 {
             if let Err(e) = session.respond_error(code).await {
