@@ -117,8 +117,8 @@ impl Endpoint {
         if let Some(&inherited) = fds.get(&self.addr) {
             // Taken over from the old process; a socket of ours would be a second one.
             self.socket = None;
-            // SAFETY: the table's descriptors stay open until a listener adopts them, which
-            // happens only after this service's start, below.
+            // SAFETY: a descriptor in the table stays open until the listener for its address
+            // adopts it, and that listener is this service's, started only after this.
             let inherited = unsafe { BorrowedFd::borrow_raw(inherited) };
             self.watch = Some(inherited.try_clone_to_owned().map_err(fail)?.into());
             log::info!("{}", self.announce);
@@ -215,6 +215,9 @@ impl<S: ServiceWithDependents> ServiceWithDependents for BoundFirst<S> {
             () = serve => {}
             line = first_lost(&mut self.endpoints, watch) => vital::end_process(&line),
         }
+        // The service may end before the watch saw the shutdown: a copy left here would keep
+        // the socket listening, and queueing connections nobody takes, until the process exits.
+        self.endpoints.iter_mut().for_each(|e| e.watch = None);
     }
 
     fn name(&self) -> &str {
