@@ -1,6 +1,9 @@
 //! SPEC §1 graceful upgrade, end to end: a new process started with `--upgrade` takes the
 //! listening sockets over when the old one gets SIGQUIT; under a request loop nothing is lost,
 //! the old process exits, and the new one answers on the same ports (admin included).
+//! And the start it relies on is truthful: `listening on` means bound, an address that cannot be
+//! bound (fresh, `--daemon` or upgrade) ends the start at once with one line, and a listener lost
+//! at run time ends the process.
 
 #![allow(clippy::unwrap_used)]
 
@@ -232,4 +235,202 @@ fn daemon_upgrade_command_returns_at_once_and_takes_over() {
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert!(report.ok > 50, "{}", report.ok);
     assert_eq!(answers, 200);
+}
+
+/// A config with the proxy on `port` and the admin API on `admin_port`, written into `dir`.
+fn start_config(dir: &std::path::Path, port: u16, admin_port: u16) -> std::path::PathBuf {
+    let config = dir.join("tether.yaml");
+    let yaml = format!(
+        "{}admin:\n  address: 127.0.0.1:{admin_port}\n\
+         pools:\n  - id: web\n    endpoints:\n      - {{ name: a, address: \"127.0.0.1:9\" }}\n\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+        head(dir, port)
+    );
+    std::fs::write(&config, yaml).unwrap();
+    config
+}
+
+/// Starts tether with one of its addresses already taken: the start must fail fast and say why.
+fn start_on_a_busy_address(busy_admin: bool) {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = held.local_addr().unwrap().port();
+    let free = free_port();
+    let (port, admin_port) = if busy_admin {
+        (free, busy)
+    } else {
+        (busy, free)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tether.log");
+    let config = start_config(dir.path(), port, admin_port);
+    let mut t = Running(spawn_tether(&config, &log, &[]));
+    let started = Instant::now();
+    let status = exit_within(&mut t.0, Duration::from_secs(10));
+    let took = started.elapsed();
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{status:?} after {took:?}:\n{out}"
+    );
+    let named: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(&busy.to_string()))
+        .collect();
+    assert_eq!(
+        named,
+        [format!(
+            "tether: cannot listen on 127.0.0.1:{busy}: Address already in use (os error 98)"
+        )],
+        "one line naming the address and the reason:\n{out}"
+    );
+    assert!(
+        !out.contains("listening on") && !out.contains("admin API on"),
+        "{out}"
+    );
+    assert!(!out.contains("panicked"), "no panic, no backtrace:\n{out}");
+    // Nothing left running: the other address, bound first, is closed again.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", free)).is_err());
+}
+
+#[test]
+fn port_in_use_exits_nonzero_naming_the_address() {
+    start_on_a_busy_address(false);
+}
+
+#[test]
+fn admin_port_in_use_exits_nonzero_naming_the_address() {
+    start_on_a_busy_address(true);
+}
+
+#[test]
+fn daemon_start_on_a_port_in_use_fails_in_the_foreground() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = held.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, pid_file) = (dir.path().join("tether.log"), dir.path().join("tether.pid"));
+    let config = start_config(dir.path(), busy, free_port());
+    let mut foreground = Running(spawn_tether(&config, &log, &["--daemon"]));
+    let status = exit_within(&mut foreground.0, Duration::from_secs(10));
+    if status.is_some_and(|s| s.success()) {
+        // It daemonized (the bug): give the daemon time to write its pid, to stop it below.
+        let until = Instant::now() + Duration::from_secs(2);
+        while !pid_file.exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _daemons = Daemons(read_pid(&pid_file).into_iter().collect());
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}:\n{out}");
+    assert!(
+        out.contains(&format!("tether: cannot listen on 127.0.0.1:{busy}: ")),
+        "{out}"
+    );
+    assert!(!pid_file.exists(), "no daemon was left:\n{out}");
+}
+
+#[test]
+fn listening_on_is_logged_only_once_the_address_is_bound() {
+    let (port, admin_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config = start_config(dir.path(), port, admin_port);
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let log = dir.path().join("tether.log");
+    let old = Tether::start_with(dir, port, &yaml);
+    let admin_line = format!("admin API on http://127.0.0.1:{admin_port}");
+    wait_for("the announcements", Duration::from_secs(20), || {
+        count_in(&log, &admin_line) == 1
+    });
+    let proxy_line = format!("listening on 127.0.0.1:{port}\n");
+    assert_eq!(count_in(&log, &proxy_line), 1, "{}", old.log());
+
+    // An upgrade's new process has nothing bound until the old one hands its sockets over.
+    let new_log = old.dir.path().join("tether-new.log");
+    let _new = Running(spawn_tether(&old.config, &new_log, &["--upgrade"]));
+    let sock = old.dir.path().join("upgrade.sock");
+    wait_for(
+        "the new process's upgrade socket",
+        Duration::from_secs(20),
+        || sock.exists(),
+    );
+    let before = std::fs::read_to_string(&new_log).unwrap();
+    assert!(
+        !before.contains("listening on") && !before.contains("admin API on"),
+        "announced before the sockets arrived:\n{before}"
+    );
+    signal(old.pid(), "QUIT");
+    wait_for(
+        "the new process's announcements",
+        Duration::from_secs(20),
+        || count_in(&new_log, &proxy_line) == 1 && count_in(&new_log, &admin_line) == 1,
+    );
+}
+
+#[test]
+fn upgrade_to_a_busy_new_address_exits_nonzero_naming_it() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = held.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let yaml = format!(
+        "{}pools:\n  - id: web\n    endpoints:\n      - {{ name: a, address: \"127.0.0.1:9\" }}\n\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+        head(dir.path(), port)
+    );
+    let old = Tether::start_with(dir, port, &yaml);
+    let added = format!("  - address: 127.0.0.1:{busy}\ncookie_secret:");
+    std::fs::write(&old.config, yaml.replace("cookie_secret:", &added)).unwrap();
+    let new_log = old.dir.path().join("tether-new.log");
+    let mut new = Running(spawn_tether(&old.config, &new_log, &["--upgrade"]));
+    let sock = old.dir.path().join("upgrade.sock");
+    wait_for(
+        "the new process's upgrade socket",
+        Duration::from_secs(20),
+        || sock.exists(),
+    );
+    signal(old.pid(), "QUIT");
+    let status = exit_within(&mut new.0, Duration::from_secs(10));
+    let out = std::fs::read_to_string(&new_log).unwrap();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}:\n{out}");
+    assert!(
+        out.contains(&format!(
+            "cannot listen on 127.0.0.1:{busy}: Address already in use"
+        )),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&format!("listening on 127.0.0.1:{busy}")),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_listener_lost_at_run_time_ends_the_process() {
+    let (port, admin_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tether.log");
+    let config = start_config(dir.path(), port, admin_port);
+    let mut t = Running(spawn_tether(&config, &log, &[]));
+    wait_for("the announcement", Duration::from_secs(20), || {
+        count_in(&log, "listening on") == 1
+    });
+    // Served, not only bound: the socket is in Pingora's accept loop.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for("the proxy to answer", Duration::from_secs(20), || {
+        raw_status(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == Some(502)
+    });
+    shut_down_listener(t.0.id(), port);
+    let lost = Instant::now();
+    let status = exit_within(&mut t.0, Duration::from_secs(5));
+    let took = lost.elapsed();
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{status:?} after {took:?}:\n{out}"
+    );
+    assert!(
+        out.contains(&format!("listener 127.0.0.1:{port} lost")),
+        "{out}"
+    );
+    // The admin API went with it: nothing runs on half alive.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_err());
 }

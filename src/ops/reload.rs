@@ -111,6 +111,8 @@ impl BackgroundService for SighupReload {
             Ok(s) => s,
             Err(e) => {
                 log::error!("cannot listen for SIGHUP, reload by signal is off: {e}");
+                // Degraded, not dead: a service that returns before shutdown ends the process.
+                let _ = shutdown.changed().await;
                 return;
             }
         };

@@ -1,5 +1,6 @@
 //! Harness pieces for operating tether: signals to a pid the test started, admin API calls,
-//! a bounded request loop, a self-signed certificate, and the graceful-upgrade steps.
+//! a bounded request loop, a self-signed certificate, the graceful-upgrade steps, and a process
+//! watched from outside (its exit, a listening socket taken from it).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::Path;
@@ -202,4 +203,60 @@ pub fn upgrade(old: &mut super::Tether, new_log: &Path) -> Child {
         old.exited()
     });
     new
+}
+
+/// A child process this test started, killed (by its own pid) when dropped, also on a panic.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits up to `within` for `child` to exit: its status, or None if it still runs.
+pub fn exit_within(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Takes descriptor `fd` of process `pid`, a child of this test, into this one (pidfd_getfd(2)).
+pub fn take_fd(pid: u32, fd: i32) -> Option<socket2::Socket> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain system calls; a descriptor they return is new and owned by nobody else.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) as i32;
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
+        let got = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+        libc::close(pidfd);
+        (got >= 0).then(|| socket2::Socket::from_raw_fd(got))
+    }
+}
+
+/// Shuts down, from this process, the socket process `pid` listens on `port` with: a listener
+/// lost under it. Panics if there is none.
+pub fn shut_down_listener(pid: u32, port: u16) {
+    let listener = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter_map(|fd| take_fd(pid, fd))
+        .find(|s| {
+            let local = s.local_addr().ok().and_then(|a| a.as_socket());
+            s.is_listener().unwrap_or(false) && local.map(|a| a.port()) == Some(port)
+        })
+        .expect("a socket listening on the port");
+    listener.shutdown(std::net::Shutdown::Both).unwrap();
 }

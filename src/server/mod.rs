@@ -1,5 +1,10 @@
 //! Building the Pingora server from a config: `server:` mapped onto `ServerConf`, one proxy
-//! service with every listener, and the background services.
+//! service with every listener, and the background services. Listening sockets are bound by
+//! tether itself ([`listen`]) and every service is watched ([`vital`]), so that a start either
+//! listens or says why not, and a process never runs on half alive (SPEC §1).
+
+mod listen;
+mod vital;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +16,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
+use pingora::services::{ServiceHandle, ServiceWithDependents};
 
 use crate::config::ServerSection;
 use crate::health::resolve::Resolver;
@@ -25,6 +31,10 @@ use crate::proxy::hold::Held;
 use crate::proxy::tls_accept::TlsAcceptor;
 use crate::proxy::Adapter;
 use crate::telemetry::log_sink::{self, AccessLogFlush};
+
+pub use listen::BindError;
+use listen::{BoundFirst, Endpoint};
+use vital::Vital;
 
 /// Command-line switches that Pingora itself acts on.
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,14 +85,17 @@ pub fn run(
     let bootstrap = server.bootstrap_as_a_service();
     // Runtime state (state file, the old process's state on an upgrade) is restored after the
     // sockets arrived and before any listener takes a request.
-    let state = server.add_service(background_service(
-        "state store",
-        StateSync::new(
-            live.clone(),
-            mode.upgrade,
-            absolute(base, &snap.config.server.upgrade_sock),
+    let state = add_vital(
+        &mut server,
+        background_service(
+            "state store",
+            StateSync::new(
+                live.clone(),
+                mode.upgrade,
+                absolute(base, &snap.config.server.upgrade_sock),
+            ),
         ),
-    ));
+    );
     state.add_dependency(&bootstrap);
 
     // Inside out: the proxy; what a client may hold on HTTP/2 (streams per connection, each
@@ -97,7 +110,7 @@ pub fn run(
     app.server_options = Some(options);
     let app = Held::new(app, live.clone());
     let mut guarded = Guarded::new(app, live.clone());
-    let mut proxy_addrs = Vec::new();
+    let mut proxy_endpoints = Vec::new();
     for l in &snap.config.listeners {
         let tls = match &l.tls {
             None => None,
@@ -110,54 +123,95 @@ pub fn run(
         };
         let addr: SocketAddr = l.address.parse()?;
         guarded.listen(addr, tls);
-        proxy_addrs.push(l.address.clone());
-        log::info!(
-            "listening on {}{}",
-            l.address,
-            if l.tls.is_some() { " (TLS)" } else { "" }
-        );
+        let tls_note = if l.tls.is_some() { " (TLS)" } else { "" };
+        proxy_endpoints.push(Endpoint::new(
+            &l.address,
+            format!("listening on {}{tls_note}", l.address),
+        ));
     }
     let late = LateCleanup::new(guarded, snap.config.server.grace_period_seconds);
     let mut proxy = Service::new("tether".to_string(), late);
     // TLS listeners too are plain TCP to Pingora: the guard handshakes, counted and timed.
-    for addr in &proxy_addrs {
-        proxy.add_tcp(addr);
+    for l in &snap.config.listeners {
+        proxy.add_tcp(&l.address);
     }
-    let proxy = server.add_service(proxy);
+    let mut admin = snap
+        .config
+        .admin
+        .as_ref()
+        .map(|a| admin_service(&a.address, &live));
+    // A fresh start binds in the foreground, before Pingora daemonizes, so that `--daemon` too
+    // reports a failure on the terminal and exits non-zero. An upgrade cannot: the old process
+    // holds the addresses until it sends them, so its new listeners are bound in the service.
+    if !mode.upgrade {
+        let admin_endpoint = admin.iter_mut().map(|(_, e)| e);
+        for endpoint in proxy_endpoints.iter_mut().chain(admin_endpoint) {
+            endpoint.bind_now()?;
+        }
+        // Only once all are bound: a start that fails announces nothing.
+        let admin_endpoint = admin.iter().map(|(_, e)| e);
+        proxy_endpoints
+            .iter()
+            .chain(admin_endpoint)
+            .for_each(Endpoint::announce);
+    }
+    let proxy = add_vital(&mut server, BoundFirst::new(proxy, proxy_endpoints));
     proxy.add_dependency(&bootstrap);
     proxy.add_dependency(&state);
-    if let Some(admin) = &snap.config.admin {
-        let mut service = pingora::services::listening::Service::new(
-            "tether admin".to_string(),
-            AdminApi { live: live.clone() },
-        );
-        service.threads = Some(1);
-        service.add_tcp(&admin.address);
-        log::info!("admin API on http://{}", admin.address);
-        let admin = server.add_service(service);
+    if let Some((service, endpoint)) = admin {
+        let admin = add_vital(&mut server, BoundFirst::new(service, vec![endpoint]));
         admin.add_dependency(&bootstrap);
         admin.add_dependency(&state);
     }
-    server.add_service(background_service(
-        "health monitors and drains",
-        EndpointWatch { live: live.clone() },
-    ));
-    server.add_service(background_service(
-        "endpoint name lookups",
-        Resolver { live: live.clone() },
-    ));
-    server.add_service(background_service(
-        "reload on SIGHUP",
-        SighupReload { live: live.clone() },
-    ));
-    server.add_service(background_service("access log flush", AccessLogFlush));
-    server.add_service(background_service(
-        "status page history",
-        crate::ops::history::HistorySampler { live: live.clone() },
-    ));
+    add_background(&mut server, &live);
     server.run(RunArgs::default());
     state_sync::write_at_exit(&live);
     // The last access lines of in-flight requests are still in the buffer.
     log_sink::flush()?;
     Ok(())
+}
+
+/// Adds `service` so that its death ends the process ([`vital`]).
+fn add_vital(server: &mut Server, service: impl ServiceWithDependents + 'static) -> ServiceHandle {
+    let phases = server.watch_execution_phase();
+    server.add_service(Vital::new(service, phases))
+}
+
+/// The admin API's service on `address`, and that address to bind.
+fn admin_service(address: &str, live: &Arc<Instance>) -> (Service<AdminApi>, Endpoint) {
+    let mut service = Service::new("tether admin".to_string(), AdminApi { live: live.clone() });
+    service.threads = Some(1);
+    service.add_tcp(address);
+    let endpoint = Endpoint::new(address, format!("admin API on http://{address}"));
+    (service, endpoint)
+}
+
+/// The services that run beside the listeners for the life of the process.
+fn add_background(server: &mut Server, live: &Arc<Instance>) {
+    add_vital(
+        server,
+        background_service(
+            "health monitors and drains",
+            EndpointWatch { live: live.clone() },
+        ),
+    );
+    add_vital(
+        server,
+        background_service("endpoint name lookups", Resolver { live: live.clone() }),
+    );
+    add_vital(
+        server,
+        background_service("reload on SIGHUP", SighupReload { live: live.clone() }),
+    );
+    add_vital(
+        server,
+        background_service("access log flush", AccessLogFlush),
+    );
+    add_vital(
+        server,
+        background_service(
+            "status page history",
+            crate::ops::history::HistorySampler { live: live.clone() },
+        ),
+    );
 }
