@@ -157,7 +157,7 @@ fn self_signed_origin_certificate_with_verify_on_fails_over() {
 fn wrong_name_origin_certificate_fails_over() {
     fails_over(
         Bad::WrongName,
-        "certificate verify failed (InvalidCert, SNI origin.test)",
+        "certificate does not name origin.test (InvalidCert)",
     );
 }
 
