@@ -111,7 +111,11 @@ mod tests {
             ("", "origin.example.test", false),
             (".", "origin.example.test", false),
             ("origin.example.test", "", false),
-            ("xn--bcher-kva.example.test", "XN--BCHER-KVA.example.test", true),
+            (
+                "xn--bcher-kva.example.test",
+                "XN--BCHER-KVA.example.test",
+                true,
+            ),
         ];
         for (pattern, host, want) in cases {
             assert_eq!(dns_matches(pattern, host), want, "{pattern:?} vs {host:?}");
@@ -134,10 +138,9 @@ mod tests {
 
     /// A certificate for `names` (DNS names or addresses) with subject CN `cn`.
     fn cert(names: &[&str], cn: &str) -> pingora::tls::x509::X509 {
-        let mut p = rcgen::CertificateParams::new(
-            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let mut p =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         p.distinguished_name
             .push(rcgen::DnType::CommonName, cn.to_string());
         let pem = p
@@ -155,7 +158,10 @@ mod tests {
             &cert(&["other.example.test"], "origin.example.test"),
             &origin
         ));
-        assert!(names(&cert(&["other.example.test", "*.example.test"], "x"), &origin));
+        assert!(names(
+            &cert(&["other.example.test", "*.example.test"], "x"),
+            &origin
+        ));
     }
 
     #[test]

@@ -127,7 +127,8 @@ fn name_check(reference: Reference) -> HandshakeCompleteHook {
         let named = ssl
             .peer_certificate()
             .is_some_and(|cert| cert_name::names(&cert, &reference));
-        (!named).then(|| Arc::new(NotNamed(reference.clone())) as Arc<dyn std::any::Any + Send + Sync>)
+        (!named)
+            .then(|| Arc::new(NotNamed(reference.clone())) as Arc<dyn std::any::Any + Send + Sync>)
     })
 }
 
