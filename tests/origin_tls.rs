@@ -338,8 +338,9 @@ fn config_test_names_an_unreadable_ca_path_and_unknown_tls_fields() {
     );
 }
 
-/// An upstream serving a leaf for `names` with subject CN `cn` from a fresh CA, and a tether
-/// reaching it over TLS with `sni` (verified against that CA).
+/// An upstream serving a leaf for `names` with subject CN `cn` from a fresh CA (offering h2 by
+/// ALPN: the failover tests cover HTTP/1.1), and a tether reaching it over TLS with `sni`
+/// (verified against that CA).
 fn origin_named(
     dir: &std::path::Path,
     names: &[&str],
@@ -347,7 +348,7 @@ fn origin_named(
     sni: &str,
 ) -> (TlsUpstream, Tether) {
     let ca = Ca::new("tether test CA");
-    let up = TlsUpstream::start("tls-a", &ca.issue(names, cn, false), false);
+    let up = TlsUpstream::start("tls-a", &ca.issue(names, cn, false), true);
     let tls = format!(
         "enabled: true, sni: \"{sni}\", ca_path: {}",
         ca.write(dir, "ca").display()
@@ -356,10 +357,13 @@ fn origin_named(
     (up, t)
 }
 
-/// Asserts that `t` refuses its origin's certificate for not naming `name`: 502, nothing sent.
+/// Asserts that `t` refuses its origin's certificate for not naming `name`: 502, nothing sent,
+/// and a refused connection is never used by a later request.
 fn assert_refused(t: &Tether, up: &TlsUpstream, name: &str) {
-    let r = get_once(t, "/");
-    assert_eq!(r.status, 502, "{r:?}\n{}", t.log());
+    for _ in 0..2 {
+        let r = get_once(t, "/");
+        assert_eq!(r.status, 502, "{r:?}\n{}", t.log());
+    }
     assert!(up.handshakes() >= 1, "the handshake itself succeeded");
     assert!(up.requests().is_empty(), "nothing reached the origin");
     let why = format!("certificate does not name {name} (InvalidCert)");
