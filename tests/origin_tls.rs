@@ -252,16 +252,18 @@ fn https_monitor_uses_the_endpoints_tls_settings() {
     let strict = TlsUpstream::start("strict", &selfsigned, false);
     let loose = TlsUpstream::start("loose", &selfsigned, false);
     let by_ip = TlsUpstream::start("by-ip", &ca.issue(&["127.0.0.2"], "o", false), false);
+    let cn_only = TlsUpstream::start("cn-only", &ca.issue(&[], "origin.test", false), false);
     let ca_tls = format!(
         "enabled: true, sni: origin.test, ca_path: {}",
         ca.write(dir.path(), "ca").display()
     );
     let body = format!(
         "monitors:\n  - {{ id: m, type: https, path: /health, interval: 60 }}\n\
-         pools:\n  - id: web\n    monitor: m\n    endpoints:\n{}{}{}\
+         pools:\n  - id: web\n    monitor: m\n    endpoints:\n{}{}{}{}\
          load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
         tls_endpoint("trusted", trusted.addr, &ca_tls),
         tls_endpoint("strict", strict.addr, &ca_tls),
+        tls_endpoint("cn-only", cn_only.addr, &ca_tls),
         tls_endpoint(
             "loose",
             loose.addr,
@@ -289,6 +291,15 @@ fn https_monitor_uses_the_endpoints_tls_settings() {
             "web/by-ip unhealthy: connect: InvalidCert (TLS connect() failed: certificate does not name 127.0.0.1)",
         )
     });
+    wait_for(
+        "the endpoint named only in its CN to fail its check",
+        LONG,
+        || {
+            t.log().contains(
+            "web/cn-only unhealthy: connect: InvalidCert (TLS connect() failed: certificate does not name origin.test)",
+        )
+        },
+    );
     for name in ["trusted", "loose"] {
         wait_for("the first checks", LONG, || {
             t.log().contains(&format!("web/{name} first check passed"))
@@ -298,7 +309,7 @@ fn https_monitor_uses_the_endpoints_tls_settings() {
     let c = client();
     for _ in 0..10 {
         let r = get(&c, &t.url("/"), None, &[]);
-        assert!(!["strict", "by-ip"].contains(&r.endpoint()));
+        assert!(!["strict", "by-ip", "cn-only"].contains(&r.endpoint()));
         assert_eq!(r.status, 200);
     }
 }
@@ -325,4 +336,168 @@ fn config_test_names_an_unreadable_ca_path_and_unknown_tls_fields() {
         out.contains("pools[0].tls.ca_path: /nonexistent/ca.pem cannot be read"),
         "{out}"
     );
+}
+
+/// An upstream serving a leaf for `names` with subject CN `cn` from a fresh CA (offering h2 by
+/// ALPN: the failover tests cover HTTP/1.1), and a tether reaching it over TLS with `sni`
+/// (verified against that CA).
+fn origin_named(
+    dir: &std::path::Path,
+    names: &[&str],
+    cn: &str,
+    sni: &str,
+) -> (TlsUpstream, Tether) {
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start("tls-a", &ca.issue(names, cn, false), true);
+    let tls = format!(
+        "enabled: true, sni: \"{sni}\", ca_path: {}",
+        ca.write(dir, "ca").display()
+    );
+    let t = Tether::start(&single(&tls_endpoint("a", up.addr, &tls)));
+    (up, t)
+}
+
+/// Asserts that `t` refuses its origin's certificate for not naming `name`: 502, nothing sent,
+/// and a refused connection is never used by a later request.
+fn assert_refused(t: &Tether, up: &TlsUpstream, name: &str) {
+    for _ in 0..2 {
+        let r = get_once(t, "/");
+        assert_eq!(r.status, 502, "{r:?}\n{}", t.log());
+    }
+    assert!(up.handshakes() >= 1, "the handshake itself succeeded");
+    assert!(up.requests().is_empty(), "nothing reached the origin");
+    let why = format!("certificate does not name {name} (InvalidCert)");
+    assert!(t.log().contains(&why), "{}", t.log());
+}
+
+#[test]
+fn cn_only_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "origin.example.test";
+    let (up, t) = origin_named(dir.path(), &[], name, name);
+    assert_refused(&t, &up, name);
+}
+
+#[test]
+fn partial_wildcard_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "origin.example.test";
+    let (up, t) = origin_named(dir.path(), &["o*.example.test"], name, name);
+    assert_refused(&t, &up, name);
+}
+
+#[test]
+fn whole_label_wildcard_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, t) = origin_named(dir.path(), &["*.example.test"], "x", "Origin.Example.Test");
+    let r = get_once(&t, "/");
+    assert_eq!(
+        (r.status, r.endpoint()),
+        (200, "tls-a"),
+        "{r:?}\n{}",
+        t.log()
+    );
+    assert_eq!(up.requests().len(), 1);
+}
+
+#[test]
+fn sni_with_trailing_dot_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, t) = origin_named(
+        dir.path(),
+        &["origin.example.test"],
+        "x",
+        "origin.example.test.",
+    );
+    let r = get_once(&t, "/");
+    assert_eq!(
+        (r.status, r.endpoint()),
+        (200, "tls-a"),
+        "{r:?}\n{}",
+        t.log()
+    );
+    assert_eq!(up.snis(), vec![Some("origin.example.test".to_string())]);
+}
+
+#[test]
+fn ipv6_host_override_gives_a_bare_sni() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        println!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tether test CA");
+    let up = TlsUpstream::start_on("[::1]:0", "tls-6", &ca.issue(&["::1"], "x", false), false);
+    let endpoint = format!(
+        "      - {{ name: a, address: \"{}\", header: {{ Host: [\"[::1]:8443\"] }}, tls: {{ enabled: true, ca_path: {} }} }}\n",
+        up.addr,
+        ca.write(dir.path(), "ca").display()
+    );
+    let t = Tether::start(&single(&endpoint));
+    let r = get_once(&t, "/");
+    assert_eq!(
+        (r.status, r.endpoint()),
+        (200, "tls-6"),
+        "the certificate's IP SAN ::1 names the override's host\n{r:?}\n{}",
+        t.log()
+    );
+    // The host is an address: no SNI at all (RFC 6066), never "::1]:8443".
+    assert_eq!(up.snis(), vec![None]);
+    assert_eq!(up.requests()[0].headers["host"], "[::1]:8443");
+}
+
+#[test]
+fn verify_false_is_shown_in_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (strict, tls) = verified_origin(dir.path(), "strict", false);
+    let loose = TlsUpstream::start("loose", &self_signed_leaf(&["x.test"], "x"), false);
+    let admin_port = free_port();
+    let body = format!(
+        "admin:\n  address: 127.0.0.1:{admin_port}\n{}",
+        single(&format!(
+            "{}{}",
+            tls_endpoint("strict", strict.addr, &tls),
+            tls_endpoint(
+                "loose",
+                loose.addr,
+                "enabled: true, verify: false, sni: x.test"
+            ),
+        ))
+    );
+    let t = Tether::start(&body);
+    let status = admin(admin_port, "GET", "/status", None);
+    assert_eq!(status.status, 200, "{status:?}\n{}", t.log());
+    let json = status.json();
+    let tls_of = |name: &str| {
+        json["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["endpoints"].as_array().unwrap())
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no endpoint {name} in {json}"))["tls"]
+            .clone()
+    };
+    assert_eq!(
+        tls_of("loose"),
+        serde_json::json!({ "enabled": true, "verify": false, "sni": "x.test" })
+    );
+    assert_eq!(
+        tls_of("strict"),
+        serde_json::json!({ "enabled": true, "verify": true, "sni": "origin.test" })
+    );
+    let page = admin(admin_port, "GET", "/", None).body;
+    let row = |name: &str| {
+        let at = page
+            .find(&format!("data-endpoint=\"web/{name}\""))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{page}"));
+        let end = page[at..].find("</tr>").unwrap();
+        page[at..at + end].to_string()
+    };
+    assert!(
+        row("loose").contains("TLS not verified"),
+        "{}",
+        row("loose")
+    );
+    assert!(!row("strict").contains("not verified"), "{}", row("strict"));
 }

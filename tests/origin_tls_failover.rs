@@ -1,7 +1,8 @@
 //! SPEC §3.8 + §3.4: every kind of origin TLS failure — expired, self-signed with verify on,
-//! wrong name, a certificate that does not name the address, a failed handshake — is a connect
-//! failure: `none` answers 502, `temporary` serves elsewhere and keeps the cookie, `sticky`
-//! serves elsewhere and re-pins; the log says why.
+//! wrong name (also only in the CN, or by a partial wildcard), a certificate that does not name
+//! the address, a failed handshake — is a connect failure: `none` answers 502, `temporary`
+//! serves elsewhere and keeps the cookie, `sticky` serves elsewhere and re-pins; the log says
+//! why.
 
 #![allow(clippy::unwrap_used)]
 
@@ -30,6 +31,11 @@ enum Bad {
     /// Reached by IP address (no `sni`), with a certificate signed by the trusted CA that names
     /// another address.
     OtherIp,
+    /// A certificate signed by the trusted CA naming the origin only in its subject CN.
+    CnOnly,
+    /// A certificate signed by the trusted CA whose only name is a partial wildcard
+    /// (`o*.example.test`, for `origin.example.test`).
+    PartialWildcard,
 }
 
 /// Three balancers over one pool {bad, good} — `none.test`, `temporary.test`, `sticky.test`
@@ -43,6 +49,8 @@ fn fails_over(kind: Bad, reason: &str) {
         Bad::WrongName => Some(ca.issue(&["other.test"], "other.test", false)),
         Bad::NoTls => None,
         Bad::OtherIp => Some(ca.issue(&["127.0.0.2", "origin.test"], "origin.test", false)),
+        Bad::CnOnly => Some(ca.issue(&[], "origin.test", false)),
+        Bad::PartialWildcard => Some(ca.issue(&["o*.example.test"], "origin.test", false)),
     };
     let tls_bad = leaf.map(|l| TlsUpstream::start("bad", &l, false));
     let plain_bad = Upstream::start("bad");
@@ -50,6 +58,7 @@ fn fails_over(kind: Bad, reason: &str) {
     let good = Upstream::start("good");
     let sni = match kind {
         Bad::OtherIp => "",
+        Bad::PartialWildcard => "sni: origin.example.test, ",
         _ => "sni: origin.test, ",
     };
     let tls = format!(
@@ -157,7 +166,7 @@ fn self_signed_origin_certificate_with_verify_on_fails_over() {
 fn wrong_name_origin_certificate_fails_over() {
     fails_over(
         Bad::WrongName,
-        "certificate verify failed (InvalidCert, SNI origin.test)",
+        "certificate does not name origin.test (InvalidCert)",
     );
 }
 
@@ -171,5 +180,21 @@ fn origin_by_ip_whose_certificate_names_another_address_fails_over() {
     fails_over(
         Bad::OtherIp,
         "certificate does not name 127.0.0.1 (InvalidCert)",
+    );
+}
+
+#[test]
+fn origin_certificate_naming_it_only_in_its_cn_fails_over() {
+    fails_over(
+        Bad::CnOnly,
+        "certificate does not name origin.test (InvalidCert)",
+    );
+}
+
+#[test]
+fn origin_certificate_with_a_partial_wildcard_fails_over() {
+    fails_over(
+        Bad::PartialWildcard,
+        "certificate does not name origin.example.test (InvalidCert)",
     );
 }

@@ -53,6 +53,8 @@ impl OriginTls {
         let sni = endpoint
             .and_then(|t| t.sni.as_deref())
             .or_else(|| pool.and_then(|t| t.sni.as_deref()))
+            // RFC 6066: the name is sent without its trailing dot; the check ignores it too.
+            .map(|s| s.strip_suffix('.').unwrap_or(s))
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .unwrap_or_else(|| default_sni(host, address));
@@ -69,22 +71,26 @@ impl OriginTls {
     }
 }
 
-/// The Host override without its port, else the host part of `host:port` (brackets removed).
+/// The host of the Host override, else of the address: no port, no brackets around an IPv6
+/// literal, no trailing dot. An IP literal stays as it is: it is checked against the
+/// certificate's IP SANs and never sent as SNI (RFC 6066), for IPv4 and IPv6 alike.
 fn default_sni(host: Option<&str>, address: &str) -> String {
-    let name = match host {
-        Some(h) => h.rsplit_once(':').map_or(h, |(name, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(']') {
-                name
-            } else {
-                h
-            }
-        }),
-        None => address.rsplit_once(':').map_or(address, |(name, _)| name),
+    bare_host(host.unwrap_or(address)).to_string()
+}
+
+/// `[v6]:port`, `[v6]`, `v6`, `name:port` or `name` → the host alone, without a trailing dot.
+fn bare_host(authority: &str) -> &str {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(v6, _)| v6)
+    } else if authority.parse::<std::net::Ipv6Addr>().is_ok() {
+        authority
+    } else {
+        match authority.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => authority,
+        }
     };
-    name.trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_string()
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 /// Reads a PEM file of certificates; the error says why it cannot serve as a CA list.
@@ -106,9 +112,12 @@ pub(super) fn validate(
     e: &mut Vec<ConfigError>,
 ) -> Option<Arc<CaType>> {
     if let Some(sni) = &t.sni {
-        let ok = !sni.is_empty()
-            && sni.len() <= 253
-            && sni
+        // One trailing dot (a fully qualified name) is allowed; an empty label is not.
+        let name = sni.strip_suffix('.').unwrap_or(sni);
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && !name.split('.').any(str::is_empty)
+            && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
         if !ok {
@@ -159,6 +168,42 @@ mod tests {
         assert_eq!(t.sni, "app.internal");
         let t = OriginTls::resolve(None, None, Some("app.internal"), "10.0.0.1:443");
         assert_eq!(t.sni, "app.internal");
+    }
+
+    #[test]
+    fn a_default_sni_is_the_bare_host_of_any_authority_form() {
+        let cases = [
+            // (Host override, address, SNI)
+            (Some("[::1]:8443"), "10.0.0.1:443", "::1"),
+            (Some("[::1]"), "10.0.0.1:443", "::1"),
+            (Some("::1"), "10.0.0.1:443", "::1"),
+            (Some("[2001:db8::7]:443"), "10.0.0.1:443", "2001:db8::7"),
+            (Some("127.0.0.1:8443"), "10.0.0.1:443", "127.0.0.1"),
+            (Some("app.internal.:8443"), "10.0.0.1:443", "app.internal"),
+            (Some("app.internal."), "10.0.0.1:443", "app.internal"),
+            (None, "[2001:db8::7]:443", "2001:db8::7"),
+            (None, "origin.example.:443", "origin.example"),
+            (None, "10.0.0.1:443", "10.0.0.1"),
+        ];
+        for (host, address, want) in cases {
+            let t = OriginTls::resolve(None, None, host, address);
+            assert_eq!(t.sni, want, "{host:?} {address:?}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_sni_may_end_in_a_dot_which_is_dropped() {
+        let endpoint = block(None, Some("origin.example."), None);
+        let t = OriginTls::resolve(Some(&endpoint), None, None, "10.0.0.1:443");
+        assert_eq!(t.sni, "origin.example");
+        let mut errs = Vec::new();
+        validate(&endpoint, "p", &mut errs);
+        assert!(errs.is_empty(), "{errs:?}");
+        for bad in [".", "a..b", ".a", "a.."] {
+            let mut errs = Vec::new();
+            validate(&block(None, Some(bad), None), "p", &mut errs);
+            assert_eq!(errs.len(), 1, "{bad:?} is refused");
+        }
     }
 
     #[test]

@@ -26,6 +26,13 @@ pub struct EndpointView {
     pub drain_remaining: Option<u64>,
     pub inflight: usize,
     pub requests: u64,
+    /// Requests reach the endpoint over TLS.
+    pub tls: bool,
+    /// The origin's certificate is checked; `false` accepts any (shown so nobody has to read
+    /// the file to find an origin that is not authenticated).
+    pub verify: bool,
+    /// The server name sent and checked (an IP literal: none sent, the address checked).
+    pub sni: String,
 }
 
 /// The longest `drain_duration` among the balancers that route to pool `pool`: sessions pinned
@@ -60,6 +67,9 @@ pub fn endpoint_view(snap: &Snapshot, pool: usize, e: &Endpoint, now: u64) -> En
         drain_remaining,
         inflight: e.state.inflight.load(Relaxed),
         requests: e.state.requests.load(Relaxed),
+        tls: e.origin.is_tls(),
+        verify: e.origin.verify(),
+        sni: e.origin.sni().to_string(),
     }
 }
 
@@ -79,6 +89,7 @@ impl EndpointView {
             "drain_remaining_seconds": self.drain_remaining,
             "inflight": self.inflight,
             "requests": self.requests,
+            "tls": { "enabled": self.tls, "verify": self.verify, "sni": self.sni },
         })
     }
 }

@@ -96,6 +96,7 @@ fn endpoint_row(out: &mut String, e: &EndpointView) {
         &format!("{label}: requests/s over the last 5 minutes"),
     );
     let (pool, name) = (esc(&e.pool), esc(&e.name));
+    let tls = tls_marker(e);
     let action = if e.admin_drained {
         format!("<button class=undrain data-action=undrain data-pool=\"{pool}\" data-name=\"{name}\">Undrain</button>")
     } else if e.enabled {
@@ -106,7 +107,7 @@ fn endpoint_row(out: &mut String, e: &EndpointView) {
     };
     let _ = write!(
         out,
-        "<tr data-endpoint=\"{pool}/{name}\"><td>{name}</td><td>{}</td><td>{health}</td>\
+        "<tr data-endpoint=\"{pool}/{name}\"><td>{name}</td><td>{}{tls}</td><td>{health}</td>\
          <td class=state>{state}{how}</td><td class=num>{}</td><td class=num>{}</td>\
          <td class=num>{}</td><td>{chart}<span class=num>{now:.1}</span></td><td>{action}</td></tr>",
         esc(&e.address),
@@ -114,6 +115,21 @@ fn endpoint_row(out: &mut String, e: &EndpointView) {
         e.inflight,
         e.requests,
     );
+}
+
+/// What the address cell says about origin TLS: nothing for plain HTTP, a quiet `TLS` when the
+/// certificate is checked, a warning when it is not (`verify: false` accepts any certificate).
+fn tls_marker(e: &EndpointView) -> String {
+    match (e.tls, e.verify) {
+        (false, _) => String::new(),
+        (true, true) => format!(
+            " <span class=muted title=\"TLS, certificate checked for {}\">TLS</span>",
+            esc(&e.sni)
+        ),
+        (true, false) => " <span class=bad data-tls-unverified \
+             title=\"verify: false: any certificate is accepted\">TLS not verified</span>"
+            .to_string(),
+    }
 }
 
 /// The whole page for `snap` at unix time `now`, with its data.

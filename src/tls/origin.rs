@@ -1,8 +1,11 @@
 //! How tether reaches one endpoint: a Pingora peer built once per config load (address, TLS,
 //! SNI, certificate checks, CA), so that a request only clones it, and so that every request to
 //! the endpoint presents an identical peer and Pingora reuses its pooled connections.
+//!
+//! With `verify: true` OpenSSL checks the chain and tether checks the name itself, after the
+//! handshake (`cert_name` says why): Pingora's own host-name check is turned off.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -11,6 +14,7 @@ use pingora::protocols::{Digest, ALPN};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
+use super::cert_name::{self, Reference};
 use crate::config::OriginTls;
 
 /// How long tether waits for an upstream connect (TCP, and TLS handshake on its own) before
@@ -89,52 +93,54 @@ impl Origin {
         let mut peer = HttpPeer::new(addr, tls, sni);
         peer.options.connection_timeout = Some(timeout);
         if tls {
-            // The name checked is the SNI (never empty here: Pingora skips every check when it is).
             peer.options.verify_cert = self.verify;
-            peer.options.verify_hostname = self.verify;
             peer.options.ca = self.ca.clone();
-            if let (true, Ok(ip)) = (self.verify, self.sni.parse::<IpAddr>()) {
-                // Pingora checks names as DNS names only; an address is checked against the
-                // certificate's IP SANs here, and the verdict read by `name_refused`.
-                peer.options.verify_hostname = false;
-                peer.options.upstream_tls_handshake_complete_hook = Some(ip_check(ip));
+            // Pingora's check (OpenSSL's default flags) would accept the subject CN and partial
+            // wildcards; the name is checked by `name_check` instead, read by `name_refused`.
+            peer.options.verify_hostname = false;
+            if self.verify {
+                peer.options.upstream_tls_handshake_complete_hook =
+                    Some(name_check(Reference::of(&self.sni)));
             }
         }
         peer
     }
+
+    /// Whether the certificate is checked (chain and name); `false` accepts any certificate.
+    pub fn verify(&self) -> bool {
+        self.verify
+    }
+
+    /// The server name sent and checked (an IP literal: none sent, the address checked).
+    pub fn sni(&self) -> &str {
+        &self.sni
+    }
 }
 
-/// A verified certificate that does not name the address the endpoint was reached by.
+/// A certificate OpenSSL verified that does not name the server tether meant to reach.
 #[derive(Debug)]
-struct IpNotNamed(IpAddr);
+struct NotNamed(Reference);
 
-/// Checks, after a verified handshake, that the certificate's IP SANs hold `ip`.
-fn ip_check(ip: IpAddr) -> HandshakeCompleteHook {
+/// Checks, after a verified handshake, that the certificate names `reference`.
+fn name_check(reference: Reference) -> HandshakeCompleteHook {
     Arc::new(move |ssl: &TlsRef| {
         let named = ssl
             .peer_certificate()
-            .and_then(|cert| cert.subject_alt_names())
-            .is_some_and(|names| {
-                names.iter().any(|n| {
-                    n.ipaddress().is_some_and(|b| match ip {
-                        IpAddr::V4(v4) => b == v4.octets(),
-                        IpAddr::V6(v6) => b == v6.octets(),
-                    })
-                })
-            });
-        (!named).then(|| Arc::new(IpNotNamed(ip)) as Arc<dyn std::any::Any + Send + Sync>)
+            .is_some_and(|cert| cert_name::names(&cert, &reference));
+        (!named)
+            .then(|| Arc::new(NotNamed(reference.clone())) as Arc<dyn std::any::Any + Send + Sync>)
     })
 }
 
-/// The certificate-name failure of a connection that was otherwise established (an origin
-/// reached by IP address whose certificate does not name it), as an `InvalidCert` error: a
-/// connect failure for failover, like Pingora's own certificate errors.
+/// The certificate-name failure of a connection that was otherwise established (a verified
+/// certificate that does not name the origin), as an `InvalidCert` error: a connect failure
+/// for failover, like Pingora's own certificate errors.
 pub fn name_refused(digest: Option<&Digest>) -> Option<Box<Error>> {
     let ssl = digest?.ssl_digest.as_ref()?;
-    let IpNotNamed(ip) = ssl.extension.get::<IpNotNamed>()?;
+    let NotNamed(name) = ssl.extension.get::<NotNamed>()?;
     let mut e = Error::explain(
         ErrorType::InvalidCert,
-        format!("TLS connect() failed: certificate does not name {ip}"),
+        format!("TLS connect() failed: certificate does not name {name}"),
     );
     e.as_up();
     Some(e)
@@ -163,7 +169,10 @@ mod tests {
         assert_eq!(a.reuse_hash(), b.reuse_hash());
         assert!(a.is_tls());
         assert_eq!(a.sni(), "origin.example");
-        assert!(a.verify_cert() && a.verify_hostname());
+        assert!(a.verify_cert());
+        // The name is tether's check (`cert_name`), never OpenSSL's default one.
+        assert!(!a.verify_hostname());
+        assert!(a.options.upstream_tls_handshake_complete_hook.is_some());
         assert_eq!(a.options.alpn, ALPN::H2H1);
         assert_eq!(a.options.connection_timeout, Some(CONNECT_TIMEOUT));
     }
@@ -181,6 +190,7 @@ mod tests {
             .peer()
             .unwrap();
         assert!(!loose.verify_cert() && !loose.verify_hostname());
+        assert!(loose.options.upstream_tls_handshake_complete_hook.is_none());
         let strict = Origin::compile(Some(addr), &tls(true, true))
             .peer()
             .unwrap();

@@ -131,6 +131,11 @@ pub struct TlsUpstream {
 impl TlsUpstream {
     /// Serves `leaf` on a free loopback port; offers h2 then http/1.1 by ALPN when `h2`.
     pub fn start(name: &str, leaf: &Leaf, h2: bool) -> TlsUpstream {
+        Self::start_on("127.0.0.1:0", name, leaf, h2)
+    }
+
+    /// As [`TlsUpstream::start`], listening on `bind` (e.g. `[::1]:0`).
+    pub fn start_on(bind: &str, name: &str, leaf: &Leaf, h2: bool) -> TlsUpstream {
         let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
         b.set_certificate(&X509::from_pem(leaf.cert.as_bytes()).unwrap())
             .unwrap();
@@ -153,7 +158,7 @@ impl TlsUpstream {
         });
         let acceptor = Arc::new(b.build());
 
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std_listener = std::net::TcpListener::bind(bind).unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(false);
