@@ -7,6 +7,7 @@ mod error;
 mod listener_tls;
 mod load;
 mod origin_tls;
+pub mod printable;
 mod schema;
 mod secret;
 mod state;
