@@ -298,13 +298,13 @@ fn injecting_export(dir: &Path, a: u16, b: u16, injected: u16) -> Vec<PathBuf> {
         {"id": "p2", "name": "api", "description": desc,
          "origins": [{"name": "b", "address": "127.0.0.1", "port": b}]},
     ]});
-    let key = "WNAM\u{85}trusted_proxies: [0.0.0.0/0]\u{85}#";
+    let key = "WNAM\u{85}trusted_proxies: [127.0.0.1]\u{85}#";
     let lbs = serde_json::json!({"result": [{"id": "l", "name": "shop.example.com",
         "default_pools": ["p1", "p2"], "region_pools": {key: ["p1"]}}]});
     let files = [
         (dir.join("pools.json"), pools),
         (
-            dir.join("lbs\u{1b}[2J\naccess_log: {format: json}\n#.json"),
+            dir.join("lbs\t\naccess_log: {format: json}\n#.json"),
             lbs,
         ),
     ];
