@@ -121,19 +121,21 @@ fn main() -> ExitCode {
 }
 
 /// `tether import cloudflare`: YAML on stdout, what was not imported on stderr, exit 1 on errors.
+/// stderr lines quote the export's text, escaped: a terminal must not obey it.
 fn import_cloudflare(files: &[PathBuf], origin_tls: bool) -> ExitCode {
+    use tether::config::printable::escape;
     let opts = tether::import::Options { origin_tls };
     match tether::import::cloudflare(files, opts) {
         Ok(out) => {
             for note in &out.not_imported {
-                eprintln!("tether import: not imported: {note}");
+                eprintln!("tether import: not imported: {}", escape(note));
             }
             print!("{}", out.yaml);
             ExitCode::SUCCESS
         }
         Err(errs) => {
             for e in &errs {
-                eprintln!("tether import: {e}");
+                eprintln!("tether import: {}", escape(&e.to_string()));
             }
             ExitCode::FAILURE
         }

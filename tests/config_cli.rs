@@ -154,6 +154,45 @@ fn duplicates_are_refused() {
 }
 
 #[test]
+fn names_must_be_printable_and_may_hold_spaces() {
+    // SPEC §3.7: names reach the access log, the status page and errors; YAML's escapes put a
+    // control character, a line separator or a bidi override into each kind of name.
+    let yaml = format!(
+        "{HEAD}monitors:\n  - {{ id: \"m\\x01\", type: tcp }}\n\
+         pools:\n  - id: \"web\\L\"\n    monitor: \"m\\x01\"\n    endpoints:\n      - {{ name: \"a\\e[2J\", address: \"127.0.0.1:9001\" }}\n\
+         load_balancers:\n  - name: \"shop\\u202E\"\n    default_pools: [\"web\\L\"]\n"
+    );
+    let (ok, out) = config_test(&yaml);
+    assert!(!ok, "accepted:\n{yaml}");
+    for e in [
+        "monitors[0].id: \"m\\u{1}\" contains U+0001 (a control character): a name must be printable",
+        "pools[0].id: \"web\\u{2028}\" contains U+2028 (a line break)",
+        "pools[0].endpoints[0].name: \"a\\u{1b}[2J\" contains U+001B",
+        "load_balancers[0].name: \"shop\\u{202e}\" contains U+202E (an invisible character)",
+    ] {
+        assert!(out.contains(e), "expected {e:?} in:\n{out}");
+    }
+    assert_eq!(
+        out.lines().count(),
+        4,
+        "one error per name, nothing else:\n{out}"
+    );
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\u{2028}'),
+        "{out:?}"
+    );
+    // Spaces and other printable text are names.
+    let spaced = POOLS
+        .replace("name: b", "name: b c")
+        .replace("id: web", "id: web pool");
+    let (ok, out) = config_test(&format!(
+        "{HEAD}{spaced}{}",
+        LB.replace("[web]", "[web pool]")
+    ));
+    assert!(ok, "{out}");
+}
+
+#[test]
 fn references_to_missing_pools_and_monitors_are_refused() {
     refused(
         &format!("{HEAD}{POOLS}{LB}    fallback_pool: nope\n"),

@@ -165,6 +165,49 @@ impl Drop for Running {
     }
 }
 
+/// A tether started on an imported config, with its listener, admin port and log.
+struct Started {
+    _tether: Running,
+    port: u16,
+    admin: u16,
+    log: PathBuf,
+}
+
+/// Starts tether on `imported` (import output) in `dir`: loopback listener and admin ports,
+/// server files in `dir`, the cookie secret from the environment as the import asks.
+fn start_imported(dir: &Path, imported: &str) -> Started {
+    let (port, admin) = (free_port(), free_port());
+    let imported = imported
+        .replace("0.0.0.0:8080", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"));
+    let yaml = format!(
+        "server:\n  pid_file: {d}/tether.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n\n{imported}",
+        d = dir.display()
+    );
+    let config = dir.join("tether.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let log = dir.join("tether.log");
+    let tether = Running(
+        Command::new(tether_bin())
+            .env("TETHER_COOKIE_SECRET", SECRET)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("tether to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Started {
+        _tether: tether,
+        port,
+        admin,
+        log,
+    }
+}
+
 #[test]
 fn imported_config_starts_and_pins_a_cookie_session() {
     let web1 = Upstream::start("web-1");
@@ -192,31 +235,11 @@ fn imported_config_starts_and_pins_a_cookie_session() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let (port, admin) = (free_port(), free_port());
-    let imported = text(&out.stdout)
-        .replace("0.0.0.0:8080", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"));
-    let yaml = format!(
-        "server:\n  pid_file: {d}/tether.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n\n{imported}",
-        d = dir.path().display()
+    let tether = start_imported(dir.path(), &text(&out.stdout));
+    let (url, log) = (
+        format!("http://127.0.0.1:{}/cart", tether.port),
+        &tether.log,
     );
-    let config = dir.path().join("tether.yaml");
-    std::fs::write(&config, &yaml).unwrap();
-    let log = dir.path().join("tether.log");
-    let tether = Running(
-        Command::new(tether_bin())
-            .env("TETHER_COOKIE_SECRET", SECRET)
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("http://127.0.0.1:{port}/cart");
-    wait_for("tether to listen", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
 
     let c = client();
     let first = get(&c, &url, Some("shop.example.com"), &[]);
@@ -224,7 +247,7 @@ fn imported_config_starts_and_pins_a_cookie_session() {
         first.status,
         200,
         "{}",
-        std::fs::read_to_string(&log).unwrap()
+        std::fs::read_to_string(log).unwrap()
     );
     let pinned = first.endpoint().to_string();
     assert!(
@@ -245,4 +268,147 @@ fn imported_config_starts_and_pins_a_cookie_session() {
         .to_string();
     assert_eq!(host, "shop.internal");
     drop(tether);
+}
+
+/// tether's `--test` on `yaml`, with the cookie secret the import asks for.
+fn config_test_imported(yaml: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imported.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    Command::new(tether_bin())
+        .env("TETHER_COOKIE_SECRET", SECRET)
+        .arg("--config")
+        .arg(&path)
+        .arg("--test")
+        .output()
+        .unwrap()
+}
+
+/// The security review's injections (SPEC §6), as export files in `dir`: a pool description
+/// whose U+2028 would append `injected-origin` (at `injected`) to the pool before it, a
+/// `region_pools` key whose U+0085 would add a top-level `trusted_proxies`, and a file name
+/// whose control characters would switch the access log to JSON.
+fn injecting_export(dir: &Path, a: u16, b: u16, injected: u16) -> Vec<PathBuf> {
+    const LS: &str = "\u{2028}";
+    let desc = format!(
+        "API{LS}    - name: injected-origin{LS}      address: 127.0.0.1:{injected}{LS}      weight: 1.0{LS}      enabled: true{LS}#"
+    );
+    let pools = serde_json::json!({"result": [
+        {"id": "p1", "name": "web", "origins": [{"name": "a", "address": "127.0.0.1", "port": a}]},
+        {"id": "p2", "name": "api", "description": desc,
+         "origins": [{"name": "b", "address": "127.0.0.1", "port": b}]},
+    ]});
+    let key = "WNAM\u{85}trusted_proxies: [127.0.0.1]\u{85}#";
+    let lbs = serde_json::json!({"result": [{"id": "l", "name": "shop.example.com",
+        "default_pools": ["p1", "p2"], "region_pools": {key: ["p1"]}}]});
+    let files = [
+        (dir.join("pools.json"), pools),
+        (dir.join("lbs\t\naccess_log: {format: json}\n#.json"), lbs),
+    ];
+    for (path, doc) in &files {
+        std::fs::write(path, doc.to_string()).unwrap();
+    }
+    files.into_iter().map(|(p, _)| p).collect()
+}
+
+#[test]
+fn text_in_an_export_never_becomes_configuration_of_a_running_tether() {
+    let (a, b, injected) = (
+        Upstream::start("a"),
+        Upstream::start("b"),
+        Upstream::start("injected"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let files = injecting_export(
+        dir.path(),
+        a.addr.port(),
+        b.addr.port(),
+        injected.addr.port(),
+    );
+    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let out = import(&files, &[]);
+    let (yaml, err) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{err}");
+    // The text is still shown, escaped: no raw line break but `\n`, no control character.
+    let raw = |s: &str| {
+        s.chars()
+            .any(|c| c != '\n' && (c.is_control() || c == '\u{2028}'))
+    };
+    assert!(!raw(&yaml), "{yaml:?}");
+    assert!(!raw(&err), "{err:?}");
+    assert!(yaml.contains("WNAM\\u{0085}trusted_proxies"), "{yaml}");
+    let test = config_test_imported(&yaml);
+    assert!(test.status.success(), "{}\n{yaml}", text(&test.stderr));
+
+    let tether = start_imported(dir.path(), &yaml);
+    let status = common::ops::admin(tether.admin, "GET", "/status", None).json();
+    let endpoints: Vec<(String, Vec<String>)> = status["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let names = p["endpoints"].as_array().unwrap().iter();
+            let names = names.map(|e| e["name"].as_str().unwrap().to_string());
+            (p["id"].as_str().unwrap().to_string(), names.collect())
+        })
+        .collect();
+    let want = [("web", vec!["a"]), ("api", vec!["b"])];
+    let want: Vec<(String, Vec<String>)> = want
+        .iter()
+        .map(|(p, e)| (p.to_string(), e.iter().map(|e| e.to_string()).collect()))
+        .collect();
+    assert_eq!(endpoints, want, "{status}");
+    // No trusted_proxies: a forged X-Forwarded-For does not become the client; and the access
+    // log is still text.
+    let url = format!("http://127.0.0.1:{}/marker-xff", tether.port);
+    let c = client();
+    let xff = [("x-forwarded-for", "203.0.113.7")];
+    let r = get(&c, &url, Some("shop.example.com"), &xff);
+    assert_eq!((r.status, r.endpoint()), (200, "a"));
+    let mut line = String::new();
+    wait_for("the access line", Duration::from_secs(5), || {
+        let log = std::fs::read_to_string(&tether.log).unwrap_or_default();
+        line = log
+            .lines()
+            .find(|l| l.contains("/marker-xff"))
+            .unwrap_or_default()
+            .to_string();
+        !line.is_empty()
+    });
+    let fields = line.split_once("] ").map_or(line.as_str(), |(_, f)| f);
+    assert!(fields.starts_with("127.0.0.1 shop.example.com "), "{line}");
+    assert!(
+        injected.requests().is_empty(),
+        "the injected origin was reached"
+    );
+}
+
+#[test]
+fn a_name_that_is_not_printable_is_refused_by_import_and_by_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let pools = dir.path().join("pools.json");
+    let doc = serde_json::json!([{"id": "p1", "name": "we\u{1b}[2Jb",
+        "origins": [{"name": "a", "address": "192.0.2.1"}]}]);
+    std::fs::write(&pools, doc.to_string()).unwrap();
+    let out = import(&[&pools], &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        err.contains("pools.json: [0].name: \"we\\u{1b}[2Jb\" contains U+001B (a control character): a name must be printable"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+
+    let yaml = "listeners:\n  - address: 127.0.0.1:18080\ncookie_secret: ${TETHER_COOKIE_SECRET}\n\
+        pools:\n  - id: \"we\\e[2Jb\"\n    endpoints:\n      - { name: a, address: \"192.0.2.1:80\" }\n\
+        load_balancers:\n  - name: shop.example.com\n    default_pools: [\"we\\e[2Jb\"]\n";
+    let test = config_test_imported(yaml);
+    let err = text(&test.stderr);
+    assert!(!test.status.success(), "{err}");
+    assert!(
+        err.contains("pools[0].id: \"we\\u{1b}[2Jb\" contains U+001B (a control character)"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "{err:?}");
 }

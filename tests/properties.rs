@@ -1,17 +1,21 @@
-//! Property tests of the pure core: the cookie token, cookie-header parsing, rendezvous hashing
-//! and the header session key. No sockets.
+//! Property tests of the pure core: the cookie token, cookie-header parsing, rendezvous hashing,
+//! the header session key, and the importer's output read back. No sockets.
 
 #![allow(clippy::unwrap_used)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use std::collections::HashSet;
+
 use proptest::prelude::*;
+use serde_json::{json, Value};
 
 use tether::affinity::cookies::{cflb_values, has_cflb, push_without_cflb};
 use tether::affinity::header_key::session_bytes;
 use tether::affinity::rendezvous::{pick, HashKey};
 use tether::affinity::token::{CookieKeys, TokenError};
 use tether::affinity::EndpointId;
+use tether::config::printable::is_unprintable;
 use tether::config::SessionHeader;
 use tether::proxy::forwarded::{client_from, parse_hop, upstream_value};
 
@@ -204,6 +208,276 @@ proptest! {
         for (i, w) in weights.iter().enumerate() {
             let share = counts[i] as f64 / n as f64;
             prop_assert!((share - w / total).abs() < 0.03, "endpoint {} share {} expected {}", i, share, w / total);
+        }
+    }
+}
+
+/// Text an export may carry in any string: words, YAML syntax, every line break YAML knows,
+/// control characters, invisible characters, and lines that would be configuration if a comment
+/// or a scalar ended early.
+fn export_text() -> impl Strategy<Value = String> {
+    let syntax = proptest::sample::select(vec![
+        "\n",
+        "\r",
+        "\r\n",
+        "\u{85}",
+        "\u{2028}",
+        "\u{2029}",
+        "\t",
+        "\0",
+        "\u{1b}[2J",
+        "\u{7f}",
+        "\u{9b}",
+        "\u{feff}",
+        "\u{202e}",
+        "#",
+        ": ",
+        "- ",
+        "'",
+        "\"",
+        "\\",
+        "{",
+        "}",
+        "[",
+        "]",
+        "&a",
+        "*a",
+        "!!str",
+        "|",
+        ">",
+        "%",
+        "@",
+        "`",
+        "---",
+        "...",
+        "? ",
+        " ",
+        "  ",
+    ]);
+    let lines = proptest::sample::select(vec![
+        "trusted_proxies: [0.0.0.0/0]",
+        "    - name: injected-origin",
+        "      address: 127.0.0.1:9",
+        "  - id: injected-pool",
+        "admin: {address: 0.0.0.0:9901}",
+        "      tls: {enabled: true, verify: false}",
+    ]);
+    let piece = prop_oneof![
+        "[a-zA-Z0-9 ]{0,8}",
+        syntax.prop_map(String::from),
+        lines.prop_map(String::from),
+        any::<char>().prop_map(String::from),
+    ];
+    let mixed = proptest::collection::vec(piece, 0..8).prop_map(|v| v.concat());
+    // Only words and the breaks serde_yaml writes raw: literal scalars, where a break the writer
+    // does not see as one would end the scalar early.
+    let breaks = proptest::collection::vec(
+        (
+            "[a-z:# -]{0,10}",
+            proptest::sample::select(vec!["\n", "\u{2028}", "\u{2029}"]),
+        ),
+        1..6,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .map(|(w, b)| format!("{w}{b}"))
+            .collect::<String>()
+            + "x: y"
+    });
+    prop_oneof![2 => mixed, 1 => breaks]
+}
+
+/// Export text with only printable characters: what a name may be.
+fn name_text() -> impl Strategy<Value = String> {
+    export_text().prop_map(|s| s.chars().filter(|&c| !is_unprintable(c)).collect())
+}
+
+/// A file name: anything Linux allows (no `/`, no NUL), after a prefix that keeps it distinct.
+fn file_text() -> impl Strategy<Value = String> {
+    export_text().prop_map(|s| {
+        let s: String = s.chars().filter(|&c| c != '/' && c != '\0').collect();
+        s.chars().take(60).collect()
+    })
+}
+
+/// One generated export: a monitor, pools with origins, one balancer, in three files.
+#[derive(Debug, Clone)]
+struct Export {
+    files: [String; 3],
+    text: [String; 8],
+    pools: Vec<(String, Vec<String>)>,
+    balancer: String,
+    /// An unprintable character put inside one name (an index over every name).
+    poison: Option<(proptest::sample::Index, char)>,
+}
+
+fn export() -> impl Strategy<Value = Export> {
+    let pools = proptest::collection::vec(
+        (name_text(), proptest::collection::vec(name_text(), 1..3)),
+        1..4,
+    );
+    let poison = proptest::option::weighted(
+        0.25,
+        (
+            any::<proptest::sample::Index>(),
+            proptest::sample::select(vec![
+                '\0', '\n', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}', '\u{2028}', '\u{feff}',
+                '\u{202e}',
+            ]),
+        ),
+    );
+    let files = [file_text(), file_text(), file_text()];
+    let text = proptest::array::uniform8(export_text());
+    (files, text, pools, name_text(), poison).prop_map(|(files, text, pools, balancer, poison)| {
+        Export {
+            files,
+            text,
+            pools,
+            balancer,
+            poison,
+        }
+    })
+}
+
+impl Export {
+    /// Every name, mutably, in the order `poison` counts them.
+    fn names_mut(&mut self) -> Vec<&mut String> {
+        let mut names = Vec::new();
+        for (pool, origins) in &mut self.pools {
+            names.push(pool);
+            names.extend(origins.iter_mut());
+        }
+        names.push(&mut self.balancer);
+        names
+    }
+
+    /// The three JSON files, with every free text field set from `text`.
+    fn json(&self) -> [Value; 3] {
+        let t = &self.text;
+        let monitor = json!({"result": [{"id": "m1", "type": "http", "description": t[0], "path": t[1],
+            "expected_body": t[2], "header": {"Host": [t[3]]}, "probe_zone": t[4]}]});
+        let pools: Vec<Value> = self.pools.iter().enumerate().map(|(i, (name, origins))| {
+            let origins: Vec<Value> = origins.iter().enumerate().map(|(j, o)| json!({
+                "name": o, "address": format!("192.0.2.{j}"), "port": 8080, "header": {"Host": [t[3]]},
+            })).collect();
+            json!({"id": format!("p{i}"), "name": name, "description": t[5], "monitor": "m1",
+                "check_regions": [t[6]], "origins": origins})
+        }).collect();
+        let mut lb = json!({"id": "lb1", "name": self.balancer, "description": t[7],
+            "default_pools": (0..self.pools.len()).map(|i| format!("p{i}")).collect::<Vec<_>>(),
+            "region_pools": {t[6].clone(): ["p0"]}, "rules": [{"name": t[5]}]});
+        lb[format!("x-{}", t[4])] = json!(t[7]);
+        [monitor, json!({"result": pools}), json!({"result": [lb]})]
+    }
+
+    /// What the import must say, from the input alone: the config, or the JSON paths of the
+    /// names it must refuse.
+    fn expected(&self, monitor_id: &str) -> Result<serde_yaml::Value, Vec<String>> {
+        let mut refused = Vec::new();
+        let bad = |s: &str| s.trim().is_empty() || s.chars().any(is_unprintable);
+        let mut taken = HashSet::new();
+        let mut pools = Vec::new();
+        for (i, (name, origins)) in self.pools.iter().enumerate() {
+            if bad(name) {
+                refused.push(format!("result[{i}].name"));
+                continue;
+            }
+            let mut names = HashSet::new();
+            let endpoints: Vec<Value> = origins
+                .iter()
+                .enumerate()
+                .map(|(j, o)| {
+                    let address = format!("192.0.2.{j}");
+                    let name = if o.trim().is_empty() {
+                        address.clone()
+                    } else {
+                        o.trim().to_string()
+                    };
+                    if bad(&name) {
+                        refused.push(format!("result[{i}].origins[{j}].name"));
+                    }
+                    json!({"name": unique(&name, &mut names), "address": format!("{address}:8080"),
+                    "weight": 1.0, "enabled": true, "header": {"Host": [self.text[3]]}})
+                })
+                .collect();
+            pools.push(json!({"id": unique(name.trim(), &mut taken), "monitor": monitor_id,
+                "minimum_origins": 1, "origin_steering": {"policy": "random"}, "endpoints": endpoints}));
+        }
+        if bad(&self.balancer) {
+            refused.push("result[0].name".to_string());
+        }
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        let ids: Vec<&Value> = pools.iter().map(|p| &p["id"]).collect();
+        let t = &self.text;
+        let mut monitor = json!({"id": monitor_id, "type": "http", "port": 0, "header": {"Host": [t[3]]},
+            "interval": 60, "timeout": 5, "consecutive_up": 1, "consecutive_down": 1});
+        for (field, v) in [("path", &t[1]), ("expected_body", &t[2])] {
+            if !v.is_empty() {
+                monitor[field] = json!(v);
+            }
+        }
+        let doc = json!({
+            "listeners": [{"address": "0.0.0.0:8080"}],
+            "admin": {"address": "127.0.0.1:9901"},
+            "cookie_secret": "${TETHER_COOKIE_SECRET}",
+            "monitors": [monitor],
+            "pools": pools,
+            "load_balancers": [{"name": self.balancer.trim(), "default_pools": ids,
+                "fallback_pool": ids.last(), "steering_policy": "off", "session_affinity": "none",
+                "session_affinity_attributes": {"samesite": "Auto", "secure": "Auto", "drain_duration": 0,
+                    "zero_downtime_failover": "none"},
+                "adaptive_routing": {"failover_across_pools": false}}],
+        });
+        Ok(serde_yaml::to_value(doc).unwrap())
+    }
+}
+
+/// The importer's renaming of a second use of a name: `x`, `x-2`, `x-3` …
+fn unique(base: &str, taken: &mut HashSet<String>) -> String {
+    let mut name = base.to_string();
+    let mut n = 2;
+    while !taken.insert(name.clone()) {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// SPEC §6: whatever text an export holds — in descriptions, names, keys, notes, values or
+    /// file names — the YAML the importer prints parses back to exactly the configuration the
+    /// export maps to: nothing added at any level, no comment read as a key. A name that is not
+    /// printable is refused, naming its JSON path.
+    #[test]
+    fn imported_yaml_reads_back_as_exactly_the_mapped_config(mut input in export()) {
+        if let Some((at, c)) = input.poison {
+            let mut names = input.names_mut();
+            let name = names.remove(at.index(names.len()));
+            *name = format!("a{c}b{name}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<std::path::PathBuf> = input.json().iter().zip(&input.files).enumerate().map(|(i, (doc, name))| {
+            let path = dir.path().join(format!("{i}{name}"));
+            std::fs::write(&path, doc.to_string()).unwrap();
+            path
+        }).collect();
+        let out = tether::import::cloudflare(&files, tether::import::Options::default());
+        match (out, input.expected("?")) {
+            (Ok(out), Ok(_)) => {
+                let read: serde_yaml::Value = serde_yaml::from_str(&out.yaml).unwrap();
+                let monitor_id = read["monitors"][0]["id"].as_str().unwrap().to_string();
+                prop_assert!(monitor_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{}", monitor_id);
+                prop_assert_eq!(read, input.expected(&monitor_id).unwrap(), "{}", out.yaml);
+            }
+            (Err(errs), Err(refused)) => {
+                let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+                prop_assert_eq!(paths, refused, "{:?}", errs);
+            }
+            (out, expected) => prop_assert!(false, "import gave {:?}, expected {:?}", out.map(|o| o.yaml), expected),
         }
     }
 }

@@ -46,7 +46,8 @@ impl ConfigError {
     ) -> Self {
         ConfigError::Invalid {
             path: path.into(),
-            value: value.to_string(),
+            // Shown on stderr and in the reload log: a value must not end or forge a line there.
+            value: super::printable::escape(&value.to_string()).into_owned(),
             reason: reason.into(),
         }
     }

@@ -8,6 +8,7 @@ mod listener_tls;
 mod load;
 mod origin_tls;
 mod own_addrs;
+pub mod printable;
 mod schema;
 mod secret;
 mod state;

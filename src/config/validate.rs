@@ -10,6 +10,7 @@ use super::error::ConfigError;
 use super::listener_tls::{self, CertKey};
 use super::origin_tls::{self, OriginTls};
 use super::own_addrs::OwnAddrs;
+use super::printable;
 use super::schema::*;
 use super::typed::{session_ttl, MonitorSpec, TypedBalancer, TypedEndpoint, TypedPool, Validated};
 use super::values::{ExpectedCodes, SessionHeader};
@@ -138,7 +139,8 @@ fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
         .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
-/// Checks that `ids` are non-empty and distinct; returns a map id → index of the first use.
+/// Checks that `ids` are names (non-empty, printable: [`printable::name_problem`]) and distinct;
+/// returns a map id → index of the first use.
 fn unique<'a>(
     ids: impl Iterator<Item = &'a str>,
     list: &str,
@@ -151,7 +153,13 @@ fn unique<'a>(
         let path = format!("{list}[{i}].{field}");
         if id.is_empty() {
             e.push(ConfigError::schema(path, "must not be empty"));
-        } else if let Some(first) = seen.get(id) {
+            continue;
+        }
+        // Still counted below: a reference to it is not also reported as unknown.
+        if let Some(reason) = printable::name_problem(id) {
+            e.push(ConfigError::invalid(&path, format!("{id:?}"), reason));
+        }
+        if let Some(first) = seen.get(id) {
             let first = format!("{list}[{first}].{field}");
             e.push(ConfigError::Duplicate {
                 path,

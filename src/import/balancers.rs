@@ -6,7 +6,7 @@ use super::pools::PoolIds;
 use super::read::{Export, Located, Origin};
 use super::yaml::{AdaptiveRouting, Attributes, Balancer, Commented, Imported};
 use super::ImportError;
-use crate::config::{session_ttl, Affinity, SessionHeader};
+use crate::config::{printable, session_ttl, Affinity, SessionHeader};
 
 /// Maps every load balancer that is enabled.
 pub fn balancers(
@@ -60,6 +60,9 @@ fn balancer(
     notes: &mut Vec<String>,
     errs: &mut Vec<ImportError>,
 ) -> Balancer {
+    if let Some(reason) = printable::name_problem(lb.name.trim()) {
+        errs.push(at.error("name", format!("{:?} {reason}", lb.name)));
+    }
     if lb.default_pools.is_empty() {
         errs.push(at.error("default_pools", "is empty"));
     }

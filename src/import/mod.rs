@@ -2,10 +2,11 @@
 //! tether configuration out, and everything tether does not do reported rather than dropped.
 //!
 //! `read` parses the JSON (envelope or bare, any order), `cloudflare` holds the API's types,
-//! `pools` and `balancers` map them field by field, `yaml` writes the result.
+//! `pools`, `origins` and `balancers` map them field by field, `yaml` writes the result.
 
 mod balancers;
 mod cloudflare;
+mod origins;
 mod pools;
 mod read;
 mod yaml;

@@ -2,13 +2,13 @@
 //! `name`, a monitor's `description`), and the maps returned let balancers rewrite references.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::Ipv6Addr;
 
-use super::cloudflare::{unknown_fields, CfMonitor, CfOrigin, CfPool};
+use super::cloudflare::{unknown_fields, CfMonitor, CfPool};
+use super::origins;
 use super::read::{Export, Located};
 use super::yaml::{Commented, Endpoint, Imported, Monitor, OriginSteering, Pool, PoolTls};
 use super::{unique_name, ImportError, Options};
-use crate::config::ExpectedCodes;
+use crate::config::{printable, ExpectedCodes};
 
 /// Cloudflare monitor id → (tether monitor id, `allow_insecure`); `None` for a monitor tether
 /// cannot run.
@@ -25,7 +25,10 @@ pub fn monitors(export: &Export, out: &mut Imported, errs: &mut Vec<ImportError>
             continue; // the same monitor exported twice (several files)
         }
         let desc = m.description.as_deref().unwrap_or("").trim();
-        let base = slug(desc).unwrap_or_else(|| format!("monitor-{}", short(&m.id)));
+        // Made from text, so always a name: never the id's own characters.
+        let base = slug(desc)
+            .or_else(|| slug(&format!("monitor-{}", short(&m.id))))
+            .unwrap_or_else(|| "monitor".into());
         let kind = m.kind.as_deref().unwrap_or("http");
         let what = format!("monitor {base:?} ({at})");
         let kind = match kind {
@@ -137,18 +140,21 @@ pub fn pools(
         if ids.contains_key(&p.id) {
             continue;
         }
-        let name = unique_name(p.name.trim(), &mut taken);
+        let base = p.name.trim();
+        if let Some(reason) = printable::name_problem(base) {
+            errs.push(at.error("name", format!("{:?} {reason}", p.name)));
+            // Known, so a balancer naming it is not also told the pool is missing.
+            ids.insert(p.id.clone(), base.to_string());
+            continue;
+        }
+        let name = unique_name(base, &mut taken);
         let what = format!("pool {name:?} ({at})");
         let mut notes = Vec::new();
-        if name != p.name {
+        if name != base {
             notes.push(format!(
                 "renamed from {:?}: another pool has that name",
                 p.name
             ));
-        }
-        if name.is_empty() {
-            errs.push(at.error("name", "is empty"));
-            continue;
         }
         ids.insert(p.id.clone(), name.clone());
         let mut insecure_monitor = false;
@@ -180,12 +186,17 @@ pub fn pools(
             errs.push(at.error("origins", "is empty: a pool needs at least one origin"));
             continue;
         }
+        if !origins::names_ok(p, at, errs) {
+            continue;
+        }
         let mut endpoint_names = HashSet::new();
         let endpoints: Vec<Endpoint> = p
             .origins
             .iter()
             .enumerate()
-            .map(|(i, o)| endpoint(o, i, opts, disabled_pool, &mut endpoint_names, &mut notes))
+            .map(|(i, o)| {
+                origins::endpoint(o, i, opts, disabled_pool, &mut endpoint_names, &mut notes)
+            })
             .collect();
         let min = p.minimum_origins.unwrap_or(1);
         let min_ok = min.clamp(1, endpoints.len() as u64);
@@ -294,81 +305,6 @@ fn pool_notes(p: &CfPool, notes: &mut Vec<String>) {
     }
     for field in unknown_fields(&p.other) {
         notes.push(format!("field {field:?} is not known to this importer"));
-    }
-}
-
-/// One origin as an endpoint: `address` + `port` joined, Host header kept.
-fn endpoint(
-    o: &CfOrigin,
-    i: usize,
-    opts: Options,
-    disabled_pool: bool,
-    names: &mut HashSet<String>,
-    notes: &mut Vec<String>,
-) -> Endpoint {
-    let base = o
-        .name
-        .clone()
-        .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(|| o.address.clone());
-    let name = unique_name(base.trim(), names);
-    let at = format!("origins[{i}] {name:?}");
-    let port = match o.port.unwrap_or(0) {
-        0 if opts.origin_tls => 443,
-        0 => 80,
-        p => p,
-    };
-    let host = o.address.trim();
-    let address = match host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<Ipv6Addr>()
-    {
-        Ok(v6) => format!("[{v6}]:{port}"),
-        Err(_) => format!("{host}:{port}"),
-    };
-    let mut header = BTreeMap::new();
-    for (k, v) in o.header.iter().flatten() {
-        if k.eq_ignore_ascii_case("host") {
-            if let Some(first) = v.first() {
-                header.insert("Host".to_string(), vec![first.clone()]);
-            }
-            if v.len() > 1 {
-                notes.push(format!(
-                    "{at}: header Host has {} values: only the first is used",
-                    v.len()
-                ));
-            }
-        } else {
-            notes.push(format!(
-                "{at}: header {k:?} is not supported (only Host may be overridden)"
-            ));
-        }
-    }
-    if o.virtual_network_id
-        .as_deref()
-        .is_some_and(|v| !v.is_empty())
-    {
-        notes.push(format!("{at}: virtual_network_id (Cloudflare Tunnel) is not supported: reached directly at {address}"));
-    }
-    for field in unknown_fields(&o.other) {
-        notes.push(format!(
-            "{at}: field {field:?} is not known to this importer"
-        ));
-    }
-    let weight = o.weight.unwrap_or(1.0);
-    let weight_ok = weight.clamp(0.0, 1.0);
-    if weight_ok != weight {
-        notes.push(format!(
-            "{at}: weight {weight} is outside 0..1: written as {weight_ok}"
-        ));
-    }
-    Endpoint {
-        name,
-        address,
-        weight: weight_ok,
-        enabled: o.enabled.unwrap_or(true) && !disabled_pool,
-        header,
     }
 }
 

@@ -379,3 +379,5 @@ fn two_balancers_for_one_hostname_keep_the_first_and_report_the_second() {
         out.not_imported
     );
 }
+
+mod untrusted;

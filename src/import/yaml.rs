@@ -1,10 +1,16 @@
 //! The tether config the importer writes: serde types in the order of SPEC §2, serialized by
 //! `serde_yaml`, with the report of what was not imported as comments at the top.
+//!
+//! Everything here comes from a file someone else wrote (SPEC §6): its text may end up in a
+//! comment or a value, never in the configuration's structure. Hence one function for comments,
+//! scalars quoted by serde_yaml alone, and a check that the text reads back as what was meant.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
+
+use crate::config::printable;
 
 /// A monitor as tether reads it (SPEC §2 `monitors`).
 #[derive(Debug, Clone, Serialize)]
@@ -126,15 +132,71 @@ pub struct Imported {
     pub balancers: Vec<Commented<Balancer>>,
 }
 
-/// Writes `imported` as a tether YAML file.
-pub fn write(imported: &Imported) -> Result<String, serde_yaml::Error> {
+/// Where the imported config listens and serves its admin API: defaults to adjust (README).
+const LISTENER: &str = "0.0.0.0:8080";
+const ADMIN: &str = "127.0.0.1:9901";
+/// The cookie key is never in an export; the operator sets this variable.
+const COOKIE_SECRET: &str = "${TETHER_COOKIE_SECRET}";
+
+/// Why no YAML was written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml::Error),
+    /// The text would configure something other than what was imported: a bug here, refused
+    /// rather than printed.
+    #[error("the YAML does not read back as the configuration imported (an importer bug)")]
+    NotRoundTrip,
+}
+
+/// The configuration the YAML text stands for, as data: what the text must parse back to.
+#[derive(Serialize)]
+struct Document<'a> {
+    listeners: [Address; 1],
+    admin: Address,
+    cookie_secret: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    monitors: Vec<&'a Monitor>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pools: Vec<&'a Pool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    load_balancers: Vec<&'a Balancer>,
+}
+
+#[derive(Serialize)]
+struct Address {
+    address: &'static str,
+}
+
+impl<'a> Document<'a> {
+    fn of(imported: &'a Imported) -> Self {
+        fn items<T>(list: &[Commented<T>]) -> Vec<&T> {
+            list.iter().map(|c| &c.item).collect()
+        }
+        Document {
+            listeners: [Address { address: LISTENER }],
+            admin: Address { address: ADMIN },
+            cookie_secret: COOKIE_SECRET,
+            monitors: items(&imported.monitors),
+            pools: items(&imported.pools),
+            load_balancers: items(&imported.balancers),
+        }
+    }
+}
+
+/// Writes `imported` as a tether YAML file. Text from the export appears only in comments, each
+/// written by [`comment`], and in values serde_yaml quotes; the text is parsed back before it is
+/// returned and must equal the configuration imported, so no description, name, key or file name
+/// can add to it, whatever characters it holds.
+pub fn write(imported: &Imported) -> Result<String, WriteError> {
     let mut out = String::new();
     out.push_str("# tether configuration imported from Cloudflare Load Balancing by\n");
-    out.push_str("# `tether import cloudflare`");
-    for s in &imported.sources {
-        let _ = write!(out, " {s}");
-    }
-    out.push_str("\n# Check it with `tether --config FILE --test`; set TETHER_COOKIE_SECRET before starting.\n#\n");
+    comment(
+        &mut out,
+        "",
+        &format!("`tether import cloudflare` {}", imported.sources.join(" ")),
+    );
+    out.push_str("# Check it with `tether --config FILE --test`; set TETHER_COOKIE_SECRET before starting.\n#\n");
     if imported.not_imported.is_empty() {
         out.push_str("# Everything in the input was imported.\n");
     } else {
@@ -142,20 +204,26 @@ pub fn write(imported: &Imported) -> Result<String, serde_yaml::Error> {
             "# NOT IMPORTED (tether has no equivalent, or the value was changed to fit):\n",
         );
         for note in &imported.not_imported {
-            let _ = writeln!(out, "#   - {}", one_line(note));
+            comment(&mut out, "", &format!("  - {note}"));
         }
     }
-    out.push_str(
+    let _ = write!(
+        out,
         "\n# Where tether listens: Cloudflare's edge did this for you; adjust to your host.\n\
-         listeners:\n  - address: 0.0.0.0:8080\n\n\
+         listeners:\n  - address: {LISTENER}\n\n\
          # Status page, drain buttons, metrics (loopback only).\n\
-         admin:\n  address: 127.0.0.1:9901\n\n\
+         admin:\n  address: {ADMIN}\n\n\
          # The key that signs the __cflb cookie; the same on every instance.\n\
-         cookie_secret: ${TETHER_COOKIE_SECRET}\n",
+         cookie_secret: {COOKIE_SECRET}\n",
     );
     section(&mut out, "monitors", &imported.monitors)?;
     section(&mut out, "pools", &imported.pools)?;
     section(&mut out, "load_balancers", &imported.balancers)?;
+    let meant = serde_yaml::to_value(Document::of(imported))?;
+    let read: serde_yaml::Value = serde_yaml::from_str(&out)?;
+    if read != meant {
+        return Err(WriteError::NotRoundTrip);
+    }
     Ok(out)
 }
 
@@ -170,17 +238,34 @@ fn section<T: Serialize>(
     let _ = write!(out, "\n{key}:\n");
     for item in items {
         for c in &item.comments {
-            let _ = writeln!(out, "  # {}", one_line(c));
+            comment(out, "  ", c);
         }
         let yaml = serde_yaml::to_string(&[&item.item])?;
-        for line in yaml.lines() {
-            let _ = writeln!(out, "  {line}");
-        }
+        push_indented(out, &yaml, "  ");
     }
     Ok(())
 }
 
-/// A comment must stay on one line whatever the input held.
-fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+/// One comment line holding `text`, whatever it holds: every control character and every line
+/// break YAML knows (`\n`, `\r`, U+0085, U+2028, U+2029) is escaped, so nothing after it can be
+/// read as YAML. The only way imported text enters a comment.
+fn comment(out: &mut String, indent: &str, text: &str) {
+    let _ = writeln!(out, "{indent}# {}", printable::escape(text));
+}
+
+/// Appends `yaml` with `indent` before each of its lines, where a line ends at any break YAML
+/// knows. serde_yaml writes U+2028 and U+2029 raw inside quoted and literal scalars, followed by
+/// its own indentation; indenting only after `\n` would leave the rest of such a scalar less
+/// indented than the scalar, and a literal scalar would end there, its rest read as keys.
+fn push_indented(out: &mut String, yaml: &str, indent: &str) {
+    let mut line_start = true;
+    let mut chars = yaml.chars().peekable();
+    while let Some(c) = chars.next() {
+        if line_start {
+            out.push_str(indent);
+        }
+        out.push(c);
+        let crlf = c == '\r' && chars.peek() == Some(&'\n');
+        line_start = matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}') && !crlf;
+    }
 }
