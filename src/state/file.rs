@@ -123,7 +123,11 @@ mod tests {
     }
 
     fn mode(path: &Path) -> u32 {
-        std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
     }
 
     #[test]
@@ -153,8 +157,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         std::fs::write(temp_path(&path), b"half a file from a crash").unwrap();
-        std::fs::set_permissions(temp_path(&path), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(temp_path(&path), std::fs::Permissions::from_mode(0o644)).unwrap();
         write(&path, &image(3)).unwrap();
         assert_eq!(mode(&path), 0o600);
         assert_eq!(read(&path).unwrap(), Some(image(3)));

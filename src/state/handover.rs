@@ -261,7 +261,10 @@ load_balancers:
     fn fullest_image(snap: &Snapshot) -> StateImage {
         let store = snap.balancers[0].sessions.as_ref().unwrap();
         for i in 0..snap.balancers[0].affinity.max_sessions {
-            store.pin(u128::MAX - u128::from(i), crate::affinity::EndpointId(u64::MAX));
+            store.pin(
+                u128::MAX - u128::from(i),
+                crate::affinity::EndpointId(u64::MAX),
+            );
         }
         let mut image = StateImage::capture(snap, u64::MAX, true);
         for e in &mut image.endpoints {
