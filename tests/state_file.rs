@@ -208,3 +208,36 @@ fn corrupt_or_unreadable_state_file_is_logged_and_ignored() {
         t.log().contains("state file: cannot read")
     });
 }
+
+#[test]
+fn state_file_is_0600_and_a_symlink_at_the_temp_path_is_not_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let a = Upstream::start("a");
+    let state = tempfile::tempdir().unwrap();
+    let file = state.path().join("state.json");
+    // A file tether must never write: root-owned, as /etc/passwd would be.
+    let victim = state.path().join("victim");
+    std::fs::write(&victim, b"not tether's").unwrap();
+    std::os::unix::fs::symlink(&victim, state.path().join("state.json.tmp")).unwrap();
+    let admin_port = free_port();
+    let t = Tether::start(&body(&file, admin_port, &[&a]));
+    post(admin_port, "/pools/web/endpoints/a/drain");
+    wait_for(
+        "the drain on disk within a second",
+        Duration::from_secs(2),
+        || file_says_drained(&file, "a"),
+    );
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"not tether's",
+        "{}",
+        t.log()
+    );
+    let meta = std::fs::symlink_metadata(&file).unwrap();
+    assert!(meta.is_file(), "the state file is a file of its own");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(
+        std::fs::symlink_metadata(state.path().join("state.json.tmp")).is_err(),
+        "the planted link is gone"
+    );
+}

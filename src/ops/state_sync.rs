@@ -2,7 +2,7 @@
 //! must be. The proxy and admin services depend on this one, so they start only after the
 //! state file and (with `--upgrade`) the old process's state have been applied.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
+use tokio::net::UnixStream;
 
 use crate::balancer::Snapshot;
 use crate::clock::unix_now;
@@ -59,7 +60,8 @@ impl StateSync {
             }
         }
         if self.upgrade {
-            match handover::fetch(socket).await {
+            let max = handover::image_bound(&self.live.snapshot());
+            match handover::fetch(socket, max).await {
                 Ok(image) => {
                     let a = self.live.operate(|snap| image.apply(snap));
                     log::info!(
@@ -98,6 +100,22 @@ fn write_file(live: &Instance, snap: &Snapshot) {
 /// tasks at once when the grace period is 0, so the write in the service may not have run.
 pub fn write_at_exit(live: &Instance) {
     write_file(live, &live.snapshot());
+}
+
+/// Serves `image` on one connection from a process of this uid; only once the new process
+/// confirmed it took the state over does this one stop writing the state file.
+async fn hand_over(live: Arc<Instance>, stream: UnixStream, image: StateImage, socket: PathBuf) {
+    match handover::serve_one(stream, &image, &socket).await {
+        Ok(()) => {
+            live.state.handed_over();
+            log::info!(
+                "handed state to the new process: {} endpoints, {} header sessions",
+                image.endpoints.len(),
+                image.sessions.iter().map(|s| s.pins.len()).sum::<usize>()
+            );
+        }
+        Err(e) => log::warn!("{e}"),
+    }
 }
 
 /// Each endpoint's admin flag and drain start: what must reach the state file within a second.
@@ -144,18 +162,14 @@ impl BackgroundService for StateSync {
             tokio::select! {
                 accepted = async { listener.as_ref()?.accept().await.ok() }, if listener.is_some() => {
                     let Some((stream, _)) = accepted else { continue };
-                    let image = StateImage::capture(&self.live.snapshot(), unix_now(), true);
-                    match handover::serve_one(stream, &image).await {
-                        Ok(()) => {
-                            self.live.state.handed_over();
-                            log::info!(
-                                "handed state to the new process: {} endpoints, {} header sessions",
-                                image.endpoints.len(),
-                                image.sessions.iter().map(|s| s.pins.len()).sum::<usize>()
-                            );
-                        }
-                        Err(e) => log::warn!("handing state over: {e}"),
+                    if let Err(e) = handover::check_peer(&stream, &socket) {
+                        log::warn!("hand-over connection refused, nothing sent: {e}");
+                        continue;
                     }
+                    let image = StateImage::capture(&self.live.snapshot(), unix_now(), true);
+                    // Its own task: a peer slow to read or confirm holds up neither drain writes
+                    // nor the next connection.
+                    tokio::spawn(hand_over(self.live.clone(), stream, image, socket.clone()));
                 }
                 _ = tick.tick() => {
                     let snap = self.live.snapshot();

@@ -93,7 +93,8 @@ impl StateStore {
         self.redis.as_ref()
     }
 
-    /// Records that a successor took this process's state over (it owns the state file now).
+    /// Records that a successor confirmed it took this process's state over (it owns the state
+    /// file now).
     pub fn handed_over(&self) {
         self.handed_over.store(true, Relaxed);
     }
