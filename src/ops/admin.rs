@@ -102,7 +102,10 @@ impl AdminApi {
                 metrics::CONTENT_TYPE,
                 (metrics_page(&snap) + &crate::state::metrics::render()).into_bytes(),
             ),
-            (&Method::POST, &["pools", pool, "endpoints", name, action @ ("drain" | "undrain")]) => {
+            (
+                &Method::POST,
+                &["pools", pool, "endpoints", name, action @ ("drain" | "undrain")],
+            ) => {
                 let drain = action == "drain";
                 match self
                     .live
@@ -216,8 +219,7 @@ impl AdminApi {
                 // page without data that asks for the token and loads the rest with it.
                 // The page's own script marks its requests: those get the 401 that makes
                 // it ask for the token.
-                let from_script =
-                    header(http::HeaderName::from_static(status_page::SCRIPT_HEADER));
+                let from_script = header(http::HeaderName::from_static(status_page::SCRIPT_HEADER));
                 if req.method == Method::GET && req.uri.path() == "/" && from_script.is_none() {
                     return Some(respond(
                         StatusCode::OK,

@@ -18,7 +18,10 @@ pub type Segments<'a> = SmallVec<[Cow<'a, str>; 5]>;
 /// segment has a malformed escape, decodes to bytes that are not UTF-8, or decodes to a `/`.
 /// A segment without `%` is borrowed, not copied.
 pub fn segments(path: &str) -> Option<Segments<'_>> {
-    path.trim_start_matches('/').split('/').map(decode).collect()
+    path.trim_start_matches('/')
+        .split('/')
+        .map(decode)
+        .collect()
 }
 
 /// One segment, percent-decoded (RFC 3986 §2.1: `%` and two hex digits, either case).

@@ -268,7 +268,11 @@ mod tests {
             policy.contains(&format!("style-src '{style}';")),
             "{policy}"
         );
-        for directive in ["default-src 'none'", "connect-src 'self'", "frame-ancestors 'none'"] {
+        for directive in [
+            "default-src 'none'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
             assert!(policy.contains(directive), "{policy}");
         }
         assert!(!policy.contains("unsafe"), "{policy}");
