@@ -318,3 +318,177 @@ fn metrics_count_requests_tether_answers_itself() {
         "{m}"
     );
 }
+
+/// The three headers SPEC §4 puts on every admin answer; `html` asks for the status page's
+/// policy (its own script and style by hash), else the strict one.
+fn assert_secured(r: &AdminResp, what: &str, html: bool) {
+    let h = |name: &str| {
+        r.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{what}: no {name}: {:?}", r.headers))
+            .to_string()
+    };
+    assert_eq!(h("x-frame-options"), "DENY", "{what}");
+    assert_eq!(h("x-content-type-options"), "nosniff", "{what}");
+    let csp = h("content-security-policy");
+    if html {
+        for directive in [
+            "default-src 'none'",
+            "script-src 'sha256-",
+            "style-src 'sha256-",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{what}: {directive} in {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{what}: {csp}");
+    } else {
+        assert_eq!(csp, "default-src 'none'; frame-ancestors 'none'", "{what}");
+    }
+}
+
+#[test]
+fn every_admin_answer_carries_csp_frame_denial_and_nosniff() {
+    let ups = [Upstream::start("a"), Upstream::start("b")];
+    let (_t, port) = start(&[&ups[0], &ups[1]], "", "");
+    let page = admin(port, "GET", "/", None);
+    assert_eq!(page.status, 200);
+    assert_secured(&page, "GET /", true);
+    // Nothing on the page needs an inline style attribute, which the policy would block.
+    assert!(!page.body.contains("style="), "{}", page.body);
+    for (method, path, status) in [
+        ("GET", "/status", 200),
+        ("GET", "/metrics", 200),
+        ("POST", "/pools/web/endpoints/b/drain", 200),
+        ("POST", "/pools/web/endpoints/nope/drain", 404),
+        ("GET", "/nope", 404),
+        ("GET", "/reload", 405),
+    ] {
+        let r = admin(port, method, path, None);
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        assert_secured(&r, &format!("{method} {path}"), false);
+    }
+    // A refused cross-site request is an answer too.
+    let r = client()
+        .post(format!("http://127.0.0.1:{port}/reload"))
+        .header("origin", "https://evil.example")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let refused = AdminResp {
+        status: 403,
+        content_type: String::new(),
+        headers: r.headers().clone(),
+        body: String::new(),
+    };
+    assert_secured(&refused, "403 cross-site", false);
+
+    // With a token: the 401 and the locked page.
+    let (_t2, port2) = start(&[&ups[0]], "  token: a-token-for-the-header-test\n", "");
+    let r = admin(port2, "GET", "/status", None);
+    assert_eq!(r.status, 401);
+    assert_secured(&r, "401", false);
+    let locked = admin(port2, "GET", "/", None);
+    assert!(locked.body.contains("needs its token"), "{}", locked.body);
+    assert_secured(&locked, "locked page", true);
+    assert_eq!(
+        locked.headers.get("content-security-policy"),
+        page.headers.get("content-security-policy"),
+        "one script, one style, one policy"
+    );
+}
+
+#[test]
+fn endpoint_names_needing_percent_encoding_drain_and_an_encoded_slash_is_404() {
+    let (a, bc) = (Upstream::start("a"), Upstream::start("b c"));
+    let admin_port = free_port();
+    let _t = Tether::start(&format!(
+        "admin:\n  address: 127.0.0.1:{admin_port}\n\
+         pools:\n  - id: web\n    endpoints:\n\
+         \x20     - {{ name: a, address: \"{}\" }}\n\
+         \x20     - {{ name: \"b c\", address: \"{}\" }}\n\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+        a.addr, bc.addr
+    ));
+    wait_for("the admin listener", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let r = admin(admin_port, "POST", "/pools/web/endpoints/b%20c/drain", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["name"], "b c", "{}", r.body);
+    let s = admin(admin_port, "GET", "/status", None).json();
+    assert_eq!(endpoint_json(&s, "b c")["admin_drained"], true);
+    // Any escape decodes, in any case.
+    let r = admin(
+        admin_port,
+        "POST",
+        "/p%6Fols/web/endpoints/b%20c/undrain",
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = admin(admin_port, "GET", "/status", None).json();
+    assert_eq!(endpoint_json(&s, "b c")["admin_drained"], false);
+    // A decoded `/` never splits or joins segments; a broken escape names nothing.
+    for path in [
+        "/pools/web/endpoints/b%2Fc/drain",
+        "/pools/web%2Fendpoints/a/drain",
+        "/pools/web/endpoints/b%2/drain",
+        "/pools/web/endpoints/b%FF/drain",
+    ] {
+        let r = admin(admin_port, "POST", path, None);
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+    }
+}
+
+#[test]
+fn admin_off_loopback_without_a_token_does_not_start_or_reload() {
+    let a = Upstream::start("a");
+    let body = |admin: &str| {
+        format!(
+            "admin:\n{admin}pools:\n  - id: web\n    endpoints:\n{}\
+             load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
+            endpoints(&[&a])
+        )
+    };
+    // Start: refused before anything is bound, naming the missing key.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, config) = (dir.path().join("tether.log"), dir.path().join("t.yaml"));
+    let port = free_port();
+    // TEST-NET-1: not an address of this host, so even a tether that took it would bind nothing.
+    let yaml = head(dir.path(), port) + &body("  address: 192.0.2.1:9901\n");
+    std::fs::write(&config, yaml).unwrap();
+    let mut child = spawn_tether(&config, &log, &[]);
+    let status = exit_within(&mut child, Duration::from_secs(10));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}:\n{out}");
+    assert!(out.contains("admin.token: is required"), "{out}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+
+    // Reload: a file that moves the admin listener off loopback without a token is refused
+    // (the move itself would wait for an upgrade; the token's removal would not).
+    let admin_port = free_port();
+    const TOKEN: &str = "the-token-of-the-reload-test";
+    let t = Tether::start(&body(&format!(
+        "  address: 127.0.0.1:{admin_port}\n  token: {TOKEN}\n"
+    )));
+    wait_for("the admin listener", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let good = std::fs::read_to_string(&t.config).unwrap();
+    let bad = good.replace(
+        &format!("127.0.0.1:{admin_port}\n  token: {TOKEN}\n"),
+        &format!("0.0.0.0:{admin_port}\n"),
+    );
+    assert_ne!(good, bad);
+    std::fs::write(&t.config, bad).unwrap();
+    let r = admin(admin_port, "POST", "/reload", Some(TOKEN));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("admin.token: is required"), "{}", r.body);
+    // The old config, token included, is kept.
+    assert_eq!(admin(admin_port, "GET", "/status", None).status, 401);
+}

@@ -231,6 +231,36 @@ fn addresses_that_do_not_parse_are_refused() {
 }
 
 #[test]
+fn admin_off_loopback_without_a_token_is_refused_at_test() {
+    let admin = |a: &str| format!("{HEAD}{POOLS}{LB}admin:\n{a}");
+    for address in [
+        "0.0.0.0:9901",
+        "192.0.2.10:9901",
+        "[::]:9901",
+        "[2001:db8::1]:9901",
+    ] {
+        refused(
+            &admin(&format!("  address: \"{address}\"\n")),
+            &["admin.token: is required: admin.address", address],
+        );
+        let (ok, out) = config_test(&admin(&format!(
+            "  address: \"{address}\"\n  token: \"a token for the test\"\n"
+        )));
+        assert!(ok, "{address} with a token:\n{out}");
+    }
+    // Loopback needs no token: all of 127.0.0.0/8, ::1, and ::1's IPv4-mapped form of 127.x.
+    for address in [
+        "127.0.0.1:9901",
+        "127.3.4.5:9901",
+        "[::1]:9901",
+        "[::ffff:127.0.0.1]:9901",
+    ] {
+        let (ok, out) = config_test(&admin(&format!("  address: \"{address}\"\n")));
+        assert!(ok, "{address}:\n{out}");
+    }
+}
+
+#[test]
 fn loop_endpoint_refused_at_test() {
     // An endpoint on the listener itself.
     refused(

@@ -1,6 +1,7 @@
 //! SPEC §3.7 and §4, request by request, over raw sockets: header values handled as bytes,
-//! every `X-Forwarded-For` line counted, client bytes escaped in the access log, secrets never
-//! echoed, and a token-less admin listener that a page on another site cannot drive.
+//! every `X-Forwarded-For` line counted, what a client says about itself (`Forwarded`,
+//! `X-Real-IP`, ...) passed only from a trusted proxy, client bytes escaped in the access log,
+//! secrets never echoed, and a token-less admin listener that a page on another site cannot drive.
 
 #![allow(clippy::unwrap_used)]
 
@@ -542,6 +543,99 @@ fn x_forwarded_for_hops_with_ports_and_later_lines_name_the_client() {
         let line = access_line(&t, &format!(" \"GET {path}\" "));
         assert!(line.starts_with(&format!("{client} ")), "{path}: {line}");
     }
+}
+
+/// Every value of `name` the upstream saw on the request to `path`.
+fn seen_values(up: &Upstream, path: &str, name: &str) -> Vec<String> {
+    let seen = up.requests();
+    let req = seen.iter().find(|s| s.path == path).unwrap();
+    req.headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+/// What a client might claim about itself: address, original host, port.
+const CLAIMS: [(&str, &str); 5] = [
+    (
+        "forwarded",
+        "for=198.51.100.66;host=bank.example;proto=https",
+    ),
+    ("x-real-ip", "198.51.100.66"),
+    ("X-Real-IP", "10.0.0.1"),
+    ("x-forwarded-host", "bank.example"),
+    ("x-forwarded-port", "443"),
+];
+
+#[test]
+fn client_claims_about_itself_are_dropped_from_an_untrusted_peer_and_x_real_ip_set() {
+    let up = Upstream::start("a");
+    let t = start(&[&up], "trusted_proxies: [\"127.0.0.2\"]\n");
+    let mut headers = CLAIMS.to_vec();
+    headers.push(("x-forwarded-for", "198.51.100.66"));
+    let r = get(
+        &client(),
+        &t.url("/untrusted"),
+        Some("shop.example"),
+        &headers,
+    );
+    assert_eq!(r.status, 200);
+    for name in ["forwarded", "x-forwarded-host", "x-forwarded-port"] {
+        assert_eq!(
+            seen_values(&up, "/untrusted", name),
+            Vec::<String>::new(),
+            "{name} from an untrusted peer reached the upstream"
+        );
+    }
+    // The peer's address, not the one it claimed in X-Real-IP or X-Forwarded-For.
+    assert_eq!(seen_values(&up, "/untrusted", "x-real-ip"), ["127.0.0.1"]);
+    // Set even when the client sent none.
+    get(&client(), &t.url("/plain"), Some("shop.example"), &[]);
+    assert_eq!(seen_values(&up, "/plain", "x-real-ip"), ["127.0.0.1"]);
+}
+
+#[test]
+fn a_trusted_proxys_forwarded_headers_pass_and_x_real_ip_is_the_client_it_names() {
+    let up = Upstream::start("a");
+    let t = start(&[&up], "trusted_proxies: [\"127.0.0.2\"]\n");
+    let proxy = client_from("127.0.0.2".parse().unwrap());
+    let forwarded = [
+        ("forwarded", "for=203.0.113.7;host=shop.example;proto=https"),
+        ("x-forwarded-host", "shop.example"),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-for", "203.0.113.7"),
+    ];
+    let mut headers = forwarded.to_vec();
+    headers.push(("x-real-ip", "203.0.113.7"));
+    let r = get(&proxy, &t.url("/trusted"), Some("shop.example"), &headers);
+    assert_eq!(r.status, 200);
+    for (name, value) in &forwarded[..3] {
+        assert_eq!(seen_values(&up, "/trusted", name), [*value], "{name}");
+    }
+    assert_eq!(seen_values(&up, "/trusted", "x-real-ip"), ["203.0.113.7"]);
+    // X-Real-IP is always the client tether routes by: the right-most untrusted hop of
+    // X-Forwarded-For, whatever X-Real-IP the proxy sent; without a chain, the proxy itself.
+    let mut disagreeing = forwarded.to_vec();
+    disagreeing.push(("x-real-ip", "198.51.100.99"));
+    get(
+        &proxy,
+        &t.url("/disagree"),
+        Some("shop.example"),
+        &disagreeing,
+    );
+    assert_eq!(seen_values(&up, "/disagree", "x-real-ip"), ["203.0.113.7"]);
+    assert_eq!(
+        seen_values(&up, "/disagree", "x-forwarded-host"),
+        ["shop.example"]
+    );
+    get(
+        &proxy,
+        &t.url("/no-chain"),
+        Some("shop.example"),
+        &[("x-real-ip", "198.51.100.99")],
+    );
+    assert_eq!(seen_values(&up, "/no-chain", "x-real-ip"), ["127.0.0.2"]);
 }
 
 #[test]

@@ -22,16 +22,7 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
     server(&config.server, e);
     let listener_certs = listeners(&config.listeners, e);
     if let Some(admin) = &config.admin {
-        if let Err(reason) = admin.address.parse::<SocketAddr>() {
-            e.push(ConfigError::invalid(
-                "admin.address",
-                &admin.address,
-                format!("is not an ip:port address ({reason})"),
-            ));
-        }
-        if admin.token.as_ref().is_some_and(Secret::is_empty) {
-            e.push(ConfigError::schema("admin.token", "is empty"));
-        }
+        admin_section(admin, e);
     }
     limits(&config.limits, e);
     super::state::validate_state(&config.state, e);
@@ -226,6 +217,31 @@ fn listeners(list: &[Listener], e: &mut Vec<ConfigError>) -> Vec<Option<Vec<Cert
         .enumerate()
         .map(|(i, l)| l.tls.as_ref().and_then(|tls| listener_tls::load(tls, i, e)))
         .collect()
+}
+
+/// The admin listener's address, and its token: required off loopback (SPEC §4), where anyone
+/// who can reach the port could otherwise drain every endpoint and reload.
+fn admin_section(admin: &Admin, e: &mut Vec<ConfigError>) {
+    match admin.address.parse::<SocketAddr>() {
+        Err(reason) => e.push(ConfigError::invalid(
+            "admin.address",
+            &admin.address,
+            format!("is not an ip:port address ({reason})"),
+        )),
+        Ok(addr) if !addr.ip().to_canonical().is_loopback() && admin.token.is_none() => {
+            e.push(ConfigError::schema(
+                "admin.token",
+                format!(
+                    "is required: admin.address {addr} is not loopback (127.0.0.0/8 or ::1), \
+                     so anyone who can reach it could drain endpoints and reload"
+                ),
+            ));
+        }
+        Ok(_) => {}
+    }
+    if admin.token.as_ref().is_some_and(Secret::is_empty) {
+        e.push(ConfigError::schema("admin.token", "is empty"));
+    }
 }
 
 fn limits(l: &Limits, e: &mut Vec<ConfigError>) {

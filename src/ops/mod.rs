@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod admin_auth;
+mod admin_path;
 pub mod graceful;
 pub mod history;
 pub mod html;

@@ -8,6 +8,11 @@
 //! first gets [`locked`], a page without any data that asks for the token and loads the rest.
 
 use std::fmt::Write;
+use std::sync::LazyLock;
+
+use base64::Engine as _;
+use http::HeaderValue;
+use sha2::{Digest, Sha256};
 
 use crate::balancer::Snapshot;
 
@@ -33,6 +38,50 @@ button:disabled{opacity:.5}.key{display:inline-block;width:.8em;height:.25em;mar
 
 const SCRIPT: &str = include_str!("status_page.js");
 
+/// The page's whole style sheet: [`STYLE`] and a class per outcome colour (`.k0`…), so that no
+/// element needs a `style` attribute, which a CSP could allow only for every inline style.
+static STYLE_TEXT: LazyLock<String> = LazyLock::new(|| {
+    let mut css = STYLE.to_string();
+    for (i, colour) in OUTCOME_COLOURS.iter().enumerate() {
+        let _ = write!(css, ".k{i}{{background:{colour}}}");
+    }
+    css
+});
+
+/// The page's script with its refresh period filled in: the exact text its CSP hash covers.
+static SCRIPT_TEXT: LazyLock<String> =
+    LazyLock::new(|| SCRIPT.replace("REFRESH_MS", &(REFRESH_SECONDS * 1000).to_string()));
+
+/// The `Content-Security-Policy` of both pages ([`render`] and [`locked`]): nothing loads or
+/// runs but the page's own script and style sheet, named by their SHA-256 (so an injected
+/// `<script>` or `style` attribute would not apply), fetches go only to the admin listener
+/// itself, and no other site may frame the page (clickjacking of the drain buttons).
+static POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
+    let policy = format!(
+        "default-src 'none'; script-src '{}'; style-src '{}'; connect-src 'self'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        sha256_source(&SCRIPT_TEXT),
+        sha256_source(&STYLE_TEXT),
+    );
+    // Base64 and ASCII only, so this cannot fail; the strict policy would still be safe.
+    HeaderValue::from_str(&policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"))
+});
+
+/// The CSP hash source (`sha256-<base64>`) of an inline element's exact text.
+fn sha256_source(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    format!(
+        "sha256-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The `Content-Security-Policy` value for the status page and the locked page.
+pub fn content_security_policy() -> HeaderValue {
+    POLICY.clone()
+}
+
 /// The header the page's script sends on its own requests (so that, with a token set, its
 /// `GET /` gets a 401 rather than [`locked`] again). Lower case, as `HeaderName` wants it.
 pub const SCRIPT_HEADER: &str = "x-tether-page";
@@ -44,12 +93,12 @@ const RATE_COLOUR: &str = "#1f77b4";
 
 /// The page around `main`: head, style, and the script.
 fn page(main: &str) -> String {
-    let script = SCRIPT.replace("REFRESH_MS", &(REFRESH_SECONDS * 1000).to_string());
+    let (style, script) = (STYLE_TEXT.as_str(), SCRIPT_TEXT.as_str());
     format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8>\
          <noscript><meta http-equiv=refresh content={REFRESH_SECONDS}></noscript>\
          <meta name=viewport content=\"width=device-width,initial-scale=1\">\
-         <title>tether status</title><style>{STYLE}</style></head><body>\
+         <title>tether status</title><style>{style}</style></head><body>\
          <h1>tether</h1><p class=muted>Refreshes every {REFRESH_SECONDS} s. \
          Machine-readable: <a href=/status>/status</a>, <a href=/metrics>/metrics</a>. \
          <span id=msg></span></p>{main}<script>{script}</script></body></html>\n"
@@ -155,11 +204,8 @@ pub fn render(snap: &Snapshot, now: u64) -> String {
             .collect();
         let title = format!("{}: affinity outcomes/s over the last 5 minutes", b.name);
         let mut legend = String::new();
-        for ((name, _), colour) in OUTCOME_GROUPS.iter().zip(OUTCOME_COLOURS) {
-            let _ = write!(
-                legend,
-                "<span class=key style=\"background:{colour}\"></span>{name}"
-            );
+        for (i, (name, _)) in OUTCOME_GROUPS.iter().enumerate() {
+            let _ = write!(legend, "<span class=\"key k{i}\"></span>{name}");
         }
         let _ = write!(
             out,
@@ -198,7 +244,41 @@ pub fn render(snap: &Snapshot, now: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{esc, locked};
+    use super::{content_security_policy, esc, locked, sha256_source};
+
+    /// The text between `open` and the next `</`, as the browser hashes it.
+    fn inline<'a>(html: &'a str, open: &str) -> &'a str {
+        let start = html.find(open).map(|i| i + open.len()).unwrap_or(0);
+        let len = html[start..].find("</").unwrap_or(0);
+        &html[start..start + len]
+    }
+
+    #[test]
+    fn policy_names_the_exact_inline_script_and_style_and_nothing_else_inline() {
+        let html = locked();
+        let policy = content_security_policy();
+        let policy = policy.to_str().unwrap_or("");
+        let script = sha256_source(inline(&html, "<script>"));
+        let style = sha256_source(inline(&html, "<style>"));
+        assert!(
+            policy.contains(&format!("script-src '{script}';")),
+            "{policy}"
+        );
+        assert!(
+            policy.contains(&format!("style-src '{style}';")),
+            "{policy}"
+        );
+        for directive in [
+            "default-src 'none'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(policy.contains(directive), "{policy}");
+        }
+        assert!(!policy.contains("unsafe"), "{policy}");
+        assert_eq!(html.matches("<script").count(), 1);
+        assert!(!html.contains("style="), "{html}");
+    }
 
     #[test]
     fn escapes_markup() {

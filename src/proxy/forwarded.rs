@@ -1,8 +1,32 @@
-//! `X-Forwarded-For` (SPEC §3.7): every line of it counts, for the client address as for the
-//! value sent upstream, and it is read as bytes, since a client may put anything in it.
+//! Headers that tell an upstream who the client is (SPEC §3.7). `X-Forwarded-For`: every line
+//! of it counts, for the client address as for the value sent upstream, and it is read as bytes,
+//! since a client may put anything in it. The others ([`CLIENT_CLAIMS`]) are believed only from
+//! `trusted_proxies`: from anyone else they are a client's claim about itself, and applications
+//! commonly trust `X-Real-IP` for rate limits, allow-lists and audit logs.
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
+
+/// Request headers by which a client could lie about its address, host, port or scheme to the
+/// upstream; removed from what an untrusted peer sends. `X-Forwarded-For` is not among them: it
+/// is kept and extended (the upstream sees the whole chain and where tether got it from), and
+/// `X-Forwarded-Proto` is always set by tether.
+pub const CLIENT_CLAIMS: [&str; 4] = [
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-port",
+];
+
+/// The `X-Real-IP` value for `client` (the address after `trusted_proxies`), in one buffer sized
+/// for the longest address text.
+pub fn real_ip_value(client: IpAddr) -> Vec<u8> {
+    // "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255" is the longest an address prints.
+    let mut out = Vec::with_capacity(45);
+    // Writing an address into a Vec cannot fail.
+    let _ = write!(out, "{client}");
+    out
+}
 
 /// One hop of the chain: an address, `ip:port` or `[v6]:port` (some proxies add the port);
 /// `None` when it is none of these.
@@ -99,6 +123,20 @@ mod tests {
         );
         assert_eq!(walk(&[b"[2001:db8::1]:80"]), ip("2001:db8::1"));
         assert_eq!(walk(&[]), None);
+    }
+
+    #[test]
+    fn real_ip_is_the_address_text_in_one_buffer() {
+        for a in [
+            "192.0.2.1",
+            "2001:db8::7",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.254",
+        ] {
+            let v = real_ip_value(a.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])));
+            assert_eq!(String::from_utf8_lossy(&v), a);
+            assert!(v.len() <= 45, "{a}");
+        }
     }
 
     #[test]

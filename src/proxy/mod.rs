@@ -339,6 +339,14 @@ impl ProxyHttp for Adapter {
             "x-forwarded-proto",
             if facts.tls { "https" } else { "http" },
         )?;
+        if !snap.is_trusted_proxy(facts.peer) {
+            for name in forwarded::CLIENT_CLAIMS {
+                upstream.remove_header(name);
+            }
+        }
+        // Replaces every line, a trusted proxy's too: the upstream sees the one client address
+        // tether routed and logged by (SPEC §3.7).
+        upstream.insert_header("x-real-ip", forwarded::real_ip_value(facts.client))?;
         Ok(())
     }
 

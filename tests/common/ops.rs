@@ -49,6 +49,7 @@ pub fn count_in(path: &Path, needle: &str) -> usize {
 pub struct AdminResp {
     pub status: u16,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
     pub body: String,
 }
 
@@ -80,6 +81,7 @@ pub fn admin(port: u16, method: &str, path: &str, token: Option<&str>) -> AdminR
     AdminResp {
         status,
         content_type,
+        headers: resp.headers().clone(),
         body: resp.text().unwrap(),
     }
 }
