@@ -76,8 +76,8 @@ fn stalled_h2_bodies_are_reset_and_their_upstreams_closed() {
     );
     let released = opened.elapsed();
     assert!(
-        released >= Duration::from_millis(1500),
-        "released after {released:?}, before the 2 s body timeout"
+        (Duration::from_millis(1500)..=Duration::from_secs(3)).contains(&released),
+        "released after {released:?}: the body timeout is 2 s, and release is due within 1 s of it"
     );
     for &id in &streams {
         let reset = h2.wait_frame(Duration::from_secs(2), |f| {
