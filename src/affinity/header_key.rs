@@ -209,8 +209,20 @@ mod tests {
     #[test]
     fn cookie_entries() {
         let named = entries(&["cookie:sid"]);
-        let a = session_key(&ids(), &named, &HeaderMap::new(), &[b"theme=dark; sid=42"], false);
-        let b = session_key(&ids(), &named, &HeaderMap::new(), &[b"sid=42; theme=light"], false);
+        let a = session_key(
+            &ids(),
+            &named,
+            &HeaderMap::new(),
+            &[b"theme=dark; sid=42"],
+            false,
+        );
+        let b = session_key(
+            &ids(),
+            &named,
+            &HeaderMap::new(),
+            &[b"sid=42; theme=light"],
+            false,
+        );
         let c = session_key(&ids(), &named, &HeaderMap::new(), &[b"sid=43"], false);
         assert!(a.is_some());
         assert_eq!(a, b, "only the named cookie counts");
@@ -219,7 +231,13 @@ mod tests {
 
         let all = entries(&["cookie"]);
         let x = session_key(&ids(), &all, &HeaderMap::new(), &[b"a=1; b=2"], false);
-        let y = session_key(&ids(), &all, &HeaderMap::new(), &[&b"b=2"[..], b"a=1"], false);
+        let y = session_key(
+            &ids(),
+            &all,
+            &HeaderMap::new(),
+            &[&b"b=2"[..], b"a=1"],
+            false,
+        );
         assert!(x.is_some());
         assert_eq!(x, y, "all cookies, whatever their order");
         assert!(session_key(&ids(), &all, &HeaderMap::new(), &[], false).is_none());
@@ -234,10 +252,18 @@ mod tests {
         let two = CookieKeys::new(&["key two"]);
         let rotated = CookieKeys::new(&["key two", "key one"]);
         let id = |k: &CookieKeys| session_key(&k.session_ids(), &e, &h, &[], false).unwrap();
-        assert_eq!(id(&one), id(&CookieKeys::new(&["key one"])), "same key, same id");
+        assert_eq!(
+            id(&one),
+            id(&CookieKeys::new(&["key one"])),
+            "same key, same id"
+        );
         assert_ne!(id(&one).id, id(&two).id, "another key, another id");
         assert_eq!(id(&rotated).id, id(&two).id, "the first key keys ids");
-        assert_eq!(id(&one).hash, id(&two).hash, "placement does not depend on the key");
+        assert_eq!(
+            id(&one).hash,
+            id(&two).hash,
+            "placement does not depend on the key"
+        );
         let unkeyed = xxhash_rust::xxh3::xxh3_128(&bytes);
         assert_ne!(id(&one).id, unkeyed);
     }

@@ -472,7 +472,10 @@ fn first_choice_is_where_a_new_session_goes_when_all_serve_and_ignores_health() 
         assert!(is_first_choice(&s, lb, key, d.target));
         homes[d.target.endpoint] += 1;
     }
-    assert!(homes[0] > 0 && homes[1] > 0, "both endpoints are someone's home");
+    assert!(
+        homes[0] > 0 && homes[1] > 0,
+        "both endpoints are someone's home"
+    );
     // Health and drains do not move the first choice; where the session went does.
     let d = route_header(&s, &user("carol"), &[], NOW);
     let home = d.target;

@@ -220,7 +220,12 @@ fn hash_fields(v: Value) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
             }
             Some(out)
         }
-        Value::Map(pairs) => Some(pairs.into_iter().map(|(k, v)| (bytes(k), bytes(v))).collect()),
+        Value::Map(pairs) => Some(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (bytes(k), bytes(v)))
+                .collect(),
+        ),
         Value::Nil => Some(Vec::new()),
         _ => None,
     }
@@ -235,7 +240,10 @@ fn drain_field(
 ) -> Result<(String, u64), &'static str> {
     let name = std::str::from_utf8(field)
         .ok()
-        .filter(|n| n.split_once('/').is_some_and(|(p, e)| !p.is_empty() && !e.is_empty()))
+        .filter(|n| {
+            n.split_once('/')
+                .is_some_and(|(p, e)| !p.is_empty() && !e.is_empty())
+        })
         .ok_or("not <pool>/<endpoint>")?;
     let since = std::str::from_utf8(value)
         .ok()

@@ -198,7 +198,9 @@ impl RedisStore {
         tokio::spawn(async move {
             let _ = me
                 .run(me.timeout, move |mut c| {
-                    Box::pin(async move { redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await })
+                    Box::pin(
+                        async move { redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await },
+                    )
                 })
                 .await;
         });
