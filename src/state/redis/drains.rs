@@ -125,7 +125,8 @@ impl RedisStore {
                 Ok((name, since)) => {
                     if since > now && self.noted.first(&format!("future {name} {since}")) {
                         log::warn!(
-                            "state store: the shared drain of {name} starts in the future                              ({since}); taken as starting now"
+                            "state store: the shared drain of {name} starts in the future \
+                             ({since}); taken as starting now"
                         );
                     }
                     drains.insert(name, since);
