@@ -105,16 +105,16 @@ fn drains_and_sessions_survive_a_sigterm_restart() {
         .unwrap();
     signal(t.pid(), "TERM");
     wait_for("tether to exit", Duration::from_secs(20), || t.exited());
-    let saved = file_json(&file);
+    let _ = file_json(&file); // whole JSON
     assert!(!state.path().join("state.json.tmp").exists());
     drop(t);
 
     let t = Tether::start(&body(&file, admin_port, &ups));
+    // The listener is bound before the state is restored: wait for the line, do not race it.
+    wait_for("the restore logged", Duration::from_secs(5), || {
+        t.log().contains("restored 1 drains and 1 header sessions")
+    });
     let log = t.log();
-    assert!(
-        log.contains("restored 1 drains and 1 header sessions"),
-        "{saved}\n{log}"
-    );
     assert_eq!(
         session(&t, "alice"),
         moved,
@@ -240,4 +240,59 @@ fn state_file_is_0600_and_a_symlink_at_the_temp_path_is_not_followed() {
         std::fs::symlink_metadata(state.path().join("state.json.tmp")).is_err(),
         "the planted link is gone"
     );
+
+/// The ids of the header sessions in the state file at `path`.
+fn session_ids(path: &Path) -> Vec<String> {
+    file_json(path)["sessions"][0]["pins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pin| pin[0].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn session_ids_in_the_state_file_are_keyed() {
+    let ups = [Upstream::start("a"), Upstream::start("b")];
+    let ups: Vec<&Upstream> = ups.iter().collect();
+    let state = tempfile::tempdir().unwrap();
+    let entries = [tether::config::SessionHeader::parse("cookie:sid").unwrap()];
+    let bytes = tether::affinity::header_key::session_bytes(
+        &entries,
+        &http::HeaderMap::new(),
+        &[b"sid=alice@example.com"],
+        false,
+    )
+    .unwrap();
+    let unkeyed = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+    // The same value under two secrets; a drain makes each tether write its file.
+    let mut ids = Vec::new();
+    for (n, secret) in [SECRET, "another secret, 32 bytes or more!"]
+        .iter()
+        .enumerate()
+    {
+        let file = state.path().join(format!("state-{n}.json"));
+        let admin_port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let yaml = format!(
+            "{}{}",
+            head(dir.path(), port).replace(SECRET, secret),
+            body(&file, admin_port, &ups)
+        );
+        let t = Tether::start_with(dir, port, &yaml);
+        session(&t, "alice@example.com");
+        post(admin_port, "/pools/web/endpoints/b/drain");
+        wait_for("the file written", Duration::from_secs(3), || {
+            file_says_drained(&file, "b")
+        });
+        let written = session_ids(&file);
+        assert_eq!(written.len(), 1, "{written:?}");
+        assert_ne!(
+            written[0], unkeyed,
+            "the id is not a bare hash of the value"
+        );
+        ids.push(written[0].clone());
+    }
+    assert_ne!(ids[0], ids[1], "another cookie_secret, another id");
 }

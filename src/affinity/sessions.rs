@@ -67,6 +67,11 @@ impl SessionStore {
         );
     }
 
+    /// Drops session `id`: the next request places it anew.
+    pub fn forget(&self, id: u128) {
+        self.cache.invalidate(&id);
+    }
+
     /// Every session held now: (session id, endpoint). For state hand-over and the state file.
     pub fn entries(&self) -> Vec<(u128, EndpointId)> {
         self.cache

@@ -10,6 +10,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::header_key::SessionIds;
 use super::EndpointId;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -73,6 +74,12 @@ impl CookieKeys {
         // cannot read it must not sign cookies with a guessable key.
         getrandom::fill(&mut secret).expect("the operating system's random generator is available");
         Self::new(&[secret])
+    }
+
+    /// The state that keys header session ids: the first key, the one that signs. A new first
+    /// key gives every header session a new id.
+    pub fn session_ids(&self) -> SessionIds {
+        SessionIds::under(&self.keys[0])
     }
 
     fn mac(&self, key: &HmacSha256, balancer: &str, payload: &[u8]) -> HmacSha256 {

@@ -97,3 +97,41 @@ pub fn pick_in_pool(
     }?;
     Some(EndpointRef { pool, endpoint })
 }
+
+/// The endpoint a session keyed `key` gets when every endpoint of `lb` serves as the file
+/// configures it — health, admin drains and load ignored: the placement every instance with
+/// the same config computes alike, before it has seen the session (SPEC §5). With
+/// `steering: off` that is the first default pool with enough endpoints enabled in the file to
+/// be eligible, else the fallback pool; with random pool steering no pool is agreed on, so it
+/// is the key's pick inside `pool`, the pool the session is in.
+pub fn first_choice(
+    snap: &Snapshot,
+    lb: &Balancer,
+    key: HashKey,
+    pool: usize,
+) -> Option<EndpointRef> {
+    let in_pool = |pool: usize| {
+        let endpoints = &snap.pools[pool].endpoints;
+        pick_by_key(endpoints, &|i| endpoints[i].enabled, key)
+            .map(|endpoint| EndpointRef { pool, endpoint })
+    };
+    let could_be_eligible = |&&p: &&usize| {
+        let pool = &snap.pools[p];
+        pool.endpoints.iter().filter(|e| e.enabled).count() >= pool.minimum_origins
+    };
+    match lb.steering {
+        SteeringPolicy::Random => in_pool(pool),
+        SteeringPolicy::Off => lb
+            .pools
+            .iter()
+            .filter(could_be_eligible)
+            .find_map(|&p| in_pool(p))
+            .or_else(|| in_pool(lb.fallback)),
+    }
+}
+
+/// True when a session keyed `key` is at its [`first_choice`] on `at`: where any instance would
+/// put it without being told, so a shared store need not hold it.
+pub fn is_first_choice(snap: &Snapshot, lb: &Balancer, key: HashKey, at: EndpointRef) -> bool {
+    first_choice(snap, lb, key, at.pool) == Some(at)
+}

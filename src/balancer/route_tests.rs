@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use super::route::{first_choice, is_first_choice};
 use super::*;
 use crate::config::Config;
 
@@ -457,4 +458,38 @@ fn outcome_table_matches_declaration_order() {
     for (i, o) in Outcome::ALL.iter().enumerate() {
         assert_eq!(*o as usize, i, "{}", o.as_str());
     }
+}
+
+#[test]
+fn first_choice_is_where_a_new_session_goes_when_all_serve_and_ignores_health() {
+    let s = header_snap(false);
+    let lb = &s.balancers[0];
+    let mut homes = [0usize; 2];
+    for i in 0..200 {
+        let d = route_header(&s, &user(&format!("u{i}")), &[], NOW);
+        let key = d.key.unwrap();
+        assert_eq!(first_choice(&s, lb, key, d.target.pool), Some(d.target));
+        assert!(is_first_choice(&s, lb, key, d.target));
+        homes[d.target.endpoint] += 1;
+    }
+    assert!(
+        homes[0] > 0 && homes[1] > 0,
+        "both endpoints are someone's home"
+    );
+    // Health and drains do not move the first choice; where the session went does.
+    let d = route_header(&s, &user("carol"), &[], NOW);
+    let home = d.target;
+    let key = d.key.unwrap();
+    s.endpoint(home).state.set_healthy(false);
+    s.endpoint(home).state.set_admin_drained(true);
+    let moved = route_header(&s, &user("carol"), &[], NOW);
+    assert_ne!(moved.target, home);
+    assert_eq!(first_choice(&s, lb, key, moved.target.pool), Some(home));
+    assert!(!is_first_choice(&s, lb, key, moved.target));
+    // A session in the fallback pool is away from home while the default pool could serve.
+    let spare = EndpointRef {
+        pool: 1,
+        endpoint: 0,
+    };
+    assert!(!is_first_choice(&s, lb, key, spare));
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::affinity::cookies::CookieAttributes;
+use crate::affinity::header_key::SessionIds;
 use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::EndpointId;
@@ -91,6 +92,8 @@ pub struct Snapshot {
     exact: HashMap<String, usize>,
     wildcard: Option<usize>,
     pub keys: CookieKeys,
+    /// Header session ids keyed under the first of `keys`, prepared once for every request.
+    pub session_ids: SessionIds,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Each TLS listener's certificates by address, as validation read them from disk.
     listener_certs: Vec<(String, Arc<ListenerCerts>)>,
@@ -213,6 +216,7 @@ impl Snapshot {
             pools,
             exact,
             wildcard,
+            session_ids: keys.session_ids(),
             keys,
             trusted_proxies,
             listener_certs: ListenerCerts::by_address(&config.listeners, typed_listener_certs),

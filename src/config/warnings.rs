@@ -36,7 +36,8 @@ fn secrets(file: &Config, out: &mut Vec<String>) {
     let Some(secrets) = &file.cookie_secret else {
         out.push(
             "cookie_secret is not set: a random key is used, so cookies will not survive a restart \
-             and instances will not honour each other's"
+             and instances will not honour each other's (nor share header sessions, whose ids it \
+             keys)"
                 .to_string(),
         );
         return;

@@ -380,8 +380,7 @@ impl ProxyHttp for Adapter {
                 resp.append_header(http::header::SET_COOKIE, value)?;
             }
             PinAction::Remember { session } => {
-                let new = decision.outcome == crate::balancer::Outcome::New;
-                self.live.state.remember(lb, session, endpoint, new);
+                self.live.state.remember(snap, decision, session);
             }
         }
         Ok(())

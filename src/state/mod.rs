@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::affinity::EndpointId;
-use crate::balancer::{Balancer, RequestFacts, Snapshot};
+use crate::balancer::route::is_first_choice;
+use crate::balancer::{Decision, Outcome, RequestFacts, Snapshot};
 use crate::config::{StateSection, StoreKind};
 
 pub use image::StateImage;
@@ -117,16 +117,30 @@ impl StateStore {
         }
     }
 
-    /// After routing pinned header session `session` of `lb` to `endpoint` (a new session or a
-    /// re-pin): kept here, and shared when the store is Redis (in the background). A `new`
-    /// session does not overwrite one another instance pinned meanwhile; a re-pin does.
-    pub fn remember(&self, lb: &Balancer, session: u128, endpoint: EndpointId, new: bool) {
+    /// After `decision` pinned header session `session` to its target (a new session or a
+    /// re-pin): kept here, and shared when the store is Redis (in the background) if it is away
+    /// from its first choice (see [`redis::sessions`]). A new session does not overwrite one
+    /// another instance pinned meanwhile; a re-pin does.
+    pub fn remember(&self, snap: &Snapshot, decision: &Decision, session: u128) {
+        let lb = &snap.balancers[decision.balancer];
         let Some(store) = &lb.sessions else {
             return;
         };
+        let endpoint = snap.endpoint(decision.target).id;
         match &self.redis {
             None => store.pin(session, endpoint),
-            Some(r) => r.remember(&lb.name, lb.affinity.ttl, store, session, endpoint, new),
+            Some(r) => {
+                let home = decision
+                    .key
+                    .is_some_and(|k| is_first_choice(snap, lb, k, decision.target));
+                let pinned = redis::Pinned {
+                    session,
+                    endpoint,
+                    new: decision.outcome == Outcome::New,
+                    home,
+                };
+                r.remember(&lb.name, lb.affinity.ttl, store, pinned);
+            }
         }
     }
 

@@ -138,6 +138,36 @@ impl Redis {
         }
         (!first.is_empty()).then_some(first)
     }
+
+    /// The key names matching `pattern` (`KEYS`; a test Redis is small), sorted.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        assert!(self.password.is_none(), "keys() speaks without AUTH");
+        s.write_all(resp(&["KEYS", pattern]).as_bytes()).unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let n: usize = line.trim_end().trim_start_matches('*').parse().unwrap();
+        let mut keys = Vec::with_capacity(n);
+        for _ in 0..n {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            let len: usize = line.trim_end().trim_start_matches('$').parse().unwrap();
+            let mut key = vec![0u8; len + 2];
+            std::io::Read::read_exact(&mut r, &mut key).unwrap();
+            key.truncate(len);
+            keys.push(String::from_utf8(key).unwrap());
+        }
+        keys.sort();
+        keys
+    }
+
+    /// How many keys the server holds (`DBSIZE`).
+    pub fn dbsize(&self) -> u64 {
+        let answer = self.command(&["DBSIZE"]).unwrap();
+        answer.trim_start_matches(':').parse().unwrap()
+    }
 }
 
 fn resp(args: &[&str]) -> String {

@@ -24,6 +24,7 @@ impl Pinning for HeaderSession {
     ) -> Placement {
         let a = &lb.affinity;
         let key = session_key(
+            &snap.session_ids,
             &a.headers,
             facts.headers,
             facts.cookies,

@@ -2,7 +2,8 @@
 //! every instance that uses the same Redis.
 //!
 //! Layout under `key_prefix`:
-//! - `session:<balancer>:<session id hex>` → endpoint id, with the idle TTL as Redis TTL;
+//! - `session:<balancer>:<session id hex>` → endpoint id, with the idle TTL as Redis TTL; only
+//!   for a session away from its first choice (see [`sessions`]); the id is keyed;
 //! - `drains` → a hash `<pool>/<endpoint>` → unix second the admin drain began;
 //! - `epoch` → a random value written once into an empty Redis: when it changes or vanishes,
 //!   Redis lost its data (a restart without persistence) and each instance writes its drains back.
@@ -11,25 +12,27 @@
 //! between) and never wait longer than `timeout_ms`; while Redis is unreachable they do not ask
 //! it at all. Drains are polled every [`POLL`], so a drain made on any instance applies on
 //! every other within a second.
+//!
+//! What Redis holds is read as data, never trusted as shape: a value tether cannot read is a
+//! miss for that one key or field, logged once ([`Noted`]); only Redis not answering is an
+//! outage.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::affinity::header_key::session_key;
-use crate::affinity::sessions::SessionStore;
-use crate::affinity::EndpointId;
-use crate::balancer::{RequestFacts, Snapshot};
 use crate::config::RedisSection;
 
 use super::metrics;
 
 mod drains;
+pub mod sessions;
 
 pub use drains::apply_drains;
+pub use sessions::Pinned;
 
 /// How long a session read from (or written to) Redis is trusted without asking again.
 pub const REFRESH: Duration = Duration::from_secs(1);
@@ -59,6 +62,12 @@ pub struct RedisStore {
     generation: AtomicU64,
     /// The `epoch` value last seen.
     epoch: Mutex<Option<String>>,
+    /// When (on [`RedisStore::clock_ms`]) Redis last may have lost what this instance wrote:
+    /// an outage began, or the epoch changed. A session confirmed before then and missing now
+    /// is written back; one confirmed since was removed on purpose.
+    lost_ms: AtomicU64,
+    /// Malformed values already logged.
+    noted: Noted,
     started: Instant,
 }
 
@@ -90,6 +99,8 @@ impl RedisStore {
             pending: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             epoch: Mutex::new(None),
+            lost_ms: AtomicU64::new(0),
+            noted: Noted::default(),
             started: Instant::now(),
         }
     }
@@ -161,6 +172,7 @@ impl RedisStore {
         metrics::record_error();
         let before = self.health.swap(DOWN, Relaxed);
         if before != DOWN {
+            self.lost_ms.store(self.clock_ms(), Relaxed);
             metrics::set_up(false);
             *self
                 .outage_started
@@ -197,7 +209,7 @@ impl RedisStore {
     }
 
     /// Runs `cmd` within `budget`; a failure or timeout is recorded.
-    async fn run<T: redis::FromRedisValue>(
+    async fn run<T>(
         &self,
         budget: Duration,
         f: impl FnOnce(ConnectionManager) -> redis::RedisFuture<'static, T>,
@@ -207,6 +219,15 @@ impl RedisStore {
         };
         let result = match tokio::time::timeout(budget, f(conn)).await {
             Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if wrong_type(&e) => {
+                // Redis answered: a value tether did not write is no outage.
+                self.answered();
+                let e = self.scrub(&e);
+                if self.noted.first(&e.0) {
+                    log::warn!("state store: a key holds another type than tether writes: {e}");
+                }
+                return Err(e);
+            }
             Ok(Err(e)) => Err(self.scrub(&e)),
             Err(_) => Err(StoreError(format!(
                 "no answer within {} ms",
@@ -232,107 +253,6 @@ impl RedisStore {
         format!("{}epoch", self.cfg.key_prefix)
     }
 
-    /// Makes the local copy of the request's header session current before routing: kept when
-    /// confirmed within [`REFRESH`]; otherwise read from Redis (refreshing its TTL in the same
-    /// round trip). When Redis cannot be asked, the copy this instance last knew is used; a
-    /// session it never knew is routed by consistent hashing of its key, the endpoint a new
-    /// session would get on any instance (SPEC §5). A session this instance knows and Redis
-    /// lost (a restart without persistence, pins made during an outage) is written back.
-    pub async fn prepare(self: &Arc<Self>, snap: &Snapshot, facts: &RequestFacts<'_>) {
-        let Some(b) = snap.balancer_for_host(facts.host) else {
-            return;
-        };
-        let lb = &snap.balancers[b];
-        let Some(store) = &lb.sessions else {
-            return;
-        };
-        let a = &lb.affinity;
-        let Some(key) = session_key(
-            &a.headers,
-            facts.headers,
-            facts.cookies,
-            a.require_all_headers,
-        ) else {
-            return;
-        };
-        let now = self.clock_ms();
-        let local = store.get_pin(key.id);
-        if let Some(pin) = local {
-            if pin.synced_ms != 0 && now.saturating_sub(pin.synced_ms) < REFRESH.as_millis() as u64
-            {
-                return;
-            }
-        }
-        if !self.is_up() {
-            return;
-        }
-        let rkey = self.session_key(&lb.name, key.id);
-        let ttl = a.ttl;
-        let read = self
-            .run(self.timeout, {
-                let rkey = rkey.clone();
-                move |mut c| {
-                    Box::pin(async move {
-                        redis::cmd("GETEX")
-                            .arg(rkey)
-                            .arg("EX")
-                            .arg(ttl)
-                            .query_async::<Option<u64>>(&mut c)
-                            .await
-                    })
-                }
-            })
-            .await;
-        match (read, local) {
-            (Ok(Some(endpoint)), _) => store.pin_synced(key.id, EndpointId(endpoint), now),
-            (Ok(None), Some(pin)) => {
-                store.pin_synced(key.id, pin.endpoint, now);
-                self.write_session(rkey, pin.endpoint, ttl, true);
-            }
-            (Ok(None), None) | (Err(_), _) => {}
-        }
-    }
-
-    /// Pins a header session here and writes it to Redis in the background (never waited for);
-    /// a `new` session only if no instance wrote one meanwhile (`SET NX`). While Redis is
-    /// unreachable the pin is kept here only, and written back once Redis answers again.
-    pub fn remember(
-        self: &Arc<Self>,
-        balancer: &str,
-        ttl: u64,
-        store: &SessionStore,
-        session: u128,
-        endpoint: EndpointId,
-        new: bool,
-    ) {
-        if !self.is_up() {
-            store.pin(session, endpoint);
-            return;
-        }
-        store.pin_synced(session, endpoint, self.clock_ms());
-        self.write_session(self.session_key(balancer, session), endpoint, ttl, new);
-    }
-
-    /// `SET key endpoint EX ttl [NX]` in the background.
-    fn write_session(self: &Arc<Self>, key: String, endpoint: EndpointId, ttl: u64, nx: bool) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let _ = me
-                .run(me.timeout, move |mut c| {
-                    Box::pin(async move {
-                        let mut set = redis::cmd("SET");
-                        set.arg(key).arg(endpoint.0).arg("EX").arg(ttl);
-                        if nx {
-                            set.arg("NX");
-                        }
-                        // NX answers nil when the key exists: not an error.
-                        set.query_async::<Option<String>>(&mut c).await.map(drop)
-                    })
-                })
-                .await;
-        });
-    }
-
     /// Queues an admin drain (`since` = its start) or undrain (`None`) of `pool`/`name` for
     /// every instance; written by the next poll, or as soon as Redis is back.
     pub fn drain_changed(&self, pool: &str, name: &str, since: Option<u64>) {
@@ -342,4 +262,35 @@ impl RedisStore {
             .unwrap_or_else(|p| p.into_inner())
             .insert(format!("{pool}/{name}"), since);
     }
+}
+
+/// True when every error reply in `e` says a key holds another type than tether writes there:
+/// Redis answered, the value is malformed.
+fn wrong_type(e: &redis::RedisError) -> bool {
+    e.clone()
+        .into_server_errors()
+        .is_some_and(|errs| !errs.is_empty() && errs.iter().all(|(_, s)| s.code() == "WRONGTYPE"))
+}
+
+/// The most malformed values remembered as logged; past it, new ones are not logged at all
+/// (whoever writes that many into Redis is not informed by more lines).
+const NOTED_MAX: usize = 1024;
+
+/// Which malformed values were logged, so that each is logged once and not on every poll.
+#[derive(Debug, Default)]
+pub(crate) struct Noted(Mutex<HashSet<String>>);
+
+impl Noted {
+    /// True the first time `what` is seen (and while fewer than [`NOTED_MAX`] were).
+    fn first(&self, what: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.len() < NOTED_MAX && seen.insert(what.to_string())
+    }
+}
+
+/// Bytes from Redis as a log line may show them: escaped, at most 100 bytes.
+fn shown(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(100)];
+    let more = if cut.len() < bytes.len() { "..." } else { "" };
+    format!("{}{more}", cut.escape_ascii())
 }
