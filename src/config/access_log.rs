@@ -11,7 +11,7 @@ pub struct AccessLog {
 }
 
 /// `text` (the default): one human-readable line. `json`: one JSON object per line, with field
-/// names log shippers map without parsing rules (README "Access log").
+/// names log shippers map without parsing rules (docs/metrics-and-logs.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AccessLogFormat {

@@ -132,7 +132,7 @@ pub struct Imported {
     pub balancers: Vec<Commented<Balancer>>,
 }
 
-/// Where the imported config listens and serves its admin API: defaults to adjust (README).
+/// Where the imported config listens and serves its admin API: defaults to adjust (docs/import.md).
 const LISTENER: &str = "0.0.0.0:8080";
 const ADMIN: &str = "127.0.0.1:9901";
 /// The cookie key is never in an export; the operator sets this variable.

@@ -20,7 +20,7 @@ use super::ctx::RequestCtx;
 /// The log target of JSON access lines.
 pub const TARGET: &str = "access_json";
 
-/// One request, as written. The README's "Access log" table documents every field.
+/// One request, as written. docs/metrics-and-logs.md documents every field.
 #[derive(Serialize)]
 struct Record<'a> {
     #[serde(rename = "@timestamp")]
