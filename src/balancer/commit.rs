@@ -111,7 +111,7 @@ mod tests {
     fn a_compiled_snapshot_claims_nothing_until_adopted() {
         let rt = crate::balancer::RuntimeState::default();
         let live = Snapshot::build(config(&["a"]), &rt, 100);
-        live.pools[0].endpoints[0].state.set_admin_drained(true);
+        live.pools[0].endpoints[0].state.drain(100);
         // A compile that is never committed (a reload that fails later) leaves the registry as
         // the live snapshot uses it.
         let draft = Snapshot::compile(config(&["b"]), &rt.random_keys);

@@ -175,7 +175,7 @@ fn across_pools_skips_ineligible_pools_and_ends_at_the_fallback() {
 fn drained_endpoints_take_no_failover() {
     let s = snap("temporary", false);
     let d = kept(&s, "a");
-    s.pools[0].endpoints[1].state.set_admin_drained(true);
+    s.pools[0].endpoints[1].state.drain(NOW);
     assert_eq!(failover(&s, &d, &[d.target], pick(0), NOW), None);
 }
 

@@ -238,8 +238,7 @@ fn unhealthy_or_drained_pin_is_repinned_and_draining_pin_kept() {
         ("b", Outcome::Unhealthy)
     );
     a.state.set_healthy(true);
-    a.state.set_admin_drained(true);
-    a.state.run_drain_clock(false, NOW);
+    a.state.drain(NOW);
     let d = route(
         &s,
         &facts("shop.example.com", &[cookie.as_bytes()], 0),
@@ -481,7 +480,7 @@ fn first_choice_is_where_a_new_session_goes_when_all_serve_and_ignores_health() 
     let home = d.target;
     let key = d.key.unwrap();
     s.endpoint(home).state.set_healthy(false);
-    s.endpoint(home).state.set_admin_drained(true);
+    s.endpoint(home).state.drain(NOW);
     let moved = route_header(&s, &user("carol"), &[], NOW);
     assert_ne!(moved.target, home);
     assert_eq!(first_choice(&s, lb, key, moved.target.pool), Some(home));

@@ -285,6 +285,20 @@ impl Snapshot {
         &self.pools[r.pool].endpoints[r.endpoint]
     }
 
+    /// Where the pool with id `pool` is in `pools`.
+    pub fn pool_index(&self, pool: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p.id == pool)
+    }
+
+    /// The endpoint `name` of pool `pool`, as operators and stored state name it (the admin
+    /// API, the state file, the hand-over, Redis).
+    pub fn endpoint_named(&self, pool: &str, name: &str) -> Option<&Endpoint> {
+        self.pools[self.pool_index(pool)?]
+            .endpoints
+            .iter()
+            .find(|e| e.name == name)
+    }
+
     /// True when `ip` is inside `trusted_proxies`.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))

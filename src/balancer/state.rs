@@ -1,6 +1,8 @@
-//! Runtime state of endpoints: health, drain, in-flight counters. It outlives config snapshots
-//! (a reload re-attaches the same state to an endpoint with the same pool id and name), and it is
-//! read and written with atomics only, so the request path takes no lock.
+//! Runtime state of endpoints: health and its last reason, drain, in-flight counters. It outlives
+//! config snapshots (a reload re-attaches the same state to an endpoint with the same pool id and
+//! name), and what the request path reads is atomics only, so it takes no lock. `EndpointState`
+//! is the one owner of these facts: the drain state machine's transitions are its methods, so the
+//! admin API, the state file, the hand-over and Redis all drive it the same way.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -33,6 +35,9 @@ pub struct EndpointState {
     pub inflight: AtomicUsize,
     /// Requests sent to it since start.
     pub requests: AtomicU64,
+    /// What its last health verdict (or the re-resolver) said, for the status page; never read
+    /// on the request path.
+    reason: Mutex<Option<String>>,
 }
 
 impl Default for EndpointState {
@@ -44,6 +49,7 @@ impl Default for EndpointState {
             drain_since: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
+            reason: Mutex::new(None),
         }
     }
 }
@@ -59,14 +65,41 @@ impl EndpointState {
         self.healthy.swap(healthy, Relaxed) != healthy
     }
 
+    /// Records what the last check (or the re-resolver) found; true when that differs from what
+    /// was recorded, so a caller can log a reason once rather than every round.
+    pub fn set_reason(&self, reason: &str) -> bool {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.as_deref() == Some(reason) {
+            return false;
+        }
+        *r = Some(reason.to_string());
+        true
+    }
+
+    /// What the last check (or the re-resolver) found, if anything yet.
+    pub fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Drained through the admin API.
     pub fn admin_drained(&self) -> bool {
         self.admin_drained.load(Relaxed)
     }
 
-    /// Marks a runtime drain (true) or its end (false).
-    pub fn set_admin_drained(&self, drained: bool) {
-        self.admin_drained.store(drained, Relaxed);
+    /// An admin drain begins at `now` (its clock keeps running if the file already disabled it).
+    pub fn drain(&self, now: u64) {
+        self.admin_drained.store(true, Relaxed);
+        self.run_drain_clock(false, now);
+    }
+
+    /// An admin drain ends at `now`: the endpoint serves again unless the file disables it, in
+    /// which case its drain clock runs on (or starts at `now`).
+    pub fn undrain(&self, file_enabled: bool, now: u64) {
+        self.admin_drained.store(false, Relaxed);
+        self.run_drain_clock(file_enabled, now);
     }
 
     /// Starts the drain clock at `now` if it is not running, or stops it when `enabled`.
@@ -88,7 +121,7 @@ impl EndpointState {
     /// Takes over a drain recorded elsewhere (state hand-over, the state file, a shared store):
     /// the admin flag as given and, when the endpoint is disabled now (`file_enabled` false or
     /// drained through the admin API), the clock from `since` so its countdown goes on.
-    pub fn restore_drain(&self, admin_drained: bool, since: u64, file_enabled: bool) {
+    pub fn restore(&self, admin_drained: bool, since: u64, file_enabled: bool) {
         self.admin_drained.store(admin_drained, Relaxed);
         if file_enabled && !admin_drained {
             self.drain_since.store(0, Relaxed);

@@ -15,7 +15,6 @@
 mod drain_log;
 pub mod monitor;
 mod probe;
-pub mod reason;
 pub mod resolve;
 
 use std::collections::{HashMap, HashSet};
@@ -81,7 +80,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
             let Some(monitor) = &pool.monitor else {
                 // An unresolved endpoint keeps the re-resolver's reason (a loop) if it has one.
                 if e.addr.get().is_some() {
-                    reason::set(&e.label, "its pool has no monitor");
+                    e.state.set_reason("its pool has no monitor");
                 }
                 if e.state.set_healthy(true) {
                     report_transition(&pool.id, &e.name, true, "its pool has no monitor", 0);
@@ -171,7 +170,7 @@ fn record(t: &mut Tracked, result: Result<String, CheckFailure>) {
         Ok(passed) => passed.clone(),
         Err(failure) => failure.to_string(),
     };
-    reason::set(&t.label, &reason);
+    t.state.set_reason(&reason);
     let first = !t.checked;
     t.checked = true;
     match flip {

@@ -67,7 +67,7 @@ fn keep_out(e: &Endpoint, name: &str, addr: SocketAddr, ours: OwnAddr) {
     let why = format!(
         "not used: {name} resolves to {addr}, which is {ours}; tether would send its requests to itself in a loop"
     );
-    if super::reason::set(&e.label, &why) {
+    if e.state.set_reason(&why) {
         log::warn!("{}: {why}", e.label);
     }
 }
@@ -185,16 +185,13 @@ load_balancers:
         let found = [("app-2.invalid:18090".to_string(), Ok(ours))];
         assert_eq!(attach(&snap, &found, &own), 0);
         assert!(!looped.takes_new() && looped.origin.peer().is_none());
-        let why = crate::health::reason::get("q/looped").unwrap();
+        let why = looped.state.reason().unwrap();
         assert_eq!(why, "not used: app-2.invalid:18090 resolves to 127.0.0.1:18090, which is tether's own listener 127.0.0.1:18090; tether would send its requests to itself in a loop");
         // Looked up again each round; the unmonitored pool's sync leaves the reason alone.
         assert_eq!(unresolved(&snap), ["app-2.invalid:18090"]);
         super::super::sync(&snap, &mut Default::default(), tokio::time::Instant::now());
         assert_eq!(attach(&snap, &found, &own), 0);
-        assert_eq!(
-            crate::health::reason::get("q/looped").as_deref(),
-            Some(why.as_str())
-        );
+        assert_eq!(looped.state.reason().as_deref(), Some(why.as_str()));
         // Once DNS points elsewhere, the endpoint is used.
         let elsewhere = [(
             "app-2.invalid:18090".to_string(),

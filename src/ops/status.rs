@@ -60,7 +60,7 @@ pub fn endpoint_view(snap: &Snapshot, pool: usize, e: &Endpoint, now: u64) -> En
         address: e.addr.to_string(),
         weight: e.weight,
         healthy: e.healthy(),
-        health_reason: crate::health::reason::get(&e.label),
+        health_reason: e.state.reason(),
         enabled: e.enabled_now(),
         admin_drained: e.state.admin_drained(),
         state,
@@ -158,18 +158,13 @@ pub fn set_drained(
     drain: bool,
     now: u64,
 ) -> Result<EndpointView, NotFound> {
-    let pi = snap
-        .pools
-        .iter()
-        .position(|p| p.id == pool)
-        .ok_or(NotFound::Pool)?;
-    let e = snap.pools[pi]
-        .endpoints
-        .iter()
-        .find(|e| e.name == name)
-        .ok_or(NotFound::Endpoint)?;
-    e.state.set_admin_drained(drain);
-    e.state.run_drain_clock(!drain && e.enabled, now);
+    let pi = snap.pool_index(pool).ok_or(NotFound::Pool)?;
+    let e = snap.endpoint_named(pool, name).ok_or(NotFound::Endpoint)?;
+    if drain {
+        e.state.drain(now);
+    } else {
+        e.state.undrain(e.enabled, now);
+    }
     log::info!(
         "{} {}/{} through the admin API",
         if drain { "drained" } else { "undrained" },

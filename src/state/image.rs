@@ -98,14 +98,11 @@ impl StateImage {
     pub fn apply(&self, snap: &Snapshot) -> Applied {
         let mut applied = Applied::default();
         for img in &self.endpoints {
-            let Some(pool) = snap.pools.iter().find(|p| p.id == img.pool) else {
-                continue;
-            };
-            let Some(e) = pool.endpoints.iter().find(|e| e.name == img.name) else {
+            let Some(e) = snap.endpoint_named(&img.pool, &img.name) else {
                 continue;
             };
             e.state
-                .restore_drain(img.admin_drained, img.drain_since, e.enabled);
+                .restore(img.admin_drained, img.drain_since, e.enabled);
             applied.drains += usize::from(img.admin_drained || img.drain_since != 0);
             if let Some(h) = img.healthy {
                 e.state.set_healthy(h);
@@ -161,8 +158,7 @@ load_balancers:
     fn image_round_trips_drains_sessions_and_health() {
         let old = snap();
         let b = &old.pools[0].endpoints[1];
-        b.state.set_admin_drained(true);
-        b.state.run_drain_clock(false, 1_100);
+        b.state.drain(1_100);
         old.pools[0].endpoints[0].state.set_healthy(false);
         let store = old.balancers[0].sessions.as_ref().unwrap();
         store.pin(42, old.pools[0].endpoints[0].id);

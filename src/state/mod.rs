@@ -174,12 +174,6 @@ impl StateStore {
 /// The start of `pool`/`name`'s admin drain in `snap`, or `None` when it is not drained through
 /// the admin API.
 pub fn admin_drain_of(snap: &Snapshot, pool: &str, name: &str) -> Option<u64> {
-    let e = snap
-        .pools
-        .iter()
-        .find(|p| p.id == pool)?
-        .endpoints
-        .iter()
-        .find(|e| e.name == name)?;
+    let e = snap.endpoint_named(pool, name)?;
     e.state.admin_drained().then(|| e.state.drain_since())
 }

@@ -270,12 +270,11 @@ pub fn apply_drains(snap: &Snapshot, drains: &HashMap<String, u64>, now: u64) {
             };
             match shared {
                 Some(since) if !e.state.admin_drained() || e.state.drain_since() != since => {
-                    e.state.restore_drain(true, since, e.enabled);
+                    e.state.restore(true, since, e.enabled);
                     log::info!("drained {} (an admin drain shared through Redis)", e.label);
                 }
                 None if e.state.admin_drained() => {
-                    e.state.set_admin_drained(false);
-                    e.state.run_drain_clock(e.enabled, now);
+                    e.state.undrain(e.enabled, now);
                     log::info!("undrained {} (shared through Redis)", e.label);
                 }
                 _ => {}
