@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::affinity::cookies::CookieAttributes;
 use crate::affinity::header_key::SessionIds;
@@ -15,11 +14,10 @@ use crate::affinity::EndpointId;
 use crate::config::{
     Affinity, Config, Failover, MonitorSpec, SessionHeader, SteeringPolicy, Validated,
 };
-use crate::telemetry::metrics::{self, BalancerCounters};
+use crate::telemetry::metrics::BalancerCounters;
 use crate::tls::listener_certs::ListenerCerts;
 use crate::tls::origin::Origin;
 
-use super::decision::Decision;
 pub use super::endpoint::{Endpoint, EndpointRef};
 use super::state::RuntimeState;
 use super::steering::{self, Steering};
@@ -253,31 +251,6 @@ impl Snapshot {
             self.exact.get(name)
         };
         found.copied().or(self.wildcard)
-    }
-
-    /// Counts a finished request in `/metrics`: routed by `decision`, or answered by tether
-    /// itself on behalf of balancer `answered_by` (redirect, 503) or of none (404).
-    pub fn count(
-        &self,
-        decision: Option<&Decision>,
-        answered_by: Option<usize>,
-        status: u16,
-        upstream: Option<Duration>,
-    ) {
-        match (decision, answered_by) {
-            (Some(d), _) => {
-                if let Some(c) = &self.balancers[d.balancer].counters {
-                    let at = (d.target.pool, d.target.endpoint);
-                    c.routed(at, d.outcome as usize, status, upstream);
-                }
-            }
-            (None, Some(b)) => {
-                if let Some(c) = &self.balancers[b].counters {
-                    c.answered(status);
-                }
-            }
-            (None, None) => metrics::unrouted(status),
-        }
     }
 
     /// The endpoint at `r`.

@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 use crate::balancer::Snapshot;
 use crate::clock::unix_now;
 use crate::instance::Instance;
-use crate::proxy::access_log::Escaped;
+use crate::telemetry::escape::Escaped;
 
 use super::admin_auth::{bearer_matches, same_site};
 use super::status::{self, NotFound};
@@ -100,7 +100,7 @@ impl AdminApi {
             (&Method::GET, ["metrics"]) => respond(
                 StatusCode::OK,
                 metrics::CONTENT_TYPE,
-                (metrics_page(&snap) + &crate::state::metrics::render()).into_bytes(),
+                (metrics_page(&snap) + &crate::telemetry::store::render()).into_bytes(),
             ),
             (
                 &Method::POST,

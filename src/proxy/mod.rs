@@ -4,6 +4,7 @@
 mod access_json;
 pub(crate) mod access_log;
 pub mod conn;
+mod count;
 mod ctx;
 mod facts;
 pub mod forwarded;
@@ -415,7 +416,8 @@ impl ProxyHttp for Adapter {
                 (None, None, None) => snap.balancer_for_host(facts::host(session.req_header())),
                 (_, answered_by, _) => answered_by,
             };
-            snap.count(
+            count::finished(
+                snap,
                 ctx.decision.as_ref(),
                 answered_by,
                 status,

@@ -13,7 +13,6 @@
 pub mod file;
 pub mod handover;
 pub mod image;
-pub mod metrics;
 pub mod redis;
 
 use std::path::PathBuf;

@@ -26,7 +26,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::RedisSection;
 
-use super::metrics;
+use crate::telemetry::store as metrics;
 
 mod drains;
 pub mod sessions;

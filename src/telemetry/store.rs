@@ -1,4 +1,4 @@
-//! The state store's own metrics, appended to `GET /metrics`: whether the store is reachable and
+//! The state store's own metrics (reported by `state::redis`), appended to `GET /metrics`: whether the store is reachable and
 //! how many of its operations failed. Both always render, also while they are 0.
 
 use std::sync::LazyLock;

@@ -1,0 +1,32 @@
+//! How bytes a client chose look in a log line (SPEC §3.7): the one escaper of every log field
+//! that carries them — the access log, Pingora's own error lines about a request, and the admin
+//! API's refusal lines.
+
+use std::fmt;
+
+/// Bytes a client sent, as one log field: printable ASCII is written as is, and every other
+/// byte — space, `"`, `\`, controls, non-ASCII — as `\xHH`. A value can therefore never contain
+/// the space or quote that ends a field, nor a line break, and the original bytes can be
+/// recovered exactly. The one place that decides how client bytes look in a log line.
+pub struct Escaped<'a>(pub &'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plain = |b: u8| b.is_ascii_graphic() && b != b'"' && b != b'\\';
+        let mut rest = self.0;
+        while !rest.is_empty() {
+            let run = rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len());
+            if run > 0 {
+                // Only printable ASCII up to here, so this cannot fail.
+                f.write_str(std::str::from_utf8(&rest[..run]).map_err(|_| fmt::Error)?)?;
+            }
+            if let Some(&b) = rest.get(run) {
+                write!(f, "\\x{b:02x}")?;
+                rest = &rest[run + 1..];
+            } else {
+                rest = &[];
+            }
+        }
+        Ok(())
+    }
+}
