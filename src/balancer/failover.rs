@@ -11,9 +11,22 @@ use super::route::pick_in_pool;
 use super::snapshot::{EndpointRef, Snapshot};
 use super::steering::PickFacts;
 
-/// The retry for a request whose connection to `failed.target` failed before anything was sent,
-/// or `None` when the client must get the error (502):
-/// - the balancer's `zero_downtime_failover` is `none`;
+/// Why a request is tried again elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The endpoint could not be reached (refused, timeout, unreachable, TLS): nothing was sent
+    /// (SPEC §3.4). Retried only as `zero_downtime_failover` says.
+    Connect,
+    /// The endpoint answered with this status, which the balancer's `retry_on_status` lists
+    /// (SPEC §3.9). The caller asks only when the request may be retried (idempotent, body held,
+    /// no byte of the answer sent); retried whatever `zero_downtime_failover` says, which then
+    /// only decides the pin: `sticky` re-pins, otherwise the session is left alone.
+    Status(u16),
+}
+
+/// The retry for a request whose attempt at `failed.target` failed for `cause`, or `None` when
+/// the client must get the error (502 for a connect failure, the answer itself for a status):
+/// - `cause` is a connect failure and the balancer's `zero_downtime_failover` is `none`;
 /// - a failover already happened for this request (one retry, as Cloudflare);
 /// - no other endpoint that takes new sessions exists in the same pool, or, with
 ///   `failover_across_pools`, in the next eligible pool of `default_pools` (in order, wrapping
@@ -42,14 +55,20 @@ pub fn failover(
     tried: &[EndpointRef],
     facts: PickFacts,
     now: u64,
+    cause: Cause,
 ) -> Option<Decision> {
     // `now` is the routing time (the clock is read once per request), so a sticky re-pin's
     // `Max-Age` is exactly the TTL.
     let lb = snap.balancers.get(failed.balancer)?;
-    let outcome = match lb.affinity.failover {
-        Failover::None => return None,
-        Failover::Temporary => Outcome::FailoverTemporary,
+    let mode = match (lb.affinity.failover, cause) {
+        (Failover::None, Cause::Connect) => return None,
+        // A retry on a status with `none` leaves the pin alone, as `temporary` does.
+        (Failover::None, Cause::Status(_)) => Failover::Temporary,
+        (mode, _) => mode,
+    };
+    let outcome = match mode {
         Failover::Sticky => Outcome::FailoverSticky,
+        _ => Outcome::FailoverTemporary,
     };
     let already_failed_over = tried.iter().any(|&t| t != failed.target)
         || matches!(
@@ -81,8 +100,7 @@ pub fn failover(
     // A session being pinned anyway (cookie minted, header session remembered) is pinned to
     // the endpoint that serves: the proxy pins to `target` when the response goes out.
     let expires = now + lb.affinity.ttl;
-    let pin =
-        pinning::for_mode(lb.affinity.mode).failover_pin(failed.pin, lb.affinity.failover, expires);
+    let pin = pinning::for_mode(lb.affinity.mode).failover_pin(failed.pin, mode, expires);
     Some(Decision {
         balancer: failed.balancer,
         target,

@@ -79,7 +79,10 @@ fn name(s: &Snapshot, d: &Decision) -> String {
 fn none_never_retries() {
     let s = snap("none", true);
     let d = kept(&s, "a");
-    assert_eq!(failover(&s, &d, &[d.target], pick(0), NOW), None);
+    assert_eq!(
+        failover(&s, &d, &[d.target], pick(0), NOW, Cause::Connect),
+        None
+    );
 }
 
 #[test]
@@ -87,7 +90,7 @@ fn temporary_serves_elsewhere_in_the_pool_and_keeps_the_cookie() {
     let s = snap("temporary", false);
     let d = kept(&s, "a");
     for r in 0..50 {
-        let f = failover(&s, &d, &[d.target], pick(r), NOW).unwrap();
+        let f = failover(&s, &d, &[d.target], pick(r), NOW, Cause::Connect).unwrap();
         assert_eq!(
             (name(&s, &f).as_str(), f.pin, f.outcome),
             ("b", PinAction::None, Outcome::FailoverTemporary),
@@ -100,7 +103,7 @@ fn temporary_serves_elsewhere_in_the_pool_and_keeps_the_cookie() {
 fn sticky_repins_to_the_endpoint_that_serves() {
     let s = snap("sticky", false);
     let d = kept(&s, "b");
-    let f = failover(&s, &d, &[d.target], pick(0), NOW).unwrap();
+    let f = failover(&s, &d, &[d.target], pick(0), NOW, Cause::Connect).unwrap();
     assert_eq!(
         (name(&s, &f).as_str(), f.pin, f.outcome),
         (
@@ -120,7 +123,7 @@ fn a_new_session_is_pinned_where_it_was_served_in_both_modes() {
         let mut d = kept(&s, "a");
         d.pin = PinAction::Set { expires: NOW + 5 };
         d.outcome = Outcome::New;
-        let f = failover(&s, &d, &[d.target], pick(0), NOW).unwrap();
+        let f = failover(&s, &d, &[d.target], pick(0), NOW, Cause::Connect).unwrap();
         assert_eq!(name(&s, &f), "b");
         assert_eq!(f.pin, PinAction::Set { expires: NOW + 5 }, "{mode}");
     }
@@ -130,10 +133,13 @@ fn a_new_session_is_pinned_where_it_was_served_in_both_modes() {
 fn only_one_retry_per_request() {
     let s = snap("temporary", true);
     let d = kept(&s, "a");
-    let f = failover(&s, &d, &[d.target], pick(0), NOW).unwrap();
-    assert_eq!(failover(&s, &f, &[d.target, f.target], pick(0), NOW), None);
+    let f = failover(&s, &d, &[d.target], pick(0), NOW, Cause::Connect).unwrap();
+    assert_eq!(
+        failover(&s, &f, &[d.target, f.target], pick(0), NOW, Cause::Connect),
+        None
+    );
     // A stale pooled connection retried on the same endpoint still allows the one failover.
-    assert!(failover(&s, &d, &[d.target, d.target], pick(0), NOW).is_some());
+    assert!(failover(&s, &d, &[d.target, d.target], pick(0), NOW, Cause::Connect).is_some());
 }
 
 #[test]
@@ -141,7 +147,7 @@ fn a_monitor_flip_during_the_connect_still_fails_over() {
     let s = snap("temporary", false);
     let d = kept(&s, "a");
     s.endpoint(d.target).state.set_healthy(false);
-    let f = failover(&s, &d, &[d.target], pick(0), NOW).unwrap();
+    let f = failover(&s, &d, &[d.target], pick(0), NOW, Cause::Connect).unwrap();
     assert_eq!(name(&s, &f), "b");
 }
 
@@ -151,7 +157,7 @@ fn an_exhausted_pool_fails_over_across_pools_only_when_allowed() {
         let s = snap("temporary", across);
         let d = kept(&s, "a");
         s.pools[0].endpoints[1].state.set_healthy(false);
-        let f = failover(&s, &d, &[d.target], pick(0), NOW);
+        let f = failover(&s, &d, &[d.target], pick(0), NOW, Cause::Connect);
         assert_eq!(f.map(|f| name(&s, &f)).as_deref(), want);
     }
 }
@@ -162,13 +168,16 @@ fn across_pools_skips_ineligible_pools_and_ends_at_the_fallback() {
     let d = kept(&s, "a");
     s.pools[0].endpoints[1].state.set_healthy(false);
     s.pools[1].endpoints[0].state.set_healthy(false);
-    let f = failover(&s, &d, &[d.target], pick(0), NOW).unwrap();
+    let f = failover(&s, &d, &[d.target], pick(0), NOW, Cause::Connect).unwrap();
     assert_eq!(
         (name(&s, &f).as_str(), f.outcome),
         ("s", Outcome::FailoverSticky)
     );
     s.pools[2].endpoints[0].state.set_healthy(false);
-    assert_eq!(failover(&s, &d, &[d.target], pick(0), NOW), None);
+    assert_eq!(
+        failover(&s, &d, &[d.target], pick(0), NOW, Cause::Connect),
+        None
+    );
 }
 
 #[test]
@@ -176,7 +185,10 @@ fn drained_endpoints_take_no_failover() {
     let s = snap("temporary", false);
     let d = kept(&s, "a");
     s.pools[0].endpoints[1].state.drain(NOW);
-    assert_eq!(failover(&s, &d, &[d.target], pick(0), NOW), None);
+    assert_eq!(
+        failover(&s, &d, &[d.target], pick(0), NOW, Cause::Connect),
+        None
+    );
 }
 
 #[test]
@@ -200,7 +212,7 @@ fn header_sessions_fail_over_without_a_repin_unless_new() {
         outcome: Outcome::Kept,
         key: None,
     };
-    let f = failover(&s, &kept, &[a], pick(0), NOW).unwrap();
+    let f = failover(&s, &kept, &[a], pick(0), NOW, Cause::Connect).unwrap();
     assert_eq!(
         (name(&s, &f).as_str(), f.pin, f.outcome),
         ("b", PinAction::None, Outcome::FailoverTemporary)
@@ -210,7 +222,7 @@ fn header_sessions_fail_over_without_a_repin_unless_new() {
         outcome: Outcome::New,
         ..kept
     };
-    let f = failover(&s, &new, &[a], pick(0), NOW).unwrap();
+    let f = failover(&s, &new, &[a], pick(0), NOW, Cause::Connect).unwrap();
     assert_eq!(
         (name(&s, &f).as_str(), f.pin),
         ("b", PinAction::Remember { session: 7 })
@@ -256,12 +268,49 @@ load_balancers:
         let by_key = route(&s, &facts(0), NOW).unwrap().target;
         home.state.set_healthy(true);
         for random in [0, 1 << 62, u64::MAX / 3, u64::MAX] {
-            let f = failover(&s, &first, &[first.target], pick(random), NOW).unwrap();
+            let f = failover(
+                &s,
+                &first,
+                &[first.target],
+                pick(random),
+                NOW,
+                Cause::Connect,
+            )
+            .unwrap();
             assert_eq!(
                 (name(&s, &f), f.pin),
                 (s.endpoint(by_key).name.clone(), first.pin),
                 "user {user}, random {random}"
             );
         }
+    }
+}
+
+#[test]
+fn a_status_retry_happens_whatever_the_failover_mode_and_only_sticky_repins() {
+    for (mode, outcome, repinned) in [
+        ("none", Outcome::FailoverTemporary, false),
+        ("temporary", Outcome::FailoverTemporary, false),
+        ("sticky", Outcome::FailoverSticky, true),
+    ] {
+        let s = snap(mode, false);
+        let d = kept(&s, "a");
+        let f = failover(&s, &d, &[d.target], pick(0), NOW, Cause::Status(503))
+            .unwrap_or_else(|| panic!("{mode}: no retry on 503"));
+        assert_eq!(name(&s, &f), "b", "{mode}");
+        assert_eq!(f.outcome, outcome, "{mode}");
+        assert_eq!(matches!(f.pin, PinAction::Set { .. }), repinned, "{mode}");
+        // Still one retry per request.
+        assert_eq!(
+            failover(
+                &s,
+                &f,
+                &[d.target, f.target],
+                pick(0),
+                NOW,
+                Cause::Status(503)
+            ),
+            None
+        );
     }
 }

@@ -15,7 +15,7 @@ pub mod steering;
 mod route_tests;
 
 pub use decision::{Decision, Outcome, PinAction, Refusal, RequestFacts};
-pub use failover::failover;
+pub use failover::{failover, Cause};
 pub use route::route;
 pub use snapshot::{Balancer, Endpoint, EndpointRef, Pool, Snapshot};
 pub use state::{EndpointState, Lifecycle, RuntimeState};

@@ -6,7 +6,7 @@ use pingora::{Error, ErrorType};
 
 use crate::affinity::rendezvous::HashKey;
 use crate::balancer::steering::PickFacts;
-use crate::balancer::{failover, Decision, Outcome, Snapshot};
+use crate::balancer::{failover, Cause, Decision, Outcome, Snapshot};
 
 use super::ctx::RequestCtx;
 
@@ -22,7 +22,14 @@ pub fn on_connect_failure(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error>
         random: fastrand::u64(..),
     };
     // The routing time, not a second clock read: the cookie's Max-Age is counted from it.
-    match failover(snap, &failed, &ctx.attempts.tried, pick, facts.now) {
+    match failover(
+        snap,
+        &failed,
+        &ctx.attempts.tried,
+        pick,
+        facts.now,
+        Cause::Connect,
+    ) {
         Some(next) => {
             report_failover(snap, &failed, &next, &e);
             ctx.decision = Some(next);
