@@ -18,6 +18,7 @@ use crate::clock::unix_now;
 use crate::config::{Config, ConfigErrors, OwnAddrs};
 use crate::proxy::via::InstanceId;
 use crate::state::StateStore;
+use crate::tls::slot::CertSlots;
 
 /// The running instance's config and state.
 #[derive(Debug)]
@@ -26,6 +27,9 @@ pub struct Instance {
     pub runtime: RuntimeState,
     /// Where drains and header sessions are kept beyond memory; chosen at start.
     pub state: StateStore,
+    /// What each TLS listener serves now: started from the first config, refreshed by every
+    /// reload (and, once built, by run-time issuance).
+    pub cert_slots: CertSlots,
     path: PathBuf,
     /// Reloads started (each takes the next number before it reads the file).
     reads: AtomicU64,
@@ -57,6 +61,7 @@ impl Instance {
     pub fn new(snapshot: Snapshot, runtime: RuntimeState, path: &Path) -> Instance {
         Instance {
             state: StateStore::new(&snapshot.config.state),
+            cert_slots: CertSlots::new(snapshot.all_listener_certs()),
             started_with: snapshot.config.clone(),
             id: InstanceId::random(),
             own: OwnAddrs::of(&snapshot.config),
@@ -116,6 +121,7 @@ impl Instance {
         registry.adopt(&mut snapshot, unix_now());
         let snapshot = Arc::new(snapshot);
         self.current.store(snapshot.clone());
+        self.cert_slots.refresh(snapshot.all_listener_certs());
         self.committed.store(ticket, SeqCst);
         Ok(snapshot)
     }

@@ -231,12 +231,9 @@ impl Snapshot {
         snap
     }
 
-    /// The certificates of the TLS listener at `address` (as written in the config).
-    pub fn listener_certs(&self, address: &str) -> Option<&Arc<ListenerCerts>> {
-        self.listener_certs
-            .iter()
-            .find(|(a, _)| a == address)
-            .map(|(_, c)| c)
+    /// Every TLS listener's certificates as this config loaded them, by address.
+    pub fn all_listener_certs(&self) -> &[(String, Arc<ListenerCerts>)] {
+        &self.listener_certs
     }
 
     /// The balancer for a `Host` value: exact name (case-insensitive, port ignored), else `"*"`.

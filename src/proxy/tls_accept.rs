@@ -1,29 +1,19 @@
-//! The TLS side of a listener: the acceptor, which presents the live certificate for the
-//! client's SNI (`listener_certs`, re-read at every reload), and the server handshake. Listeners are added to Pingora as plain TCP so that the connection
-//! guard counts a TLS connection from accept and bounds its handshake (SPEC §3.7); Pingora would
-//! otherwise handshake before any app code runs, uncounted, with 60 s to finish.
-//!
-//! The settings are Pingora's own `TlsSettings::intermediate` + `enable_h2`: Mozilla's
-//! intermediate profile, HTTP/2 preferred by ALPN, HTTP/1.1 allowed.
+//! The server handshake of a TLS listener, run by the connection guard. Listeners are added to
+//! Pingora as plain TCP so that the guard counts a TLS connection from accept and bounds its
+//! handshake (SPEC §3.7); Pingora would otherwise handshake before any app code runs, uncounted,
+//! with 60 s to finish. What the handshake presents (the certificate slot, the SNI choice, ALPN)
+//! is `tls::acceptor`'s.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pingora::protocols::Stream;
-use pingora::tls::ssl::{
-    select_next_proto, AlpnError, NameType, SniError, SslAcceptor, SslAcceptorBuilder, SslMethod,
-    SslRef,
-};
+use pingora::tls::ssl::SslAcceptor;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::conn::delegate::delegate_io_but_read;
-use crate::config::CertKey;
-use crate::instance::Instance;
-use crate::tls::listener_certs::ListenerCerts;
-
-/// ALPN protocols tether offers, most preferred first, in wire format.
-const ALPN_H2_H1: &[u8] = b"\x02h2\x08http/1.1";
+use crate::tls::slot::CertSlot;
 
 /// Why a listener's TLS acceptor could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -38,19 +28,10 @@ pub struct TlsAcceptor {
 }
 
 impl TlsAcceptor {
-    /// An acceptor for the listener at `address` that serves, at each handshake, the certificate
-    /// the live snapshot holds for it and the client's SNI (`listener_certs`; `started` is what
-    /// it was started with). Its own context carries no certificate.
-    pub fn live(
-        live: Arc<Instance>,
-        address: String,
-        started: Arc<ListenerCerts>,
-    ) -> Result<Self, TlsError> {
-        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
-        serve_live_certificates(&mut b, live, address, started);
-        b.set_alpn_select_callback(prefer_h2);
+    /// An acceptor for the listener at `address` serving what its certificate slot holds.
+    pub fn new(address: String, slot: Arc<CertSlot>) -> Result<Self, TlsError> {
         Ok(TlsAcceptor {
-            acceptor: b.build(),
+            acceptor: crate::tls::acceptor::build(address, slot)?,
         })
     }
 
@@ -59,12 +40,6 @@ impl TlsAcceptor {
         let tls = pingora::protocols::tls::server::handshake(&self.acceptor, Tcp(tcp)).await?;
         Ok(Box::new(tls))
     }
-}
-
-/// HTTP/2 when the client offers it, else HTTP/1.1; no ALPN answer for anything else (the
-/// client then speaks HTTP/1.1), as Pingora's `enable_h2`.
-fn prefer_h2<'a>(_: &mut SslRef, offered: &'a [u8]) -> Result<&'a [u8], AlpnError> {
-    select_next_proto(ALPN_H2_H1, offered).ok_or(AlpnError::NOACK)
 }
 
 /// The accepted TCP stream as the TLS layer's transport: every call goes to the stream inside.
@@ -82,34 +57,3 @@ impl AsyncRead for Tcp {
 }
 
 delegate_io_but_read!(Tcp, 0);
-
-/// Puts `c` on the handshake in progress.
-fn present(ssl: &mut SslRef, c: &CertKey) -> Result<(), pingora::tls::error::ErrorStack> {
-    ssl.set_certificate(&c.chain[0])?;
-    ssl.set_private_key(&c.key)?;
-    for extra in &c.chain[1..] {
-        ssl.add_chain_cert(extra.clone())?;
-    }
-    Ok(())
-}
-
-/// Makes the acceptor being built for the listener at `address` present, at each handshake, the
-/// certificate the live snapshot holds for it and the client's SNI. `started` (the certificates
-/// it was started with) serves if a reload removed the listener's TLS, which only an upgrade
-/// applies. The builder must carry no certificate of its own, or OpenSSL could pick that one.
-pub fn serve_live_certificates(
-    builder: &mut SslAcceptorBuilder,
-    live: Arc<Instance>,
-    address: String,
-    started: Arc<ListenerCerts>,
-) {
-    builder.set_servername_callback(move |ssl, _alert| {
-        let snap = live.snapshot();
-        let certs = snap.listener_certs(&address).unwrap_or(&started);
-        let chosen = certs.select(ssl.servername(NameType::HOST_NAME));
-        present(ssl, chosen).map_err(|e| {
-            log::error!("listener {address}: cannot present its certificate: {e}");
-            SniError::ALERT_FATAL
-        })
-    });
-}

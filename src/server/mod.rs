@@ -115,10 +115,10 @@ pub fn run(
         let tls = match &l.tls {
             None => None,
             Some(_) => {
-                let Some(started) = snap.listener_certs(&l.address).cloned() else {
+                let Some(slot) = live.cert_slots.slot(&l.address) else {
                     return Err(format!("listener {}: certificates not loaded", l.address).into());
                 };
-                Some(TlsAcceptor::live(live.clone(), l.address.clone(), started)?)
+                Some(TlsAcceptor::new(l.address.clone(), slot)?)
             }
         };
         let addr: SocketAddr = l.address.parse()?;
