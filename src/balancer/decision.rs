@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use http::HeaderMap;
 
+use crate::affinity::header_key::SessionKey;
 use crate::affinity::rendezvous::HashKey;
 
 use super::endpoint::EndpointRef;
@@ -126,4 +127,13 @@ impl Refusal {
             Refusal::HttpsOnly { balancer } | Refusal::NoEndpoint { balancer } => Some(balancer),
         }
     }
+}
+
+/// A request past step one of routing (`route::admit`): the balancer that answers it, and its
+/// header session key when the balancer's mode keys sessions by headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// Index into `Snapshot::balancers`.
+    pub balancer: usize,
+    pub session: Option<SessionKey>,
 }

@@ -14,8 +14,8 @@ pub mod steering;
 #[cfg(test)]
 mod route_tests;
 
-pub use decision::{Decision, Outcome, PinAction, Refusal, RequestFacts};
+pub use decision::{Admitted, Decision, Outcome, PinAction, Refusal, RequestFacts};
 pub use failover::{failover, Cause};
-pub use route::route;
+pub use route::{admit, decide, route};
 pub use snapshot::{Balancer, Endpoint, EndpointRef, Pool, Snapshot};
 pub use state::{EndpointState, Lifecycle, RuntimeState};

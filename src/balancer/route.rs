@@ -4,14 +4,23 @@
 use crate::affinity::rendezvous::HashKey;
 use crate::config::SteeringPolicy;
 
-use super::decision::{Decision, Outcome, PinAction, Refusal, RequestFacts};
+use super::decision::{Admitted, Decision, Outcome, PinAction, Refusal, RequestFacts};
 use super::pinning::{self, Pin};
 use super::snapshot::{host_name, Balancer, EndpointRef, Snapshot};
 use super::steering::{pick_by_key, PickFacts};
 
-/// Decides where a request goes (SPEC §2 `always_use_https`, §3.1, §3.2, §3.3, §3.6). The
-/// balancer is looked up once, here; its affinity mode says whether the request's pin holds.
+/// Decides where a request goes (SPEC §2 `always_use_https`, §3.1, §3.2, §3.3, §3.6): [`admit`]
+/// then [`decide`], for a caller with nothing to do between them.
 pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Decision, Refusal> {
+    let admitted = admit(snap, facts)?;
+    decide(snap, facts, &admitted, now)
+}
+
+/// Step one of routing: the balancer that answers the request (by `Host`, once per request) and
+/// its header session key, if its affinity mode has one (computed once per request). A shared
+/// state store is consulted with it before [`decide`]. Refuses an unknown host, and a plain-HTTP
+/// request to a balancer with `always_use_https`.
+pub fn admit(snap: &Snapshot, facts: &RequestFacts<'_>) -> Result<Admitted, Refusal> {
     let b = snap
         .balancer_for_host(facts.host)
         .ok_or(Refusal::NoBalancer)?;
@@ -19,12 +28,29 @@ pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, now: u64) -> Result<Deci
     if !facts.tls && lb.always_use_https && redirectable(facts.host) {
         return Err(Refusal::HttpsOnly { balancer: b });
     }
+    let session = pinning::for_mode(lb.affinity.mode).session_key(snap, lb, facts);
+    Ok(Admitted {
+        balancer: b,
+        session,
+    })
+}
+
+/// Step two of routing: where an admitted request goes — its pin if it holds, else a new
+/// placement — and what happens to the pin.
+pub fn decide(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    admitted: &Admitted,
+    now: u64,
+) -> Result<Decision, Refusal> {
+    let b = admitted.balancer;
+    let lb = &snap.balancers[b];
     let pick = PickFacts {
         client: HashKey::of_ip(facts.client_ip),
         random: facts.random,
     };
     let mode = pinning::for_mode(lb.affinity.mode);
-    let placement = mode.place(snap, lb, facts, pick.client, now);
+    let placement = mode.place(snap, lb, facts, admitted.session, pick.client, now);
     let (target, pin, outcome) = match placement.pin {
         Pin::Holds(target) => (target, PinAction::None, Outcome::Kept),
         Pin::Place { outcome, action } => {

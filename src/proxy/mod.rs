@@ -27,7 +27,7 @@ use pingora::{Error, ErrorType, Result};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::affinity::cookies::{has_cflb, push_without_cflb, set_cookie};
-use crate::balancer::{route, PinAction, Refusal, RequestFacts};
+use crate::balancer::{admit, decide, PinAction, Refusal, RequestFacts};
 use crate::clock::unix_now;
 use crate::config::AccessLogFormat;
 use crate::instance::Instance;
@@ -150,9 +150,15 @@ impl ProxyHttp for Adapter {
                 random: fastrand::u64(..),
                 tls,
             };
-            // A shared store refreshes the request's header session here (bounded wait).
-            self.live.state.prepare(&snap, &request).await;
-            route(&snap, &request, now)
+            // Routing in two steps: the balancer and the session key once, then a shared store
+            // refreshes the request's header session (bounded wait), then the decision.
+            match admit(&snap, &request) {
+                Ok(admitted) => {
+                    self.live.state.prepare(&snap, &admitted).await;
+                    decide(&snap, &request, &admitted, now)
+                }
+                Err(refusal) => Err(refusal),
+            }
         };
         ctx.facts = Some(Arrival {
             peer,

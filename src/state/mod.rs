@@ -4,7 +4,8 @@
 //!
 //! [`StateStore`] is the one seam the rest of tether talks to. The request path reads the
 //! in-process copies it always has (endpoint states, the header-session caches) and calls
-//! [`StateStore::prepare`] and [`StateStore::remember`] around routing; neither blocks a thread,
+//! [`StateStore::prepare`] between the two steps of routing (with the balancer and session key
+//! `balancer::admit` computed once) and [`StateStore::remember`] after it; neither blocks a thread,
 //! and with Redis `prepare` waits at most `timeout_ms`, at most once per session per second.
 //! The admin API reports drains through [`StateStore::drain_changed`]. [`StateSync`] does the
 //! rest in the background: restore at start (state file, upgrade hand-over), Redis polling,
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::balancer::route::is_first_choice;
-use crate::balancer::{Decision, Outcome, RequestFacts, Snapshot};
+use crate::balancer::{Admitted, Decision, Outcome, Snapshot};
 use crate::config::{StateSection, StoreKind};
 
 pub use image::StateImage;
@@ -110,9 +111,9 @@ impl StateStore {
 
     /// Before routing: makes the request's header session current from a shared store (see
     /// [`RedisStore::prepare`]). Returns at once for the embedded store.
-    pub async fn prepare(&self, snap: &Snapshot, facts: &RequestFacts<'_>) {
-        if let Some(r) = &self.redis {
-            r.prepare(snap, facts).await;
+    pub async fn prepare(&self, snap: &Snapshot, admitted: &Admitted) {
+        if let (Some(r), Some(key)) = (&self.redis, admitted.session) {
+            r.prepare(snap, admitted.balancer, key).await;
         }
     }
 

@@ -3,6 +3,7 @@
 //! client address (consistent hashing), `cookie` by the pool's steering policy.
 
 use crate::affinity::cookies::cflb_values;
+use crate::affinity::header_key::SessionKey;
 use crate::affinity::rendezvous::HashKey;
 use crate::affinity::token::TokenError;
 use crate::config::Failover;
@@ -23,6 +24,7 @@ impl Pinning for Cookie {
         snap: &Snapshot,
         lb: &Balancer,
         facts: &RequestFacts<'_>,
+        _session: Option<SessionKey>,
         client: HashKey,
         now: u64,
     ) -> Placement {

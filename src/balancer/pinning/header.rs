@@ -2,7 +2,7 @@
 //! session's endpoint is kept in the balancer's session store with an idle TTL; a new session
 //! is placed by consistent hashing of its key (SPEC §3.2). No cookie is set.
 
-use crate::affinity::header_key::session_key;
+use crate::affinity::header_key::{session_key, SessionKey};
 use crate::affinity::rendezvous::HashKey;
 
 use super::super::decision::{Outcome, PinAction, RequestFacts};
@@ -14,22 +14,31 @@ use super::{still_serves, Pin, Pinning, Placement};
 pub struct HeaderSession;
 
 impl Pinning for HeaderSession {
-    fn place(
+    fn session_key(
         &self,
         snap: &Snapshot,
         lb: &Balancer,
         facts: &RequestFacts<'_>,
-        _client: HashKey,
-        now: u64,
-    ) -> Placement {
+    ) -> Option<SessionKey> {
         let a = &lb.affinity;
-        let key = session_key(
+        session_key(
             &snap.session_ids,
             &a.headers,
             facts.headers,
             facts.cookies,
             a.require_all_headers,
-        );
+        )
+    }
+
+    fn place(
+        &self,
+        snap: &Snapshot,
+        lb: &Balancer,
+        _facts: &RequestFacts<'_>,
+        key: Option<SessionKey>,
+        _client: HashKey,
+        now: u64,
+    ) -> Placement {
         let (Some(store), Some(key)) = (&lb.sessions, key) else {
             return Placement {
                 key: None,

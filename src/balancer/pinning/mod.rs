@@ -10,6 +10,7 @@ mod none;
 
 use std::fmt::Debug;
 
+use crate::affinity::header_key::SessionKey;
 use crate::affinity::rendezvous::HashKey;
 use crate::config::{Affinity, Failover};
 
@@ -38,12 +39,25 @@ pub enum Pin {
 
 /// One affinity mode. Implementations are stateless; a balancer's settings come in `lb`.
 pub trait Pinning: Send + Sync + Debug {
-    /// Where the request's pin sends it, or how to place it (SPEC §3.1–§3.3).
+    /// The request's session key, when this mode keeps sessions by a key of the request's own
+    /// (header affinity); computed once per request, at admission.
+    fn session_key(
+        &self,
+        _snap: &Snapshot,
+        _lb: &Balancer,
+        _facts: &RequestFacts<'_>,
+    ) -> Option<SessionKey> {
+        None
+    }
+
+    /// Where the request's pin sends it, or how to place it (SPEC §3.1–§3.3). `session` is what
+    /// [`Pinning::session_key`] gave at admission.
     fn place(
         &self,
         snap: &Snapshot,
         lb: &Balancer,
         facts: &RequestFacts<'_>,
+        session: Option<SessionKey>,
         client: HashKey,
         now: u64,
     ) -> Placement;

@@ -1,5 +1,6 @@
 //! `none`: every request is balanced by the pool's `origin_steering`; nothing is pinned.
 
+use crate::affinity::header_key::SessionKey;
 use crate::affinity::rendezvous::HashKey;
 
 use super::super::decision::{Outcome, PinAction, RequestFacts};
@@ -16,6 +17,7 @@ impl Pinning for NoAffinity {
         _: &Snapshot,
         _: &Balancer,
         _: &RequestFacts<'_>,
+        _: Option<SessionKey>,
         _: HashKey,
         _: u64,
     ) -> Placement {

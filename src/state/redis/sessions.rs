@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use redis::Value;
 
-use crate::affinity::header_key::{session_key, SessionKey};
+use crate::affinity::header_key::SessionKey;
 use crate::affinity::sessions::{Pin, SessionStore};
 use crate::affinity::EndpointId;
 use crate::balancer::route::is_first_choice;
-use crate::balancer::{Balancer, RequestFacts, Snapshot};
+use crate::balancer::{Balancer, Snapshot};
 
 use super::{shown, wrong_type, RedisStore, REFRESH};
 
@@ -46,24 +46,12 @@ impl RedisStore {
     /// round trip). When Redis cannot be asked, the copy this instance last knew is used; a
     /// session it never knew is routed by consistent hashing of its key, the endpoint a new
     /// session would get on any instance (SPEC §5).
-    pub async fn prepare(self: &Arc<Self>, snap: &Snapshot, facts: &RequestFacts<'_>) {
-        let Some(b) = snap.balancer_for_host(facts.host) else {
-            return;
-        };
-        let lb = &snap.balancers[b];
+    pub async fn prepare(self: &Arc<Self>, snap: &Snapshot, balancer: usize, key: SessionKey) {
+        let lb = &snap.balancers[balancer];
         let Some(store) = &lb.sessions else {
             return;
         };
         let a = &lb.affinity;
-        let Some(key) = session_key(
-            &snap.session_ids,
-            &a.headers,
-            facts.headers,
-            facts.cookies,
-            a.require_all_headers,
-        ) else {
-            return;
-        };
         let now = self.clock_ms();
         let local = store.get_pin(key.id);
         if let Some(pin) = local {
