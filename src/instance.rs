@@ -133,13 +133,3 @@ impl Instance {
         change(&self.current.load())
     }
 }
-
-impl crate::state::Operated for Instance {
-    fn snapshot(&self) -> Arc<Snapshot> {
-        Instance::snapshot(self)
-    }
-
-    fn operate(&self, change: &mut dyn FnMut(&Snapshot)) {
-        Instance::operate(self, |snap| change(snap));
-    }
-}

@@ -118,6 +118,19 @@ async fn hand_over(live: Arc<Instance>, stream: UnixStream, image: StateImage, s
     }
 }
 
+impl StateSync {
+    /// One round of the shared backend; what the other instances agreed on is applied to the
+    /// snapshot in effect with reloads held off, as any operator change.
+    async fn poll(&self, first_or_last: bool) {
+        let snap = self.live.snapshot();
+        if let Some(drains) = self.live.state.poll(&snap, first_or_last).await {
+            let now = unix_now();
+            self.live
+                .operate(|snap| crate::state::redis::apply_drains(snap, &drains, now));
+        }
+    }
+}
+
 /// Each endpoint's admin flag and drain start: what must reach the state file within a second.
 fn drain_marks(snap: &Snapshot) -> Vec<(bool, u64)> {
     snap.pools
@@ -135,11 +148,9 @@ impl BackgroundService for StateSync {
         ready: ServiceReadyNotifier,
     ) {
         let store = &self.live.state;
-        if let Some(r) = store.redis() {
-            r.connect();
-            // One poll before traffic, so drains shared by other instances apply from the start.
-            r.poll(&*self.live, crate::state::redis::POLL_TIMEOUT).await;
-        }
+        store.start();
+        // One poll before traffic, so drains shared by other instances apply from the start.
+        self.poll(true).await;
         let socket = handover::socket_path(&self.upgrade_sock);
         self.restore(&socket).await;
         ready.notify_ready();
@@ -172,10 +183,8 @@ impl BackgroundService for StateSync {
                     tokio::spawn(hand_over(self.live.clone(), stream, image, socket.clone()));
                 }
                 _ = tick.tick() => {
+                    self.poll(false).await;
                     let snap = self.live.snapshot();
-                    if let Some(r) = store.redis() {
-                        r.poll(&*self.live, r.timeout()).await;
-                    }
                     if store.file().is_some() {
                         let now_marks = drain_marks(&snap);
                         if now_marks != marks || sessions_written.elapsed() >= SESSIONS_EVERY {
@@ -186,11 +195,9 @@ impl BackgroundService for StateSync {
                     }
                 }
                 _ = shutdown.changed() => {
+                    // A drain made in the last moments still reaches the other instances.
+                    self.poll(true).await;
                     let snap = self.live.snapshot();
-                    if let Some(r) = store.redis() {
-                        // A drain made in the last moments still reaches the other instances.
-                        r.poll(&*self.live, crate::state::redis::POLL_TIMEOUT).await;
-                    }
                     self.write_file(&snap);
                     return;
                 }

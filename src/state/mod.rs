@@ -2,15 +2,18 @@
 //! clocks, header sessions and health verdicts — and where they live so that they survive an
 //! upgrade, a restart, and being shared by several instances.
 //!
-//! [`StateStore`] is the one seam the rest of tether talks to. The request path reads the
-//! in-process copies it always has (endpoint states, the header-session caches) and calls
-//! [`StateStore::prepare`] between the two steps of routing (with the balancer and session key
-//! `balancer::admit` computed once) and [`StateStore::remember`] after it; neither blocks a thread,
-//! and with Redis `prepare` waits at most `timeout_ms`, at most once per session per second.
-//! The admin API reports drains through [`StateStore::drain_changed`]. [`StateSync`] does the
-//! rest in the background: restore at start (state file, upgrade hand-over), Redis polling,
-//! state-file writes.
+//! [`StateStore`] is what the rest of tether talks to; behind it, a [`Backend`] (`backend.rs`)
+//! is the seam where state is shared: embedded (nothing shared) or Redis, and the place a third
+//! store would go. The request path reads the in-process copies it always has (endpoint states,
+//! the header-session caches) and calls [`StateStore::prepare`] between the two steps of routing
+//! (with the balancer and session key `balancer::admit` computed once) and
+//! [`StateStore::remember`] after it; neither blocks a thread, and with Redis `prepare` waits at
+//! most `timeout_ms`, at most once per session per second. The admin API reports drains through
+//! [`StateStore::drain_changed`]. `ops::StateSync` does the rest in the background: restore at
+//! start (state file, upgrade hand-over), the backend's polls (whose drains it applies with
+//! reloads held off), state-file writes.
 
+pub mod backend;
 pub mod file;
 pub mod handover;
 pub mod image;
@@ -20,33 +23,22 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::balancer::route::is_first_choice;
-use crate::balancer::{Admitted, Decision, Outcome, Snapshot};
+use crate::balancer::{Admitted, Decision, Snapshot};
 use crate::config::{StateSection, StoreKind};
 
+pub use backend::{Backend, SharedDrains};
 pub use image::StateImage;
 
-/// What the state stores need of the running instance: the snapshot in effect, and a way to
-/// change runtime state with reloads held off. `crate::instance::Instance` is the one implementation;
-/// the trait keeps this module below it.
-pub trait Operated: Send + Sync {
-    /// The snapshot in effect now.
-    fn snapshot(&self) -> Arc<Snapshot>;
-    /// Runs `change` on the snapshot in effect, with reloads held off.
-    fn operate(&self, change: &mut dyn FnMut(&Snapshot));
-}
-
-use self::redis::RedisStore;
-
-/// Where this process keeps its runtime state; chosen at start (a reload does not change it).
+/// Where this process keeps its runtime state; chosen at start (a reload does not change it):
+/// the shared [`Backend`], the embedded store's file, and whether a successor took it over.
 #[derive(Debug)]
 pub struct StateStore {
     kind: StoreKind,
     /// The embedded store's file, absolute.
     file: Option<PathBuf>,
-    redis: Option<Arc<RedisStore>>,
+    backend: backend::Shared,
     /// Set once this process handed its state to a successor (upgrade).
     handed_over: AtomicBool,
 }
@@ -67,13 +59,16 @@ impl StateStore {
                 _ => p,
             }
         });
+        let backend: backend::Shared = match (cfg.store, &cfg.redis) {
+            (StoreKind::Redis, Some(r)) => {
+                Arc::new(redis::RedisBackend(Arc::new(redis::RedisStore::new(r))))
+            }
+            _ => Arc::new(backend::Embedded { file: file.clone() }),
+        };
         StateStore {
             kind: cfg.store,
             file,
-            redis: match (cfg.store, &cfg.redis) {
-                (StoreKind::Redis, Some(r)) => Some(Arc::new(RedisStore::new(r))),
-                _ => None,
-            },
+            backend,
             handed_over: AtomicBool::new(false),
         }
     }
@@ -86,11 +81,6 @@ impl StateStore {
     /// The embedded store's file, when one is configured.
     pub fn file(&self) -> Option<&std::path::Path> {
         self.file.as_deref()
-    }
-
-    /// The Redis store, when `store: redis`.
-    pub fn redis(&self) -> Option<&Arc<RedisStore>> {
-        self.redis.as_ref()
     }
 
     /// Records that a successor confirmed it took this process's state over (it owns the state
@@ -106,68 +96,51 @@ impl StateStore {
 
     /// True while the store answers (the embedded store always does).
     pub fn reachable(&self) -> bool {
-        self.redis.as_ref().is_none_or(|r| r.is_up())
+        self.backend.reachable()
     }
 
-    /// Before routing: makes the request's header session current from a shared store (see
-    /// [`RedisStore::prepare`]). Returns at once for the embedded store.
+    /// Between the two steps of routing: makes the request's header session current from a
+    /// shared backend (bounded wait). Returns at once when nothing is shared or the request has
+    /// no header session.
     pub async fn prepare(&self, snap: &Snapshot, admitted: &Admitted) {
-        if let (Some(r), Some(key)) = (&self.redis, admitted.session) {
-            r.prepare(snap, admitted.balancer, key).await;
+        if let Some(key) = admitted.session.filter(|_| self.backend.shares_sessions()) {
+            self.backend.prepare(snap, admitted.balancer, key).await;
         }
     }
 
     /// After `decision` pinned header session `session` to its target (a new session or a
-    /// re-pin): kept here, and shared when the store is Redis (in the background) if it is away
-    /// from its first choice (see [`redis::sessions`]). A new session does not overwrite one
-    /// another instance pinned meanwhile; a re-pin does.
+    /// re-pin): kept locally, and shared as the backend shares sessions.
     pub fn remember(&self, snap: &Snapshot, decision: &Decision, session: u128) {
-        let lb = &snap.balancers[decision.balancer];
-        let Some(store) = &lb.sessions else {
-            return;
-        };
-        let endpoint = snap.endpoint(decision.target).id;
-        match &self.redis {
-            None => store.pin(session, endpoint),
-            Some(r) => {
-                let home = decision
-                    .key
-                    .is_some_and(|k| is_first_choice(snap, lb, k, decision.target));
-                let pinned = redis::Pinned {
-                    session,
-                    endpoint,
-                    new: decision.outcome == Outcome::New,
-                    home,
-                };
-                r.remember(&lb.name, lb.affinity.ttl, store, pinned);
-            }
-        }
+        self.backend.remember(snap, decision, session);
     }
 
     /// An admin drain (`since` = its start, unix seconds) or undrain (`None`) of `pool`/`name`
-    /// was made here; shared with every instance when the store is Redis. (The state file
+    /// was made here; shared with every instance when the backend shares. (The state file
     /// notices drain changes by itself.)
     pub fn drain_changed(&self, pool: &str, name: &str, since: Option<u64>) {
-        if let Some(r) = &self.redis {
-            r.drain_changed(pool, name, since);
-        }
+        self.backend.drain_changed(pool, name, since);
+    }
+
+    /// Connects the backend; once, in the process's runtime.
+    pub fn start(&self) {
+        self.backend.start();
+    }
+
+    /// One background round of the backend (see [`Backend::poll`]); `first_or_last` gives it
+    /// the longer budget a connect may need.
+    pub async fn poll(&self, snap: &Snapshot, first_or_last: bool) -> Option<SharedDrains> {
+        let budget = if first_or_last {
+            redis::POLL_TIMEOUT
+        } else {
+            self.backend.poll_budget()
+        };
+        self.backend.poll(snap, budget).await
     }
 
     /// What `/status` says about the store: which one, whether it answers, where it is (never
     /// the Redis URL or password).
     pub fn status_json(&self) -> Value {
-        match &self.redis {
-            Some(r) => json!({
-                "store": "redis",
-                "address": r.address(),
-                "reachable": r.is_up(),
-            }),
-            None => json!({
-                "store": "embedded",
-                "file": self.file.as_ref().map(|f| f.display().to_string()),
-                "reachable": true,
-            }),
-        }
+        self.backend.status_json()
     }
 }
 

@@ -13,16 +13,16 @@ use redis::Value;
 
 use crate::balancer::Snapshot;
 use crate::clock::unix_now;
-use crate::state::Operated;
+use crate::state::backend::SharedDrains;
 
 use super::{shown, RedisStore, StoreError, POLL_TIMEOUT};
 
 impl RedisStore {
-    /// One poll: write queued drain changes, read every drain, and apply them to the live
-    /// snapshot (holding off reloads, as any operator change does).
+    /// One poll: write queued drain changes, read every drain, and return them for the caller
+    /// to apply to the live snapshot (holding off reloads, as any operator change does).
     /// Reads get `budget`: a request's budget in steady state, so "reachable" means the same
     /// for the poll as for requests; more for the first poll, which also connects.
-    pub async fn poll(&self, live: &dyn Operated, budget: Duration) {
+    pub async fn poll(&self, snap: &Snapshot, budget: Duration) -> Option<SharedDrains> {
         let generation = self.generation.load(Relaxed);
         let pending: Vec<(String, Option<u64>)> = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -33,7 +33,7 @@ impl RedisStore {
             for (k, v) in pending {
                 p.entry(k).or_insert(v);
             }
-            return;
+            return None;
         }
         let (drains_key, epoch_key) = (self.drains_key(), self.epoch_key());
         let read = self
@@ -52,7 +52,7 @@ impl RedisStore {
             })
             .await;
         let Ok((drains, epoch)) = read else {
-            return;
+            return None;
         };
         let epoch = self.epoch_of(epoch);
         let known = self.epoch.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -70,17 +70,14 @@ impl RedisStore {
                     self.address
                 );
             }
-            self.seed(&live.snapshot()).await;
-            return;
+            self.seed(snap).await;
+            return None;
         }
         *self.epoch.lock().unwrap_or_else(|e| e.into_inner()) = epoch;
         let now = unix_now();
-        let Some(drains) = self.drains_of(drains, &live.snapshot(), now) else {
-            return;
-        };
-        if self.generation.load(Relaxed) == generation {
-            live.operate(&mut |snap| apply_drains(snap, &drains, now));
-        }
+        let drains = self.drains_of(drains, snap, now)?;
+        // A drain made here while the read was out is newer than what the read saw.
+        (self.generation.load(Relaxed) == generation).then_some(drains)
     }
 
     /// The `epoch` value as text; one tether did not write (another type, say) is logged once

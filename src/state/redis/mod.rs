@@ -19,11 +19,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::affinity::header_key::SessionKey;
 use crate::config::RedisSection;
 
 use crate::telemetry::store as metrics;
@@ -293,4 +294,73 @@ fn shown(bytes: &[u8]) -> String {
     let cut = &bytes[..bytes.len().min(100)];
     let more = if cut.len() < bytes.len() { "..." } else { "" };
     format!("{}{more}", cut.escape_ascii())
+}
+
+/// The Redis store as the state store's [`Backend`](crate::state::backend::Backend).
+#[derive(Debug, Clone)]
+pub struct RedisBackend(pub Arc<RedisStore>);
+
+#[async_trait::async_trait]
+impl crate::state::backend::Backend for RedisBackend {
+    fn shares_sessions(&self) -> bool {
+        true
+    }
+
+    fn start(&self) {
+        self.0.connect();
+    }
+
+    fn reachable(&self) -> bool {
+        self.0.is_up()
+    }
+
+    async fn prepare(&self, snap: &crate::balancer::Snapshot, balancer: usize, key: SessionKey) {
+        self.0.prepare(snap, balancer, key).await;
+    }
+
+    fn remember(
+        &self,
+        snap: &crate::balancer::Snapshot,
+        decision: &crate::balancer::Decision,
+        session: u128,
+    ) {
+        let lb = &snap.balancers[decision.balancer];
+        let Some(store) = &lb.sessions else {
+            return;
+        };
+        let home = decision
+            .key
+            .is_some_and(|k| crate::balancer::route::is_first_choice(snap, lb, k, decision.target));
+        let pinned = Pinned {
+            session,
+            endpoint: snap.endpoint(decision.target).id,
+            new: decision.outcome == crate::balancer::Outcome::New,
+            home,
+        };
+        self.0.remember(&lb.name, lb.affinity.ttl, store, pinned);
+    }
+
+    fn drain_changed(&self, pool: &str, name: &str, since: Option<u64>) {
+        self.0.drain_changed(pool, name, since);
+    }
+
+    async fn poll(
+        &self,
+        snap: &crate::balancer::Snapshot,
+        budget: Duration,
+    ) -> Option<crate::state::backend::SharedDrains> {
+        self.0.poll(snap, budget).await
+    }
+
+    fn poll_budget(&self) -> Duration {
+        self.0.timeout()
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "store": "redis",
+            "address": self.0.address(),
+            "reachable": self.0.is_up(),
+        })
+    }
 }
