@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::affinity::EndpointId;
 use crate::balancer::Snapshot;
 use crate::instance::Instance;
 
@@ -52,8 +53,9 @@ impl Series {
 
 #[derive(Debug, Default)]
 struct History {
-    /// By endpoint label `pool/name`.
-    endpoints: HashMap<String, Series>,
+    /// By endpoint id (pool id + name), as runtime state is keyed: a renamed label or a
+    /// re-used position never inherits another endpoint's series.
+    endpoints: HashMap<EndpointId, Series>,
     /// By balancer name, one series per [`OUTCOME_GROUPS`] entry.
     outcomes: HashMap<String, [Series; 4]>,
 }
@@ -64,11 +66,11 @@ fn history() -> std::sync::MutexGuard<'static, History> {
     HISTORY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Requests/s of endpoint `label` (`pool/name`), oldest first.
-pub fn endpoint_rates(label: &str) -> Vec<f64> {
+/// Requests/s of endpoint `id`, oldest first.
+pub fn endpoint_rates(id: EndpointId) -> Vec<f64> {
     history()
         .endpoints
-        .get(label)
+        .get(&id)
         .map(|s| s.rates.iter().copied().collect())
         .unwrap_or_default()
 }
@@ -92,13 +94,10 @@ pub fn sample(snap: &Snapshot, secs: f64) {
     let mut seen = Vec::new();
     for e in snap.pools.iter().flat_map(|p| &p.endpoints) {
         let total = e.state.requests.load(Relaxed);
-        h.endpoints
-            .entry(e.label.clone())
-            .or_default()
-            .sample(total, secs);
-        seen.push(e.label.as_str());
+        h.endpoints.entry(e.id).or_default().sample(total, secs);
+        seen.push(e.id);
     }
-    h.endpoints.retain(|k, _| seen.contains(&k.as_str()));
+    h.endpoints.retain(|k, _| seen.contains(k));
     for b in &snap.balancers {
         let series = h.outcomes.entry(b.name.clone()).or_default();
         for (i, (_, outcomes)) in OUTCOME_GROUPS.iter().enumerate() {

@@ -20,6 +20,7 @@ use super::history::{self, OUTCOME_GROUPS};
 use super::html::esc;
 use super::sparkline;
 use super::status::{pools, EndpointView};
+use crate::affinity::EndpointId;
 
 /// Seconds between the page's refreshes; a drain countdown ticks every second in between.
 const REFRESH_SECONDS: u32 = 2;
@@ -137,7 +138,7 @@ fn endpoint_row(out: &mut String, e: &EndpointView) {
         ""
     };
     let label = format!("{}/{}", e.pool, e.name);
-    let rates = history::endpoint_rates(&label);
+    let rates = history::endpoint_rates(EndpointId::of(&e.pool, &e.name));
     let now = rates.last().copied().unwrap_or(0.0);
     let chart = sparkline::svg(
         &[(&rates, RATE_COLOUR)],
