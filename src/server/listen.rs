@@ -20,7 +20,7 @@ use std::os::fd::{BorrowedFd, IntoRawFd};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::server::{ListenFds, RuntimeOpts, ShutdownWatch};
+use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 use socket2::{Domain, Socket, Type};
 
@@ -220,26 +220,7 @@ impl<S: ServiceWithDependents> ServiceWithDependents for BoundFirst<S> {
         self.endpoints.iter_mut().for_each(|e| e.watch = None);
     }
 
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn threads(&self) -> Option<usize> {
-        self.inner.threads()
-    }
-
-    fn runtime_opts_override(&self, global: &RuntimeOpts) -> Option<RuntimeOpts> {
-        self.inner.runtime_opts_override(global)
-    }
-
-    fn on_startup_delay(&self, time_waited: Duration) {
-        self.inner.on_startup_delay(time_waited)
-    }
-
-    // Pingora closes inherited sockets no service claims only when every service lists its own.
-    fn listen_addresses(&self) -> Option<Vec<String>> {
-        self.inner.listen_addresses()
-    }
+    super::delegate_service_but_start!();
 }
 
 #[cfg(test)]

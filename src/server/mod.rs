@@ -6,6 +6,39 @@
 mod listen;
 mod vital;
 
+/// Inside an `impl ServiceWithDependents for Wrapper<S>` whose field `inner` is the wrapped
+/// service: every method but `start_service` answered by `inner`, so a wrapper writes only the
+/// start it changes (as `proxy::conn::delegate` does for streams).
+macro_rules! delegate_service_but_start {
+    () => {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+
+        fn threads(&self) -> Option<usize> {
+            self.inner.threads()
+        }
+
+        fn runtime_opts_override(
+            &self,
+            global: &pingora::server::RuntimeOpts,
+        ) -> Option<pingora::server::RuntimeOpts> {
+            self.inner.runtime_opts_override(global)
+        }
+
+        fn on_startup_delay(&self, time_waited: std::time::Duration) {
+            self.inner.on_startup_delay(time_waited)
+        }
+
+        // Pingora closes inherited sockets no service claims only when every service lists its
+        // own.
+        fn listen_addresses(&self) -> Option<Vec<String>> {
+            self.inner.listen_addresses()
+        }
+    };
+}
+use delegate_service_but_start;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -11,10 +11,9 @@ use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::server::{ExecutionPhase, ListenFds, RuntimeOpts, ShutdownWatch};
+use pingora::server::{ExecutionPhase, ListenFds, ShutdownWatch};
 use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
@@ -149,26 +148,7 @@ impl<S: ServiceWithDependents> ServiceWithDependents for Vital<S> {
         }
     }
 
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn threads(&self) -> Option<usize> {
-        self.inner.threads()
-    }
-
-    fn runtime_opts_override(&self, global: &RuntimeOpts) -> Option<RuntimeOpts> {
-        self.inner.runtime_opts_override(global)
-    }
-
-    fn on_startup_delay(&self, time_waited: Duration) {
-        self.inner.on_startup_delay(time_waited)
-    }
-
-    // Pingora closes inherited sockets no service claims only when every service lists its own.
-    fn listen_addresses(&self) -> Option<Vec<String>> {
-        self.inner.listen_addresses()
-    }
+    super::delegate_service_but_start!();
 }
 
 #[cfg(test)]
