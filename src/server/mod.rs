@@ -131,9 +131,60 @@ pub fn run(
     );
     state.add_dependency(&bootstrap);
 
-    // Inside out: the proxy; what a client may hold on HTTP/2 (streams per connection, each
-    // stream's body timed); the guard that counts connections, handshakes TLS and enforces the
-    // header deadlines (SPEC 3.7); the late cleanup that keeps an upgrade from dropping a request.
+    let (proxy, mut proxy_endpoints) = proxy_service(&server, &live)?;
+    let mut admin = snap
+        .config
+        .admin
+        .as_ref()
+        .map(|a| admin_service(&a.address, &live));
+    // A fresh start binds in the foreground, before Pingora daemonizes, so that `--daemon` too
+    // reports a failure on the terminal and exits non-zero. An upgrade cannot: the old process
+    // holds the addresses until it sends them, so its new listeners are bound in the service.
+    if !mode.upgrade {
+        let admin_endpoint = admin.iter_mut().map(|(_, e)| e);
+        bind_in_foreground(proxy_endpoints.iter_mut().chain(admin_endpoint))?;
+    }
+    let proxy = add_vital(&mut server, BoundFirst::new(proxy, proxy_endpoints));
+    proxy.add_dependency(&bootstrap);
+    proxy.add_dependency(&state);
+    if let Some((service, endpoint)) = admin {
+        let admin = add_vital(&mut server, BoundFirst::new(service, vec![endpoint]));
+        admin.add_dependency(&bootstrap);
+        admin.add_dependency(&state);
+    }
+    add_background(&mut server, &live);
+    server.run(RunArgs::default());
+    state_sync::write_at_exit(&live);
+    // The last access lines of in-flight requests are still in the buffer.
+    log_sink::flush()?;
+    Ok(())
+}
+
+/// Binds every endpoint now, then announces them all: a start that fails announces nothing.
+fn bind_in_foreground<'a>(
+    endpoints: impl Iterator<Item = &'a mut Endpoint>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut bound = Vec::new();
+    for endpoint in endpoints {
+        endpoint.bind_now()?;
+        bound.push(endpoint);
+    }
+    bound.iter().for_each(|e| e.announce());
+    Ok(())
+}
+
+/// The proxy service as Pingora runs it.
+type ProxyService = Service<LateCleanup<Guarded<Held<pingora_proxy::HttpProxy<Adapter>>>>>;
+
+/// The proxy service with every listener, and their endpoints (address + announcement).
+/// Inside out: the proxy; what a client may hold on HTTP/2 (streams per connection, each
+/// stream's body timed); the guard that counts connections, handshakes TLS and enforces the
+/// header deadlines (SPEC 3.7); the late cleanup that keeps an upgrade from dropping a request.
+fn proxy_service(
+    server: &Server,
+    live: &Arc<Instance>,
+) -> Result<(ProxyService, Vec<Endpoint>), Box<dyn std::error::Error>> {
+    let snap = live.snapshot();
     let mut app = pingora_proxy::http_proxy(&server.configuration, Adapter::new(live.clone()));
     let mut options = HttpServerOptions::default();
     // HTTP/2 with no open stream is closed after the keep-alive timeout (read at start).
@@ -168,40 +219,7 @@ pub fn run(
     for l in &snap.config.listeners {
         proxy.add_tcp(&l.address);
     }
-    let mut admin = snap
-        .config
-        .admin
-        .as_ref()
-        .map(|a| admin_service(&a.address, &live));
-    // A fresh start binds in the foreground, before Pingora daemonizes, so that `--daemon` too
-    // reports a failure on the terminal and exits non-zero. An upgrade cannot: the old process
-    // holds the addresses until it sends them, so its new listeners are bound in the service.
-    if !mode.upgrade {
-        let admin_endpoint = admin.iter_mut().map(|(_, e)| e);
-        for endpoint in proxy_endpoints.iter_mut().chain(admin_endpoint) {
-            endpoint.bind_now()?;
-        }
-        // Only once all are bound: a start that fails announces nothing.
-        let admin_endpoint = admin.iter().map(|(_, e)| e);
-        proxy_endpoints
-            .iter()
-            .chain(admin_endpoint)
-            .for_each(Endpoint::announce);
-    }
-    let proxy = add_vital(&mut server, BoundFirst::new(proxy, proxy_endpoints));
-    proxy.add_dependency(&bootstrap);
-    proxy.add_dependency(&state);
-    if let Some((service, endpoint)) = admin {
-        let admin = add_vital(&mut server, BoundFirst::new(service, vec![endpoint]));
-        admin.add_dependency(&bootstrap);
-        admin.add_dependency(&state);
-    }
-    add_background(&mut server, &live);
-    server.run(RunArgs::default());
-    state_sync::write_at_exit(&live);
-    // The last access lines of in-flight requests are still in the buffer.
-    log_sink::flush()?;
-    Ok(())
+    Ok((proxy, proxy_endpoints))
 }
 
 /// Adds `service` so that its death ends the process ([`vital`]).
