@@ -12,7 +12,8 @@ use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::EndpointId;
 use crate::config::{
-    Affinity, Config, Failover, MonitorSpec, SessionHeader, SteeringPolicy, Validated,
+    Affinity, Config, Failover, LoadBalancer, MonitorSpec, PoolConfig, SessionHeader,
+    SteeringPolicy, TypedBalancer, TypedPool, Validated,
 };
 use crate::telemetry::metrics::BalancerCounters;
 use crate::tls::listener_certs::ListenerCerts;
@@ -125,37 +126,12 @@ impl Snapshot {
         };
 
         let monitors: Vec<Arc<MonitorSpec>> = typed_monitors.into_iter().map(Arc::new).collect();
-        let mut pools = Vec::with_capacity(config.pools.len());
-        for (p, typed) in config.pools.iter().zip(&typed_pools) {
-            let endpoints: Vec<Endpoint> = p
-                .endpoints
-                .iter()
-                .zip(&typed.endpoints)
-                .map(|(e, t)| {
-                    let label = format!("{}/{}", p.pool.id, e.name);
-                    Endpoint {
-                        name: e.name.clone(),
-                        id: EndpointId::of(&p.pool.id, &e.name),
-                        addr: t.addr.clone(),
-                        weight: e.weight,
-                        enabled: e.enabled,
-                        host: t.host.clone(),
-                        origin: Origin::compile(t.addr.get(), &t.tls),
-                        label,
-                        state: Arc::default(),
-                    }
-                })
-                .collect();
-            let weights: Vec<f64> = endpoints.iter().map(|e| e.weight).collect();
-            pools.push(Pool {
-                id: p.pool.id.clone(),
-                endpoints,
-                minimum_origins: p.pool.minimum_origins,
-                steering: steering::policy(p.pool.origin_steering.policy, &weights),
-                monitor: typed.monitor.map(|m| monitors[m].clone()),
-            });
-        }
-
+        let pools: Vec<Pool> = config
+            .pools
+            .iter()
+            .zip(&typed_pools)
+            .map(|(p, typed)| compile_pool(p, typed, &monitors))
+            .collect();
         let mut balancers = Vec::with_capacity(config.load_balancers.len());
         let mut exact = HashMap::new();
         let mut wildcard = None;
@@ -165,49 +141,12 @@ impl Snapshot {
             .zip(typed_balancers)
             .enumerate()
         {
-            let mut by_id = HashMap::new();
-            for &pi in typed.default_pools.iter().chain([&typed.fallback]) {
-                for (ei, e) in pools[pi].endpoints.iter().enumerate() {
-                    by_id.insert(
-                        e.id,
-                        EndpointRef {
-                            pool: pi,
-                            endpoint: ei,
-                        },
-                    );
-                }
-            }
-            let attrs = &lb.session_affinity_attributes;
             if typed.name == "*" {
                 wildcard = Some(bi);
             } else {
                 exact.insert(typed.name.trim_end_matches('.').to_string(), bi);
             }
-            balancers.push(Balancer {
-                name: typed.name,
-                pools: typed.default_pools,
-                fallback: typed.fallback,
-                steering: lb.steering_policy,
-                always_use_https: lb.always_use_https,
-                affinity: AffinityPolicy {
-                    mode: lb.session_affinity,
-                    ttl: typed.ttl,
-                    cookie: CookieAttributes {
-                        secure: attrs.secure,
-                        samesite: attrs.samesite,
-                        always_use_https: lb.always_use_https,
-                    },
-                    drain_duration: attrs.drain_duration,
-                    failover: attrs.zero_downtime_failover,
-                    failover_across_pools: lb.adaptive_routing.failover_across_pools,
-                    headers: typed.session_headers,
-                    require_all_headers: attrs.require_all_headers,
-                    max_sessions: lb.max_sessions,
-                },
-                by_id,
-                sessions: None,
-                counters: None,
-            });
+            balancers.push(compile_balancer(lb, typed, &pools));
         }
         Snapshot {
             balancers,
@@ -287,4 +226,77 @@ pub fn host_name(host: &str) -> &str {
         }
     };
     name.trim_end_matches('.')
+}
+
+/// One pool of the config, compiled: its endpoints with fresh runtime state (adopted at commit),
+/// its steering policy over their weights, and its monitor.
+fn compile_pool(p: &PoolConfig, typed: &TypedPool, monitors: &[Arc<MonitorSpec>]) -> Pool {
+    let endpoints: Vec<Endpoint> = p
+        .endpoints
+        .iter()
+        .zip(&typed.endpoints)
+        .map(|(e, t)| Endpoint {
+            name: e.name.clone(),
+            id: EndpointId::of(&p.pool.id, &e.name),
+            addr: t.addr.clone(),
+            weight: e.weight,
+            enabled: e.enabled,
+            host: t.host.clone(),
+            origin: Origin::compile(t.addr.get(), &t.tls),
+            label: format!("{}/{}", p.pool.id, e.name),
+            state: Arc::default(),
+        })
+        .collect();
+    let weights: Vec<f64> = endpoints.iter().map(|e| e.weight).collect();
+    Pool {
+        id: p.pool.id.clone(),
+        endpoints,
+        minimum_origins: p.pool.minimum_origins,
+        steering: steering::policy(p.pool.origin_steering.policy, &weights),
+        monitor: typed.monitor.map(|m| monitors[m].clone()),
+    }
+}
+
+/// One load balancer of the config, compiled over the compiled `pools`: its affinity policy and
+/// the endpoints its cookies may name, by id. No session store or counters yet (commit adds
+/// them).
+fn compile_balancer(lb: &LoadBalancer, typed: TypedBalancer, pools: &[Pool]) -> Balancer {
+    let mut by_id = HashMap::new();
+    for &pi in typed.default_pools.iter().chain([&typed.fallback]) {
+        for (ei, e) in pools[pi].endpoints.iter().enumerate() {
+            by_id.insert(
+                e.id,
+                EndpointRef {
+                    pool: pi,
+                    endpoint: ei,
+                },
+            );
+        }
+    }
+    let attrs = &lb.session_affinity_attributes;
+    Balancer {
+        name: typed.name,
+        pools: typed.default_pools,
+        fallback: typed.fallback,
+        steering: lb.steering_policy,
+        always_use_https: lb.always_use_https,
+        affinity: AffinityPolicy {
+            mode: lb.session_affinity,
+            ttl: typed.ttl,
+            cookie: CookieAttributes {
+                secure: attrs.secure,
+                samesite: attrs.samesite,
+                always_use_https: lb.always_use_https,
+            },
+            drain_duration: attrs.drain_duration,
+            failover: attrs.zero_downtime_failover,
+            failover_across_pools: lb.adaptive_routing.failover_across_pools,
+            headers: typed.session_headers,
+            require_all_headers: attrs.require_all_headers,
+            max_sessions: lb.max_sessions,
+        },
+        by_id,
+        sessions: None,
+        counters: None,
+    }
 }

@@ -26,5 +26,5 @@ pub use own_addrs::{OwnAddr, OwnAddrs};
 pub use schema::*;
 pub use secret::REDACTED;
 pub use state::{redis_address, unused_parts, RedisSection, StateSection, StoreKind};
-pub use typed::{session_ttl, MonitorSpec, Validated};
+pub use typed::{session_ttl, MonitorSpec, TypedBalancer, TypedPool, Validated};
 pub use values::{ExpectedCodes, SessionHeader};
