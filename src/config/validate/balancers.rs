@@ -1,0 +1,132 @@
+//! `load_balancers:`: references to pools, affinity rules and their TTL ranges.
+
+use std::collections::HashMap;
+
+use super::super::error::ConfigError;
+use super::super::schema::*;
+use super::super::typed::{session_ttl, TypedBalancer};
+use super::super::values::SessionHeader;
+
+pub(super) fn load_balancer(
+    lb: &LoadBalancer,
+    path: &str,
+    pools: &HashMap<&str, usize>,
+    e: &mut Vec<ConfigError>,
+) -> Option<TypedBalancer> {
+    let errors_before = e.len();
+    if lb.default_pools.is_empty() {
+        e.push(ConfigError::schema(
+            format!("{path}.default_pools"),
+            "needs at least one pool",
+        ));
+    }
+    let mut default_pools = Vec::with_capacity(lb.default_pools.len());
+    for (i, p) in lb.default_pools.iter().enumerate() {
+        match pools.get(p.as_str()) {
+            Some(&index) => default_pools.push(index),
+            None => e.push(ConfigError::UnknownRef {
+                path: format!("{path}.default_pools[{i}]"),
+                what: "pool",
+                name: p.clone(),
+            }),
+        }
+    }
+    let mut fallback = default_pools.last().copied();
+    if let Some(p) = &lb.fallback_pool {
+        fallback = pools.get(p.as_str()).copied();
+        if fallback.is_none() {
+            e.push(ConfigError::UnknownRef {
+                path: format!("{path}.fallback_pool"),
+                what: "pool",
+                name: p.clone(),
+            });
+        }
+    }
+    let attrs = &lb.session_affinity_attributes;
+    let apath = format!("{path}.session_affinity_attributes");
+    let rules = session_ttl(lb.session_affinity);
+    if let Some(ttl) = lb.session_affinity_ttl {
+        let range = rules.as_ref().map(|(_, range)| range);
+        if let Some(range) = range.filter(|r| !r.contains(&ttl)) {
+            let reason = format!(
+                "is outside {}..{} for {} affinity",
+                range.start(),
+                range.end(),
+                lb.session_affinity.as_str()
+            );
+            e.push(ConfigError::invalid(
+                format!("{path}.session_affinity_ttl"),
+                ttl,
+                reason,
+            ));
+        }
+    }
+    if attrs.samesite == SameSite::None && attrs.secure == Secure::Never {
+        e.push(ConfigError::invalid(
+            format!("{apath}.samesite"),
+            "None",
+            "needs secure Auto or Always: browsers drop SameSite=None cookies that are not Secure",
+        ));
+    }
+    if lb.session_affinity == Affinity::Header {
+        if attrs.headers.is_empty() {
+            e.push(ConfigError::schema(
+                format!("{apath}.headers"),
+                "header affinity needs at least one header",
+            ));
+        }
+        if attrs.zero_downtime_failover == Failover::Sticky {
+            e.push(ConfigError::invalid(
+                format!("{apath}.zero_downtime_failover"),
+                "sticky",
+                "is not supported with header affinity (as Cloudflare): use temporary",
+            ));
+        }
+    }
+    if attrs.headers.len() > 5 {
+        e.push(ConfigError::invalid(
+            format!("{apath}.headers"),
+            attrs.headers.len(),
+            "entries: at most 5 are allowed",
+        ));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut session_headers = Vec::with_capacity(attrs.headers.len());
+    for (i, h) in attrs.headers.iter().enumerate() {
+        let hpath = format!("{apath}.headers[{i}]");
+        match SessionHeader::parse(h) {
+            Err(reason) => e.push(ConfigError::invalid(hpath, format!("{h:?}"), reason)),
+            Ok(parsed) => {
+                let key = parsed.to_string();
+                if let Some(first) = seen.insert(key.clone(), i) {
+                    let first = format!("{apath}.headers[{first}]");
+                    e.push(ConfigError::Duplicate {
+                        path: hpath,
+                        what: "header",
+                        name: key,
+                        first,
+                    });
+                }
+                session_headers.push(parsed);
+            }
+        }
+    }
+    if lb.max_sessions == 0 {
+        e.push(ConfigError::invalid(
+            format!("{path}.max_sessions"),
+            0,
+            "must be at least 1",
+        ));
+    }
+    if e.len() > errors_before {
+        return None;
+    }
+    let default_ttl = rules.map_or(0, |(default, _)| default);
+    Some(TypedBalancer {
+        name: lb.name.to_ascii_lowercase(),
+        default_pools,
+        fallback: fallback?,
+        ttl: lb.session_affinity_ttl.unwrap_or(default_ttl),
+        session_headers,
+    })
+}
