@@ -16,9 +16,9 @@ use arc_swap::ArcSwap;
 use crate::balancer::{RuntimeState, Snapshot};
 use crate::clock::unix_now;
 use crate::config::{Config, ConfigErrors, OwnAddrs};
-use crate::proxy::via::InstanceId;
 use crate::state::StateStore;
 use crate::tls::slot::CertSlots;
+use crate::via::InstanceId;
 
 /// The running instance's config and state.
 #[derive(Debug)]

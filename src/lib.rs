@@ -15,3 +15,4 @@ pub mod server;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
+pub mod via;

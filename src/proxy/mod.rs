@@ -14,7 +14,6 @@ pub mod limits;
 mod redirect;
 mod retry;
 pub mod tls_accept;
-pub mod via;
 
 use std::sync::Arc;
 use std::time::Instant;
