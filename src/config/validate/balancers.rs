@@ -7,6 +7,8 @@ use super::super::schema::*;
 use super::super::typed::{session_ttl, TypedBalancer};
 use super::super::values::SessionHeader;
 
+/// One load balancer: its pool references resolved, its affinity rules checked, its session
+/// headers parsed; `None` when any of it is wrong (each problem pushed onto `e`).
 pub(super) fn load_balancer(
     lb: &LoadBalancer,
     path: &str,
@@ -14,6 +16,38 @@ pub(super) fn load_balancer(
     e: &mut Vec<ConfigError>,
 ) -> Option<TypedBalancer> {
     let errors_before = e.len();
+    let (default_pools, fallback) = pool_refs(lb, path, pools, e);
+    let apath = format!("{path}.session_affinity_attributes");
+    affinity_rules(lb, path, &apath, e);
+    let session_headers = session_headers(&lb.session_affinity_attributes.headers, &apath, e);
+    if lb.max_sessions == 0 {
+        e.push(ConfigError::invalid(
+            format!("{path}.max_sessions"),
+            0,
+            "must be at least 1",
+        ));
+    }
+    if e.len() > errors_before {
+        return None;
+    }
+    let default_ttl = session_ttl(lb.session_affinity).map_or(0, |(default, _)| default);
+    Some(TypedBalancer {
+        name: lb.name.to_ascii_lowercase(),
+        default_pools,
+        fallback: fallback?,
+        ttl: lb.session_affinity_ttl.unwrap_or(default_ttl),
+        session_headers,
+    })
+}
+
+/// `default_pools` and `fallback_pool` as pool indices (the fallback defaults to the last
+/// default pool).
+fn pool_refs(
+    lb: &LoadBalancer,
+    path: &str,
+    pools: &HashMap<&str, usize>,
+    e: &mut Vec<ConfigError>,
+) -> (Vec<usize>, Option<usize>) {
     if lb.default_pools.is_empty() {
         e.push(ConfigError::schema(
             format!("{path}.default_pools"),
@@ -42,10 +76,15 @@ pub(super) fn load_balancer(
             });
         }
     }
+    (default_pools, fallback)
+}
+
+/// The TTL range of the affinity mode, `SameSite=None` only with Secure, and what header
+/// affinity needs and refuses.
+fn affinity_rules(lb: &LoadBalancer, path: &str, apath: &str, e: &mut Vec<ConfigError>) {
     let attrs = &lb.session_affinity_attributes;
-    let apath = format!("{path}.session_affinity_attributes");
-    let rules = session_ttl(lb.session_affinity);
     if let Some(ttl) = lb.session_affinity_ttl {
+        let rules = session_ttl(lb.session_affinity);
         let range = rules.as_ref().map(|(_, range)| range);
         if let Some(range) = range.filter(|r| !r.contains(&ttl)) {
             let reason = format!(
@@ -83,16 +122,24 @@ pub(super) fn load_balancer(
             ));
         }
     }
-    if attrs.headers.len() > 5 {
+}
+
+/// `headers:` parsed: at most 5 entries, each valid and none twice.
+fn session_headers(
+    headers: &[String],
+    apath: &str,
+    e: &mut Vec<ConfigError>,
+) -> Vec<SessionHeader> {
+    if headers.len() > 5 {
         e.push(ConfigError::invalid(
             format!("{apath}.headers"),
-            attrs.headers.len(),
+            headers.len(),
             "entries: at most 5 are allowed",
         ));
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut session_headers = Vec::with_capacity(attrs.headers.len());
-    for (i, h) in attrs.headers.iter().enumerate() {
+    let mut parsed_all = Vec::with_capacity(headers.len());
+    for (i, h) in headers.iter().enumerate() {
         let hpath = format!("{apath}.headers[{i}]");
         match SessionHeader::parse(h) {
             Err(reason) => e.push(ConfigError::invalid(hpath, format!("{h:?}"), reason)),
@@ -107,26 +154,9 @@ pub(super) fn load_balancer(
                         first,
                     });
                 }
-                session_headers.push(parsed);
+                parsed_all.push(parsed);
             }
         }
     }
-    if lb.max_sessions == 0 {
-        e.push(ConfigError::invalid(
-            format!("{path}.max_sessions"),
-            0,
-            "must be at least 1",
-        ));
-    }
-    if e.len() > errors_before {
-        return None;
-    }
-    let default_ttl = rules.map_or(0, |(default, _)| default);
-    Some(TypedBalancer {
-        name: lb.name.to_ascii_lowercase(),
-        default_pools,
-        fallback: fallback?,
-        ttl: lb.session_affinity_ttl.unwrap_or(default_ttl),
-        session_headers,
-    })
+    parsed_all
 }
