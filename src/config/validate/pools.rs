@@ -10,6 +10,8 @@ use super::super::typed::{TypedEndpoint, TypedPool};
 use super::monitors::header_map;
 use super::unique;
 
+/// One pool: its monitor reference, its endpoint count rules and each endpoint; `None` when an
+/// endpoint could not be parsed (each problem pushed onto `e`).
 pub(super) fn pool(
     p: &PoolConfig,
     path: &str,
@@ -58,58 +60,70 @@ pub(super) fn pool(
         .tls
         .as_ref()
         .and_then(|tls| origin_tls::validate(tls, &format!("{path}.tls"), e));
-    let mut endpoints = Vec::with_capacity(p.endpoints.len());
-    for (j, ep) in p.endpoints.iter().enumerate() {
-        let path = format!("{list}[{j}]");
-        let own_ca = ep
-            .tls
-            .as_ref()
-            .and_then(|tls| origin_tls::validate(tls, &format!("{path}.tls"), e));
-        match OriginAddr::parse(&ep.address) {
-            Ok(addr) => {
-                let host = ep
-                    .header
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-                    .and_then(|(_, v)| v.first().cloned());
-                let mut tls = OriginTls::resolve(
-                    ep.tls.as_ref(),
-                    p.pool.tls.as_ref(),
-                    host.as_deref(),
-                    &ep.address,
-                );
-                // The CA list of whichever block named the `ca_path` in effect.
-                let own = ep.tls.as_ref().is_some_and(|t| t.ca_path.is_some());
-                tls.ca = if own { own_ca } else { pool_ca.clone() };
-                endpoints.push(TypedEndpoint { addr, host, tls });
-            }
-            Err(reason) => e.push(ConfigError::invalid(
-                format!("{path}.address"),
-                &ep.address,
-                reason,
-            )),
-        }
-        if !(0.0..=1.0).contains(&ep.weight) {
-            e.push(ConfigError::invalid(
-                format!("{path}.weight"),
-                format!("{:?}", ep.weight),
-                "is outside 0..1",
-            ));
-        }
-        for (name, values) in &ep.header {
-            let hpath = format!("{path}.header.{name}");
-            if !name.eq_ignore_ascii_case("host") {
-                e.push(ConfigError::invalid(
-                    hpath,
-                    name,
-                    "is not supported: only Host may be overridden",
-                ));
-            } else if values.len() != 1 {
-                e.push(ConfigError::schema(hpath, "needs exactly one value"));
-            }
-        }
-        header_map(&ep.header, &format!("{path}.header"), e);
-    }
+    let endpoints: Vec<TypedEndpoint> = p
+        .endpoints
+        .iter()
+        .enumerate()
+        .filter_map(|(j, ep)| endpoint(p, ep, &format!("{list}[{j}]"), pool_ca.as_ref(), e))
+        .collect();
     let complete = endpoints.len() == p.endpoints.len();
     complete.then_some(TypedPool { monitor, endpoints })
+}
+
+/// One endpoint of pool `p` at `path`: its address parsed, its origin TLS resolved over the
+/// pool's (with the CA list of whichever block named the `ca_path` in effect), its weight and
+/// Host override checked. `None` when its address does not parse.
+fn endpoint(
+    p: &PoolConfig,
+    ep: &Endpoint,
+    path: &str,
+    pool_ca: Option<&std::sync::Arc<pingora::protocols::tls::CaType>>,
+    e: &mut Vec<ConfigError>,
+) -> Option<TypedEndpoint> {
+    let own_ca = ep
+        .tls
+        .as_ref()
+        .and_then(|tls| origin_tls::validate(tls, &format!("{path}.tls"), e));
+    let addr = OriginAddr::parse(&ep.address).map_err(|reason| {
+        e.push(ConfigError::invalid(
+            format!("{path}.address"),
+            &ep.address,
+            reason,
+        ))
+    });
+    if !(0.0..=1.0).contains(&ep.weight) {
+        e.push(ConfigError::invalid(
+            format!("{path}.weight"),
+            format!("{:?}", ep.weight),
+            "is outside 0..1",
+        ));
+    }
+    for (name, values) in &ep.header {
+        let hpath = format!("{path}.header.{name}");
+        if !name.eq_ignore_ascii_case("host") {
+            e.push(ConfigError::invalid(
+                hpath,
+                name,
+                "is not supported: only Host may be overridden",
+            ));
+        } else if values.len() != 1 {
+            e.push(ConfigError::schema(hpath, "needs exactly one value"));
+        }
+    }
+    header_map(&ep.header, &format!("{path}.header"), e);
+    let addr = addr.ok()?;
+    let host = ep
+        .header
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .and_then(|(_, v)| v.first().cloned());
+    let mut tls = OriginTls::resolve(
+        ep.tls.as_ref(),
+        p.pool.tls.as_ref(),
+        host.as_deref(),
+        &ep.address,
+    );
+    let own = ep.tls.as_ref().is_some_and(|t| t.ca_path.is_some());
+    tls.ca = if own { own_ca } else { pool_ca.cloned() };
+    Some(TypedEndpoint { addr, host, tls })
 }
