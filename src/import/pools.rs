@@ -157,26 +157,7 @@ pub fn pools(
             ));
         }
         ids.insert(p.id.clone(), name.clone());
-        let mut insecure_monitor = false;
-        let monitor = match p.monitor.as_deref().filter(|m| !m.is_empty()) {
-            None => None,
-            Some(mid) => match monitors.get(mid) {
-                Some(Some((id, insecure))) => {
-                    insecure_monitor = *insecure;
-                    Some(id.clone())
-                }
-                Some(None) => {
-                    notes.push(
-                        "its monitor cannot run in tether: the pool is written without one".into(),
-                    );
-                    None
-                }
-                None => {
-                    notes.push(format!("monitor {mid:?} is in no input file: the pool is written without a health monitor (every enabled endpoint counts as healthy); import GET /accounts/{{account}}/load_balancers/monitors too"));
-                    None
-                }
-            },
-        };
+        let (monitor, insecure_monitor) = pool_monitor(p, monitors, &mut notes);
         let disabled_pool = p.enabled == Some(false);
         if disabled_pool {
             notes.push("the pool is disabled: tether has no pool switch, so its endpoints are written enabled: false (no new sessions)".into());
@@ -206,28 +187,7 @@ pub fn pools(
                 endpoints.len()
             ));
         }
-        let policy = p
-            .origin_steering
-            .as_ref()
-            .and_then(|s| s.policy.clone())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "random".into());
-        let policy = match policy.as_str() {
-            "random" | "hash" | "least_outstanding_requests" | "least_connections" => policy,
-            other => {
-                notes.push(format!(
-                    "origin_steering.policy {other:?} is not supported: written as random"
-                ));
-                "random".into()
-            }
-        };
-        for field in p
-            .origin_steering
-            .iter()
-            .flat_map(|s| unknown_fields(&s.other))
-        {
-            notes.push(format!("origin_steering.{field} is not supported"));
-        }
+        let policy = steering_policy(p, &mut notes);
         let tls = origin_tls(opts, insecure_monitor, &mut notes);
         for n in notes {
             out.not_imported.push(format!("{what}: {n}"));
@@ -249,6 +209,57 @@ pub fn pools(
         out.pools.push(c);
     }
     ids
+}
+
+/// The pool's monitor as the tether monitor id it was imported as (noting a monitor that cannot
+/// run or is in no input file), and whether it was an `allow_insecure` https monitor.
+fn pool_monitor(
+    p: &CfPool,
+    monitors: &MonitorIds,
+    notes: &mut Vec<String>,
+) -> (Option<String>, bool) {
+    let Some(mid) = p.monitor.as_deref().filter(|m| !m.is_empty()) else {
+        return (None, false);
+    };
+    match monitors.get(mid) {
+        Some(Some((id, insecure))) => (Some(id.clone()), *insecure),
+        Some(None) => {
+            notes.push("its monitor cannot run in tether: the pool is written without one".into());
+            (None, false)
+        }
+        None => {
+            notes.push(format!("monitor {mid:?} is in no input file: the pool is written without a health monitor (every enabled endpoint counts as healthy); import GET /accounts/{{account}}/load_balancers/monitors too"));
+            (None, false)
+        }
+    }
+}
+
+/// `origin_steering.policy` as tether knows it (`random` for anything else, noted), and a note
+/// per steering field tether does not have.
+fn steering_policy(p: &CfPool, notes: &mut Vec<String>) -> String {
+    let policy = p
+        .origin_steering
+        .as_ref()
+        .and_then(|s| s.policy.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "random".into());
+    let policy = match policy.as_str() {
+        "random" | "hash" | "least_outstanding_requests" | "least_connections" => policy,
+        other => {
+            notes.push(format!(
+                "origin_steering.policy {other:?} is not supported: written as random"
+            ));
+            "random".into()
+        }
+    };
+    for field in p
+        .origin_steering
+        .iter()
+        .flat_map(|s| unknown_fields(&s.other))
+    {
+        notes.push(format!("origin_steering.{field} is not supported"));
+    }
+    policy
 }
 
 /// The pool's `tls:` (SPEC 3.8): enabled with `--origin-tls`; certificate checks off for an
