@@ -62,24 +62,7 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
         .enumerate()
         .map(|(i, p)| pool(p, &format!("pools[{i}]"), &monitor_ids, e))
         .collect();
-    let names = config
-        .load_balancers
-        .iter()
-        .map(|lb| lb.name.to_ascii_lowercase());
-    let names: Vec<String> = names.collect();
-    unique(
-        names.iter().map(String::as_str),
-        "load_balancers",
-        "name",
-        "load balancer",
-        e,
-    );
-    let balancers: Vec<Option<TypedBalancer>> = config
-        .load_balancers
-        .iter()
-        .enumerate()
-        .map(|(i, lb)| load_balancer(lb, &format!("load_balancers[{i}]"), &pool_ids, e))
-        .collect();
+    let balancers = balancers(&config.load_balancers, &pool_ids, e);
     let trusted_proxies = trusted_proxies(&config.trusted_proxies, e);
     // Every `None` above came with an error, so with no error every part is there.
     match (all(monitors), all(pools), all(balancers)) {
@@ -106,6 +89,26 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
         }
         _ => Err(errs),
     }
+}
+
+/// `load_balancers`: names unique (case-insensitive), each balancer checked.
+fn balancers(
+    list: &[LoadBalancer],
+    pool_ids: &HashMap<&str, usize>,
+    e: &mut Vec<ConfigError>,
+) -> Vec<Option<TypedBalancer>> {
+    let names: Vec<String> = list.iter().map(|lb| lb.name.to_ascii_lowercase()).collect();
+    unique(
+        names.iter().map(String::as_str),
+        "load_balancers",
+        "name",
+        "load balancer",
+        e,
+    );
+    list.iter()
+        .enumerate()
+        .map(|(i, lb)| load_balancer(lb, &format!("load_balancers[{i}]"), pool_ids, e))
+        .collect()
 }
 
 /// `cookie_secret`: no empty list, no empty key.
