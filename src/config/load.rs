@@ -75,58 +75,7 @@ impl Config {
                 ));
             }
         }
-
-        let server = one(&root, "server", &mut errs).unwrap_or_default();
-        let listeners = list::<Listener>(&root, "listeners", &mut errs);
-        let admin = match root.get("admin") {
-            // serde would quote a scalar here, and `admin: <token>` is an easy slip.
-            Some(v) if !matches!(v, Value::Mapping(_) | Value::Null) => {
-                errs.push(ConfigError::schema(
-                    "admin",
-                    "expected a mapping (address, token); the value is not shown",
-                ));
-                None
-            }
-            _ => one::<Admin>(&root, "admin", &mut errs),
-        };
-        let limits = one(&root, "limits", &mut errs).unwrap_or_default();
-        let cookie_secret = one::<Secrets>(&root, "cookie_secret", &mut errs);
-        if matches!(root.get("cookie_secret"), Some(Value::Null)) {
-            // `cookie_secret:` with nothing after it is a mistake, not a request for a random
-            // key (leaving the line out is how to ask for one).
-            errs.push(ConfigError::schema(
-                "cookie_secret",
-                "is empty; remove the line to use a random key",
-            ));
-        }
-        let monitors = list::<Monitor>(&root, "monitors", &mut errs);
-        let pools = list::<Pool>(&root, "pools", &mut errs)
-            .into_iter()
-            .enumerate()
-            .map(|(i, pool)| {
-                let path = format!("pools[{i}].endpoints");
-                let endpoints = elements::<Endpoint>(&pool.endpoints, &path, &mut errs);
-                PoolConfig { pool, endpoints }
-            })
-            .collect();
-        let load_balancers = list::<LoadBalancer>(&root, "load_balancers", &mut errs);
-        let trusted_proxies = list::<String>(&root, "trusted_proxies", &mut errs);
-        let state = one(&root, "state", &mut errs).unwrap_or_default();
-        let access_log = one(&root, "access_log", &mut errs).unwrap_or_default();
-
-        let mut config = Config {
-            server,
-            listeners,
-            admin,
-            limits,
-            cookie_secret,
-            monitors,
-            pools,
-            load_balancers,
-            trusted_proxies,
-            state,
-            access_log,
-        };
+        let mut config = sections(&root, &mut errs);
         expand_env(&mut config, env, &mut errs);
         // A section that failed to parse is absent, so cross-checks against it would only add
         // noise ("no pool with id ..."): validate only what parsed cleanly.
@@ -134,6 +83,62 @@ impl Config {
             return Err(ConfigErrors(errs));
         }
         validate(config).map_err(ConfigErrors)
+    }
+}
+
+/// Every section of the file, each parsed on its own so that one bad section does not hide
+/// the others' errors; a section that does not parse is left at its default (with its error).
+fn sections(root: &Mapping, errs: &mut Vec<ConfigError>) -> Config {
+    let server = one(root, "server", errs).unwrap_or_default();
+    let listeners = list::<Listener>(root, "listeners", errs);
+    let admin = match root.get("admin") {
+        // serde would quote a scalar here, and `admin: <token>` is an easy slip.
+        Some(v) if !matches!(v, Value::Mapping(_) | Value::Null) => {
+            errs.push(ConfigError::schema(
+                "admin",
+                "expected a mapping (address, token); the value is not shown",
+            ));
+            None
+        }
+        _ => one::<Admin>(root, "admin", errs),
+    };
+    let limits = one(root, "limits", errs).unwrap_or_default();
+    let cookie_secret = one::<Secrets>(root, "cookie_secret", errs);
+    if matches!(root.get("cookie_secret"), Some(Value::Null)) {
+        // `cookie_secret:` with nothing after it is a mistake, not a request for a random
+        // key (leaving the line out is how to ask for one).
+        errs.push(ConfigError::schema(
+            "cookie_secret",
+            "is empty; remove the line to use a random key",
+        ));
+    }
+    let monitors = list::<Monitor>(root, "monitors", errs);
+    let pools = list::<Pool>(root, "pools", errs)
+        .into_iter()
+        .enumerate()
+        .map(|(i, pool)| {
+            let path = format!("pools[{i}].endpoints");
+            let endpoints = elements::<Endpoint>(&pool.endpoints, &path, errs);
+            PoolConfig { pool, endpoints }
+        })
+        .collect();
+    let load_balancers = list::<LoadBalancer>(root, "load_balancers", errs);
+    let trusted_proxies = list::<String>(root, "trusted_proxies", errs);
+    let state = one(root, "state", errs).unwrap_or_default();
+    let access_log = one(root, "access_log", errs).unwrap_or_default();
+
+    Config {
+        server,
+        listeners,
+        admin,
+        limits,
+        cookie_secret,
+        monitors,
+        pools,
+        load_balancers,
+        trusted_proxies,
+        state,
+        access_log,
     }
 }
 
