@@ -37,8 +37,7 @@ fn snap(mode: &str, across: bool) -> Snapshot {
     let yaml = BASE
         .replace("MODE", mode)
         .replace("ACROSS", &across.to_string());
-    let config = Config::from_yaml(&yaml, "test").unwrap_or_else(|e| panic!("{e}"));
-    Snapshot::build(config, &RuntimeState::default(), NOW)
+    crate::balancer::fixture::snapshot(&yaml, NOW)
 }
 
 fn pick(random: u64) -> PickFacts {

@@ -14,6 +14,9 @@ pub mod steering;
 #[cfg(test)]
 mod route_tests;
 
+#[cfg(test)]
+pub mod fixture;
+
 pub use decision::{Admitted, Decision, Outcome, PinAction, Refusal, RequestFacts};
 pub use failover::{failover, Cause};
 pub use route::{admit, decide, route};

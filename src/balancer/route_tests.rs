@@ -9,8 +9,7 @@ use crate::config::Config;
 const NOW: u64 = 1_700_000_000;
 
 fn snap(yaml: &str) -> Snapshot {
-    let config = Config::from_yaml(yaml, "test").unwrap_or_else(|e| panic!("{e}"));
-    Snapshot::build(config, &RuntimeState::default(), NOW)
+    crate::balancer::fixture::snapshot(yaml, NOW)
 }
 
 const BASE: &str = r#"

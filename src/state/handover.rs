@@ -253,8 +253,7 @@ load_balancers:
 "#;
 
     fn snap() -> Snapshot {
-        let config = Config::from_yaml(YAML, "test").unwrap();
-        Snapshot::build(config, &RuntimeState::default(), 1_000)
+        crate::balancer::fixture::snapshot(YAML, 1_000)
     }
 
     /// The largest image `snap` can produce: every session held, every number at its widest.

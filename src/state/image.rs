@@ -132,26 +132,11 @@ impl StateImage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::RuntimeState;
-    use crate::config::Config;
-
-    const YAML: &str = r#"
-listeners: [{ address: "127.0.0.1:8080" }]
-pools:
-  - id: web
-    endpoints:
-      - { name: a, address: "127.0.0.1:9001" }
-      - { name: b, address: "127.0.0.1:9002" }
-load_balancers:
-  - name: "*"
-    default_pools: [web]
-    session_affinity: header
-    session_affinity_attributes: { headers: [x-user], drain_duration: 300 }
-"#;
+    use crate::balancer::fixture;
 
     fn snap() -> Snapshot {
-        let config = Config::from_yaml(YAML, "test").unwrap();
-        Snapshot::build(config, &RuntimeState::default(), 1_000)
+        let lb = "    session_affinity: header\n    session_affinity_attributes: { headers: [x-user], drain_duration: 300 }\n";
+        fixture::snapshot(&fixture::web_ab(lb), 1_000)
     }
 
     #[test]

@@ -283,25 +283,11 @@ pub fn apply_drains(snap: &Snapshot, drains: &HashMap<String, u64>, now: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::RuntimeState;
-    use crate::config::Config;
-
-    const YAML: &str = r#"
-listeners: [{ address: "127.0.0.1:8080" }]
-pools:
-  - id: web
-    endpoints:
-      - { name: a, address: "127.0.0.1:9001" }
-      - { name: b, address: "127.0.0.1:9002" }
-load_balancers:
-  - name: "*"
-    default_pools: [web]
-    session_affinity_attributes: { drain_duration: 300 }
-"#;
+    use crate::balancer::fixture;
 
     fn snap() -> Snapshot {
-        let config = Config::from_yaml(YAML, "test").unwrap();
-        Snapshot::build(config, &RuntimeState::default(), 1_000)
+        let lb = "    session_affinity_attributes: { drain_duration: 300 }\n";
+        fixture::snapshot(&fixture::web_ab(lb), 1_000)
     }
 
     #[test]
