@@ -103,6 +103,7 @@ pub fn run(
     mode: ProcessMode,
     base: &Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    ignore_sighup_until_reload_catches_it();
     let snap = live.snapshot();
     let conf = server_conf(&snap.config.server, mode, base);
     let opt = Opt {
@@ -158,6 +159,19 @@ pub fn run(
     // The last access lines of in-flight requests are still in the buffer.
     log_sink::flush()?;
     Ok(())
+}
+
+/// The listeners accept before the reload service catches SIGHUP, and an uncaught SIGHUP ends
+/// the process (its default action): one sent by a supervisor or a log rotation in those
+/// milliseconds would kill a tether that just started. Ignored until then; the reload service's
+/// handler replaces this (a reload asked for before it runs is not needed: the file was just
+/// read).
+fn ignore_sighup_until_reload_catches_it() {
+    // SAFETY: SIG_IGN installs no handler code; it only sets the disposition, which the reload
+    // service's own registration later replaces.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
 }
 
 /// Binds every endpoint now, then announces them all: a start that fails announces nothing.
