@@ -240,6 +240,7 @@ fn state_file_is_0600_and_a_symlink_at_the_temp_path_is_not_followed() {
         std::fs::symlink_metadata(state.path().join("state.json.tmp")).is_err(),
         "the planted link is gone"
     );
+}
 
 /// The ids of the header sessions in the state file at `path`.
 fn session_ids(path: &Path) -> Vec<String> {
