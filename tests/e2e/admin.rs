@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::ops::*;
-use common::*;
+use crate::common::ops::*;
+use crate::common::*;
 
 /// Starts tether with an admin listener (plus `admin_extra` lines under `admin:`) in front of
 /// `ups` with cookie affinity; returns it with the admin port.

@@ -2,9 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const HEAD: &str = "listeners:\n  - address: 127.0.0.1:18080\ncookie_secret: \"a secret that is at least 32 bytes long\"\n";
 const POOLS: &str = "pools:\n  - id: web\n    endpoints:\n      - { name: a, address: \"127.0.0.1:9001\" }\n      - { name: b, address: \"127.0.0.1:9002\" }\n";

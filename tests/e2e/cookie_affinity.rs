@@ -2,9 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn cookie_lb(ups: &[&Upstream], attrs: &str) -> String {
     format!(

@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::hostile::*;
-use common::ops::self_signed;
-use common::*;
+use crate::common::hostile::*;
+use crate::common::ops::self_signed;
+use crate::common::*;
 
 /// Tether with `limits` on a plain listener and, when `tls`, a TLS one too (its port returned).
 fn start(limits: &str, tls: bool) -> (Tether, Upstream, u16) {
@@ -269,7 +267,7 @@ fn connection_limits_apply_after_a_reload_without_upgrade() {
         "request_header_timeout_seconds: 1\n  max_connections: 3",
     );
     std::fs::write(&t.config, yaml).unwrap();
-    common::ops::signal(t.pid(), "HUP");
+    crate::common::ops::signal(t.pid(), "HUP");
     wait_for("the reload", Duration::from_secs(10), || {
         t.log().contains("reloaded")
     });

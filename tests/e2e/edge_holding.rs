@@ -4,16 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::h2raw::*;
-use common::hostile::read_response;
-use common::ops::{admin, self_signed};
-use common::*;
+use crate::common::h2raw::*;
+use crate::common::hostile::read_response;
+use crate::common::ops::{admin, self_signed};
+use crate::common::*;
 
 const HOST: &str = "shop.example";
 
@@ -309,7 +307,7 @@ fn holding_limits_apply_after_a_reload_without_upgrade() {
         "request_body_timeout_seconds: 1\n  max_concurrent_streams: 2",
     );
     std::fs::write(&t.config, yaml).unwrap();
-    common::ops::signal(t.pid(), "HUP");
+    crate::common::ops::signal(t.pid(), "HUP");
     wait_for("the reload", Duration::from_secs(10), || {
         t.log().contains("reloaded")
     });

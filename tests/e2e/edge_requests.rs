@@ -5,15 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::raw::*;
-use common::*;
+use crate::common::raw::*;
+use crate::common::*;
 
 /// tether with cookie affinity on `shop.example` (and `*`) in front of `ups`; `extra` goes
 /// before `pools:`.
@@ -177,7 +175,7 @@ fn secrets_never_echoed_in_config_errors() {
         good.replace("\"first-token-for-the-test\"", VALUE),
     )
     .unwrap();
-    let r = common::ops::admin(
+    let r = crate::common::ops::admin(
         admin_port,
         "POST",
         "/reload",
@@ -222,7 +220,7 @@ fn admin_post(port: u16, path: &str, lines: &[&[u8]]) -> RawResp {
 }
 
 fn state_of(port: u16, name: &str) -> String {
-    let s = common::ops::admin(port, "GET", "/status", None).json();
+    let s = crate::common::ops::admin(port, "GET", "/status", None).json();
     let e = s["pools"][0]["endpoints"]
         .as_array()
         .unwrap()
@@ -276,7 +274,7 @@ fn admin_refuses_cross_site_requests_without_token() {
     let r = admin_post(port, drain, &[own.as_bytes(), origin.as_bytes()]);
     assert_eq!(r.status, 200, "{r:?}");
     assert_ne!(state_of(port, "a"), "serving");
-    let r = common::ops::admin(port, "POST", "/pools/web/endpoints/a/undrain", None);
+    let r = crate::common::ops::admin(port, "POST", "/pools/web/endpoints/a/undrain", None);
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(state_of(port, "a"), "serving");
 }
@@ -308,7 +306,7 @@ fn admin_token_scheme_is_case_insensitive() {
 
 /// The instance id the admin API at `port` shows.
 fn instance_id(port: u16) -> String {
-    let s = common::ops::admin(port, "GET", "/status", None).json();
+    let s = crate::common::ops::admin(port, "GET", "/status", None).json();
     s["instance_id"].as_str().unwrap().to_string()
 }
 
@@ -374,7 +372,7 @@ fn request_with_our_via_gets_508() {
         assert_eq!(r.status, 200, "{via}: {r:?}");
     }
     assert_eq!(a.request_count(), 2);
-    let metrics = common::ops::admin(port, "GET", "/metrics", None).body;
+    let metrics = crate::common::ops::admin(port, "GET", "/metrics", None).body;
     assert!(
         metrics.contains("tether_refused_requests_total{reason=\"loop\"} 2"),
         "{metrics}"

@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// A monitor that checks once at start and then not for an hour: every failure below happens
 /// "between health checks", which is what zero-downtime failover is for.

@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Binds `addr` and fills its accept queue, so that a further connect gets no answer at all
 /// and times out (a listener that accepts nothing). The returned sockets keep it so.

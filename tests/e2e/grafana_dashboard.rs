@@ -2,13 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::ops::admin;
-use common::*;
+use crate::common::ops::admin;
+use crate::common::*;
 use serde_json::Value;
 
 /// Every `expr` and variable query in the dashboard.

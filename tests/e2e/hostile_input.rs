@@ -2,13 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -300,7 +298,7 @@ fn refusals_and_header_sessions_are_counted_in_metrics() {
             Some(200)
         );
     }
-    let metrics = common::ops::admin(admin_port, "GET", "/metrics", None).body;
+    let metrics = crate::common::ops::admin(admin_port, "GET", "/metrics", None).body;
     for line in [
         "tether_refused_requests_total{reason=\"header_too_large\"} 1",
         "tether_refused_requests_total{reason=\"content_length_with_transfer_encoding\"} 1",
@@ -415,7 +413,7 @@ fn bare_cr_in_request_target_is_refused() {
     wait_for("the admin listener", LONG, || {
         TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
     });
-    let metrics = common::ops::admin(admin_port, "GET", "/metrics", None).body;
+    let metrics = crate::common::ops::admin(admin_port, "GET", "/metrics", None).body;
     let line = "tether_refused_requests_total{reason=\"bad_target\"} 3";
     assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
 }
@@ -487,7 +485,7 @@ fn parser_refusal_is_counted_and_logged() {
         lines.iter().any(|l| l.starts_with("405 from 127.0.0.1:")),
         "{lines:?}"
     );
-    let metrics = common::ops::admin(admin_port, "GET", "/metrics", None).body;
+    let metrics = crate::common::ops::admin(admin_port, "GET", "/metrics", None).body;
     for line in [
         "tether_refused_requests_total{reason=\"malformed\"} 4",
         "tether_refused_requests_total{reason=\"connect_method\"} 1",
@@ -533,7 +531,7 @@ fn three_hundred_refusals_in_a_second_write_under_30_lines() {
     let log = t.log();
     let written = log.lines().count() - before;
     assert!(written < 30, "{written} lines for 300 refusals:\n{log}");
-    let metrics = common::ops::admin(admin_port, "GET", "/metrics", None).body;
+    let metrics = crate::common::ops::admin(admin_port, "GET", "/metrics", None).body;
     for line in [
         "tether_refused_requests_total{reason=\"malformed\"} 225",
         "tether_refused_requests_total{reason=\"header_too_large\"} 75",
@@ -584,7 +582,7 @@ fn refusal_writes_one_line_not_two() {
         .collect();
     assert!(others.is_empty(), "lines besides the refusals: {others:#?}");
     assert!(!log.contains("Fail to"), "{log}");
-    let metrics = common::ops::admin(admin_port, "GET", "/metrics", None).body;
+    let metrics = crate::common::ops::admin(admin_port, "GET", "/metrics", None).body;
     assert!(
         !metrics.contains("reason=\"malformed\""),
         "tether's own 400s are not parser refusals:\n{metrics}"

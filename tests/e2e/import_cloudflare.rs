@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
@@ -341,7 +339,7 @@ fn text_in_an_export_never_becomes_configuration_of_a_running_tether() {
     assert!(test.status.success(), "{}\n{yaml}", text(&test.stderr));
 
     let tether = start_imported(dir.path(), &yaml);
-    let status = common::ops::admin(tether.admin, "GET", "/status", None).json();
+    let status = crate::common::ops::admin(tether.admin, "GET", "/status", None).json();
     let endpoints: Vec<(String, Vec<String>)> = status["pools"]
         .as_array()
         .unwrap()

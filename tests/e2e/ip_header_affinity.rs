@@ -2,12 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use common::*;
+use crate::common::*;
 
 fn lb(ups: &[(&Upstream, f64)], affinity: &str, extra: &str) -> String {
     let mut eps = String::new();

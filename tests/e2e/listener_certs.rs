@@ -4,14 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::ops::*;
-use common::tls_upstream::*;
-use common::*;
+use crate::common::ops::*;
+use crate::common::tls_upstream::*;
+use crate::common::*;
 
 /// Tether with a plain listener (`.port`), a TLS listener (returned) whose `tls:` is `tls_yaml`,
 /// and an admin listener (returned), in front of `up`.

@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::ops::admin;
-use common::*;
+use crate::common::ops::admin;
+use crate::common::*;
 
 const LONG: Duration = Duration::from_secs(20);
 

@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::ops::*;
-use common::tls_upstream::*;
-use common::*;
+use crate::common::ops::*;
+use crate::common::tls_upstream::*;
+use crate::common::*;
 
 const LONG: Duration = Duration::from_secs(20);
 

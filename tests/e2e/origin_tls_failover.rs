@@ -6,10 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::tls_upstream::*;
-use common::*;
+use crate::common::tls_upstream::*;
+use crate::common::*;
 use tether::affinity::token::CookieKeys;
 use tether::affinity::EndpointId;
 

@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::ops::*;
-use common::*;
+use crate::common::ops::*;
+use crate::common::*;
 
 fn body(ups: &[&Upstream], weights: &[f64], extra: &str) -> String {
     let eps: String = ups

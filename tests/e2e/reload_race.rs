@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::ops::*;
-use common::*;
+use crate::common::ops::*;
+use crate::common::*;
 
 /// Many endpoints make every reload long enough for two to overlap.
 const ENDPOINTS: usize = 300;

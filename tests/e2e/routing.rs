@@ -2,9 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn pool(id: &str, ups: &[(&Upstream, bool)]) -> String {
     let mut s = format!("  - id: {id}\n    endpoints:\n");

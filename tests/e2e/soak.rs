@@ -11,16 +11,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::hostile_mix::{relay, HostileMix, Targets};
-use common::*;
+use crate::common::hostile_mix::{relay, HostileMix, Targets};
+use crate::common::*;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -81,7 +79,7 @@ fn soak_loses_nothing() {
     );
     // A TLS listener too, for the hostile crowd's silent-TLS and idle-HTTP/2 connections.
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = common::ops::self_signed(dir.path());
+    let (cert, key) = crate::common::ops::self_signed(dir.path());
     let (port, tls_port) = (free_port(), free_port());
     let head = head(dir.path(), port).replace(
         "cookie_secret:",

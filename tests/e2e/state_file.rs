@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::ops::*;
-use common::*;
+use crate::common::ops::*;
+use crate::common::*;
 
 fn body(state_file: &Path, admin_port: u16, ups: &[&Upstream]) -> String {
     format!(

@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::ops::*;
-use common::redis::Redis;
-use common::*;
+use crate::common::ops::*;
+use crate::common::redis::Redis;
+use crate::common::*;
 
 /// One tether instance on the shared Redis at `redis_url`, with an admin port.
 struct Instance {

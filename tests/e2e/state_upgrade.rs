@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::ops::*;
-use common::redis::Redis;
-use common::*;
+use crate::common::ops::*;
+use crate::common::redis::Redis;
+use crate::common::*;
 
 fn endpoint(admin_port: u16, name: &str) -> serde_json::Value {
     let status = admin(admin_port, "GET", "/status", None).json();

@@ -3,14 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/browser.rs"]
-mod browser;
-mod common;
-
 use std::time::Duration;
 
-use common::ops::admin;
-use common::*;
+use crate::common::browser;
+use crate::common::ops::admin;
+use crate::common::*;
 use serde_json::Value;
 
 #[test]

@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::ops::*;
-use common::*;
+use crate::common::ops::*;
+use crate::common::*;
 
 /// Tether with a plain listener (`.port`) and a TLS one (returned), cookie affinity on `ups`.
 fn start_tls(ups: &[&Upstream], lb_extra: &str) -> (Tether, u16) {

@@ -1,6 +1,5 @@
 //! Headless Chromium driven over the DevTools protocol (a websocket), for tests of the admin
-//! status page: real page load, real script, real mouse clicks. Included with `#[path]` by the
-//! tests that need it (it uses `crate::common`), so other tests do not build it.
+//! status page: real page load, real script, real mouse clicks.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::TcpStream;

@@ -1,6 +1,7 @@
 //! The end-to-end harness: real upstreams, a real `tether` process, and an HTTP client.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod browser;
 pub mod h2raw;
 pub mod hostile;
 pub mod hostile_mix;
