@@ -11,13 +11,23 @@ use crate::common::*;
 /// Starts tether with an admin listener (plus `admin_extra` lines under `admin:`) in front of
 /// `ups` with cookie affinity; returns it with the admin port.
 fn start(ups: &[&Upstream], admin_extra: &str, attrs: &str) -> (Tether, u16) {
+    start_env(ups, admin_extra, attrs, &[])
+}
+
+/// As [`start`], with `env` in tether's environment.
+fn start_env(
+    ups: &[&Upstream],
+    admin_extra: &str,
+    attrs: &str,
+    env: &[(&str, &str)],
+) -> (Tether, u16) {
     let admin_port = free_port();
     let body = format!(
         "admin:\n  address: 127.0.0.1:{admin_port}\n{admin_extra}\
          pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n    session_affinity: cookie\n{attrs}",
         endpoints(ups)
     );
-    let t = Tether::start(&body);
+    let t = Tether::start_env(&body, env);
     wait_for("the admin listener", Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
     });
@@ -208,8 +218,12 @@ fn metrics_count_requests_outcomes_and_reloads() {
 fn admin_token_guards_every_endpoint() {
     let a = Upstream::start("a");
     // The token comes from the environment through ${...} expansion, as in production.
-    std::env::set_var("TETHER_TEST_ADMIN_TOKEN", "correct horse battery staple");
-    let (_t, port) = start(&[&a], "  token: ${TETHER_TEST_ADMIN_TOKEN}\n", "");
+    let (_t, port) = start_env(
+        &[&a],
+        "  token: ${TETHER_TEST_ADMIN_TOKEN}\n",
+        "",
+        &[("TETHER_TEST_ADMIN_TOKEN", "correct horse battery staple")],
+    );
     for (method, path) in [
         ("GET", "/status"),
         ("GET", "/metrics"),

@@ -93,6 +93,25 @@ impl Tether {
 
     /// Starts tether on a complete config that listens on `port`.
     pub fn start_with(dir: tempfile::TempDir, port: u16, yaml: &str) -> Tether {
+        Self::start_with_env(dir, port, yaml, &[])
+    }
+
+    /// As [`Tether::start`], with `env` set in tether's environment (for `${VAR}` in the config).
+    /// Tests share one process, so they give tether its variables rather than set their own.
+    pub fn start_env(body: &str, env: &[(&str, &str)]) -> Tether {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let yaml = format!("{}{body}", head(dir.path(), port));
+        Self::start_with_env(dir, port, &yaml, env)
+    }
+
+    /// As [`Tether::start_with`], with `env` set in tether's environment.
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        port: u16,
+        yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Tether {
         let config = dir.path().join("tether.yaml");
         std::fs::write(&config, yaml).unwrap();
         let log = std::fs::File::create(dir.path().join("tether.log")).unwrap();
@@ -100,6 +119,7 @@ impl Tether {
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
