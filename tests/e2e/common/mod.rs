@@ -50,6 +50,35 @@ pub fn head(dir: &std::path::Path, port: u16) -> String {
     )
 }
 
+/// Signal `n` as a bit of a `/proc` signal mask (bit n-1).
+pub const fn signal_bit(n: u32) -> u64 {
+    1 << (n - 1)
+}
+
+/// SIGHUP (reload), SIGINT, SIGQUIT (upgrade) and SIGTERM: the signals a started tether catches.
+pub const TETHER_SIGNALS: u64 = signal_bit(1) | signal_bit(2) | signal_bit(3) | signal_bit(15);
+
+/// True when process `pid` has handlers for every signal in `mask` (its `SigCgt` in
+/// `/proc/<pid>/status`); false when it has not, or is gone.
+pub fn catches(pid: u32, mask: u64) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caught| caught & mask == mask)
+}
+
+/// True while process `pid` runs: it exists and has not exited (a zombie has exited).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("State:"))
+            .is_some_and(|state| !state.trim_start().starts_with('Z'))
+    })
+}
+
 /// The `tether` binary under test.
 pub fn tether_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tether"))
@@ -134,10 +163,14 @@ impl Tether {
         t
     }
 
+    /// Waits until tether listens and catches the signals tests send it. Its listeners accept
+    /// a moment before its SIGHUP service and Pingora's QUIT/TERM/INT watch are in place, and a
+    /// signal in that moment ends the process (the default action); a test that reloads right
+    /// after start would then fail by the machine's load, not by tether's behaviour.
     fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if TcpStream::connect(self.addr()).is_ok() {
+            if TcpStream::connect(self.addr()).is_ok() && catches(self.pid(), TETHER_SIGNALS) {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {

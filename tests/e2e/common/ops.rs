@@ -10,10 +10,26 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{client, get, tether_bin, wait_for};
+use super::{catches, client, get, running, signal_bit, tether_bin, wait_for};
 
-/// Sends `signal` (e.g. "HUP", "QUIT") to `pid`, a process this test started.
+/// Sends `signal` (e.g. "HUP", "QUIT") to `pid`, a process this test started. A signal tether
+/// catches is sent once the process catches it (within 20 s), so that a process started a moment
+/// ago is not ended by the signal's default action instead (see `Tether::wait_listening`).
 pub fn signal(pid: u32, signal: &str) {
+    let number = match signal {
+        "HUP" => Some(1),
+        "INT" => Some(2),
+        "QUIT" => Some(3),
+        "TERM" => Some(15),
+        _ => None,
+    };
+    if let Some(n) = number {
+        wait_for(
+            &format!("process {pid} to catch SIG{signal}"),
+            Duration::from_secs(20),
+            || catches(pid, signal_bit(n)) || !running(pid),
+        );
+    }
     let ok = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
