@@ -34,16 +34,6 @@ fn start_env(
     (t, admin_port)
 }
 
-fn endpoint_json(status: &serde_json::Value, name: &str) -> serde_json::Value {
-    status["pools"][0]["endpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .cloned()
-        .unwrap()
-}
-
 #[test]
 fn status_lists_balancers_pools_and_endpoint_state() {
     let ups = [Upstream::start("a"), Upstream::start("b")];
@@ -55,7 +45,7 @@ fn status_lists_balancers_pools_and_endpoint_state() {
     assert_eq!(s["load_balancers"][0]["name"], "*");
     assert_eq!(s["load_balancers"][0]["default_pools"][0], "web");
     assert_eq!(s["pools"][0]["id"], "web");
-    let a = endpoint_json(&s, "a");
+    let a = endpoint_in(&s, "web", "a");
     assert_eq!(a["address"], ups[0].addr.to_string());
     assert_eq!(a["healthy"], true);
     assert_eq!(a["enabled"], true);
@@ -139,11 +129,11 @@ fn drain_with_duration_counts_down_and_keeps_pinned_sessions() {
         assert_eq!(get(&c, &t.url("/"), None, &[]).endpoint(), other);
     }
     let s = admin(port, "GET", "/status", None).json();
-    assert_eq!(endpoint_json(&s, &home)["state"], "draining");
+    assert_eq!(endpoint_in(&s, "web", &home)["state"], "draining");
     // A runtime drain survives a reload of an unchanged file.
     assert_eq!(admin(port, "POST", "/reload", None).status, 200);
     let s = admin(port, "GET", "/status", None).json();
-    assert_eq!(endpoint_json(&s, &home)["admin_drained"], true);
+    assert_eq!(endpoint_in(&s, "web", &home)["admin_drained"], true);
 }
 
 #[test]
@@ -430,7 +420,7 @@ fn endpoint_names_needing_percent_encoding_drain_and_an_encoded_slash_is_404() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["name"], "b c", "{}", r.body);
     let s = admin(admin_port, "GET", "/status", None).json();
-    assert_eq!(endpoint_json(&s, "b c")["admin_drained"], true);
+    assert_eq!(endpoint_in(&s, "web", "b c")["admin_drained"], true);
     // Any escape decodes, in any case.
     let r = admin(
         admin_port,
@@ -440,7 +430,7 @@ fn endpoint_names_needing_percent_encoding_drain_and_an_encoded_slash_is_404() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let s = admin(admin_port, "GET", "/status", None).json();
-    assert_eq!(endpoint_json(&s, "b c")["admin_drained"], false);
+    assert_eq!(endpoint_in(&s, "web", "b c")["admin_drained"], false);
     // A decoded `/` never splits or joins segments; a broken escape names nothing.
     for path in [
         "/pools/web/endpoints/b%2Fc/drain",

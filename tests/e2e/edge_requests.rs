@@ -220,14 +220,7 @@ fn admin_post(port: u16, path: &str, lines: &[&[u8]]) -> RawResp {
 }
 
 fn state_of(port: u16, name: &str) -> String {
-    let s = crate::common::ops::admin(port, "GET", "/status", None).json();
-    let e = s["pools"][0]["endpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .cloned()
-        .unwrap();
+    let e = crate::common::ops::endpoint_status(port, "web", name);
     e["state"].as_str().unwrap().to_string()
 }
 

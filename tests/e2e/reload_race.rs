@@ -49,14 +49,6 @@ fn write(path: &std::path::Path, yaml: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn endpoint<'a>(status: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
-    status["pools"][0]["endpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-}
-
 #[test]
 fn concurrent_reloads_and_drains_lose_no_runtime_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,7 +87,7 @@ fn concurrent_reloads_and_drains_lose_no_runtime_state() {
             checked += 1;
             assert_eq!(post("/reload").status, 200);
             let s = status();
-            let x = endpoint(&s, "x").expect("x is in the file and was in effect");
+            let x = find_endpoint(&s, "web", "x").expect("x is in the file and was in effect");
             assert_eq!(
                 (&x["admin_drained"], &x["state"]),
                 (&serde_json::json!(true), &serde_json::json!("draining")),
@@ -111,7 +103,7 @@ fn concurrent_reloads_and_drains_lose_no_runtime_state() {
         signal(t.pid(), "HUP");
         assert_eq!(post("/pools/web/endpoints/e0/drain").status, 200);
         let s = status();
-        let e0 = endpoint(&s, "e0").unwrap();
+        let e0 = find_endpoint(&s, "web", "e0").unwrap();
         assert_eq!(e0["state"], "draining", "round {rounds}: {e0}");
         let remaining = e0["drain_remaining_seconds"].as_u64().unwrap();
         assert!(remaining > DRAIN - 60, "round {rounds}: {e0}");

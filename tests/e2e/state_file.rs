@@ -36,16 +36,6 @@ fn session(t: &Tether, sid: &str) -> String {
     r.endpoint().to_string()
 }
 
-fn endpoint(admin_port: u16, name: &str) -> serde_json::Value {
-    admin(admin_port, "GET", "/status", None).json()["pools"][0]["endpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .cloned()
-        .unwrap()
-}
-
 fn post(admin_port: u16, path: &str) {
     assert_eq!(admin(admin_port, "POST", path, None).status, 200);
 }
@@ -98,7 +88,7 @@ fn drains_and_sessions_survive_a_sigterm_restart() {
         .find(|n| *n != hashed && *n != moved)
         .unwrap();
     post(admin_port, &format!("/pools/web/endpoints/{third}/drain"));
-    let before = endpoint(admin_port, third)["drain_remaining_seconds"]
+    let before = endpoint_status(admin_port, "web", third)["drain_remaining_seconds"]
         .as_u64()
         .unwrap();
     signal(t.pid(), "TERM");
@@ -118,7 +108,7 @@ fn drains_and_sessions_survive_a_sigterm_restart() {
         moved,
         "the re-pinned session is back\n{log}"
     );
-    let e = endpoint(admin_port, third);
+    let e = endpoint_status(admin_port, "web", third);
     assert_eq!(e["admin_drained"], true, "{e}");
     assert_eq!(e["state"], "draining", "{e}");
     let after = e["drain_remaining_seconds"].as_u64().unwrap();
@@ -155,7 +145,7 @@ fn kill_9_keeps_what_was_written_and_nothing_torn() {
     let bob_up = ups.iter().find(|u| u.name == bob).unwrap();
     bob_up.set_health(503);
     wait_for("bob's endpoint unhealthy", Duration::from_secs(10), || {
-        endpoint(admin_port, &bob)["healthy"] == false
+        endpoint_status(admin_port, "web", &bob)["healthy"] == false
     });
     let bob_moved = session(&t, "bob");
     assert_ne!(bob_moved, bob);
@@ -168,9 +158,12 @@ fn kill_9_keeps_what_was_written_and_nothing_torn() {
     wait_for(
         "bob's endpoint healthy again",
         Duration::from_secs(10),
-        || endpoint(admin_port, &bob)["healthy"] == true,
+        || endpoint_status(admin_port, "web", &bob)["healthy"] == true,
     );
-    assert_eq!(endpoint(admin_port, drained)["admin_drained"], true);
+    assert_eq!(
+        endpoint_status(admin_port, "web", drained)["admin_drained"],
+        true
+    );
     assert_eq!(session(&t, "alice"), moved, "written before the kill: kept");
     assert_eq!(
         session(&t, "bob"),

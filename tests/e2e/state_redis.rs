@@ -65,13 +65,7 @@ impl Instance {
     }
 
     fn endpoint_status(&self, name: &str) -> serde_json::Value {
-        self.status()["pools"][0]["endpoints"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"] == name)
-            .cloned()
-            .unwrap()
+        endpoint_status(self.admin, "web", name)
     }
 
     fn reachable(&self) -> bool {

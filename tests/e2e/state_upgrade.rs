@@ -10,17 +10,6 @@ use crate::common::ops::*;
 use crate::common::redis::Redis;
 use crate::common::*;
 
-fn endpoint(admin_port: u16, name: &str) -> serde_json::Value {
-    let status = admin(admin_port, "GET", "/status", None).json();
-    status["pools"][0]["endpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .cloned()
-        .unwrap()
-}
-
 fn session(url: &str, sid: &str) -> String {
     let r = get(&client(), url, None, &[("cookie", &format!("sid={sid}"))]);
     assert_eq!(r.status, 200, "{r:?}");
@@ -64,7 +53,7 @@ fn upgrade_keeps_state(state: &str) {
     wait_for(
         "the dead endpoint found unhealthy",
         Duration::from_secs(10),
-        || endpoint(admin_port, "dead")["healthy"] == false,
+        || endpoint_status(admin_port, "web", "dead")["healthy"] == false,
     );
 
     // Re-pin a header session away from its hashed endpoint, then drain a third endpoint.
@@ -79,7 +68,7 @@ fn upgrade_keeps_state(state: &str) {
         .find(|n| **n != hashed && **n != moved)
         .unwrap();
     post(format!("/pools/web/endpoints/{third}/drain"));
-    let before = endpoint(admin_port, third)["drain_remaining_seconds"]
+    let before = endpoint_status(admin_port, "web", third)["drain_remaining_seconds"]
         .as_u64()
         .unwrap();
     assert_eq!(session(&url, "alice"), moved);
@@ -106,8 +95,8 @@ fn upgrade_keeps_state(state: &str) {
     std::thread::sleep(Duration::from_millis(300));
     let (pinned, fresh) = (pinned.finish(), fresh.finish());
 
-    let drained = endpoint(admin_port, third);
-    let dead_now = endpoint(admin_port, "dead");
+    let drained = endpoint_status(admin_port, "web", third);
+    let dead_now = endpoint_status(admin_port, "web", "dead");
     let now_on = session(&url, "alice");
     let _ = new.kill();
     let _ = new.wait();
@@ -259,7 +248,7 @@ fn handover_from_another_uid_is_refused() {
         .collect();
     let drained: Vec<serde_json::Value> = ["a", "b"]
         .iter()
-        .map(|n| endpoint(admin_port, n)["admin_drained"].clone())
+        .map(|n| endpoint_status(admin_port, "web", n)["admin_drained"].clone())
         .collect();
     let _ = new.kill();
     let _ = new.wait();

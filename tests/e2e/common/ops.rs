@@ -102,6 +102,39 @@ pub fn admin(port: u16, method: &str, path: &str, token: Option<&str>) -> AdminR
     }
 }
 
+/// The entry of endpoint `name` in pool `pool` of a `/status` answer, if it is there.
+pub fn find_endpoint<'a>(
+    status: &'a serde_json::Value,
+    pool: &str,
+    name: &str,
+) -> Option<&'a serde_json::Value> {
+    status["pools"]
+        .as_array()?
+        .iter()
+        .find(|p| p["id"] == pool)?["endpoints"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+}
+
+/// The entry of endpoint `name` in pool `pool` of a `/status` answer; panics, showing the
+/// answer, when it is not there.
+pub fn endpoint_in(status: &serde_json::Value, pool: &str, name: &str) -> serde_json::Value {
+    find_endpoint(status, pool, name)
+        .unwrap_or_else(|| panic!("no endpoint {pool}/{name} in /status: {status}"))
+        .clone()
+}
+
+/// `GET /status` on the admin listener at `admin_port` (no token), and the entry of endpoint
+/// `name` in pool `pool`: its `state`, `healthy`, `admin_drained`, `drain_remaining_seconds`...
+pub fn endpoint_status(admin_port: u16, pool: &str, name: &str) -> serde_json::Value {
+    endpoint_in(
+        &admin(admin_port, "GET", "/status", None).json(),
+        pool,
+        name,
+    )
+}
+
 /// What a request loop saw.
 #[derive(Debug, Default)]
 pub struct LoopReport {
