@@ -5,20 +5,11 @@
 use crate::common::*;
 
 fn cookie_lb(ups: &[&Upstream], attrs: &str) -> String {
-    format!(
-        "pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n    session_affinity: cookie\n{attrs}",
-        endpoints(ups)
-    )
+    one_pool(ups, &format!("    session_affinity: cookie\n{attrs}"))
 }
 
 fn start3(attrs: &str) -> (Tether, [Upstream; 3]) {
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
-    let t = Tether::start(&cookie_lb(&[&ups[0], &ups[1], &ups[2]], attrs));
-    (t, ups)
+    start_three(&format!("    session_affinity: cookie\n{attrs}"))
 }
 
 #[test]

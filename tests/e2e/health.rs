@@ -279,11 +279,7 @@ fn https_monitor_accepts_a_self_signed_certificate_with_verify_false() {
 
 #[test]
 fn a_reload_checks_new_endpoints_at_once_and_keeps_known_health() {
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     ups[0].set_health(503);
     ups[2].set_health(503);
     let monitor = "{ id: m, path: /health, interval: 3600, timeout: 2 }";

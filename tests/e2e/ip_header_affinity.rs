@@ -24,11 +24,7 @@ fn local(i: u8) -> IpAddr {
 
 #[test]
 fn ip_cookie_same_ip_lands_on_same_endpoint_without_cookie() {
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     let t = Tether::start(&lb(
         &[(&ups[0], 1.0), (&ups[1], 1.0), (&ups[2], 1.0)],
         "ip_cookie",
@@ -86,11 +82,7 @@ fn ip_cookie_spreads_many_source_ips_by_weight() {
 
 #[test]
 fn ip_cookie_valid_cookie_wins_over_the_ip() {
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     let t = Tether::start(&lb(
         &[(&ups[0], 1.0), (&ups[1], 1.0), (&ups[2], 1.0)],
         "ip_cookie",
@@ -112,11 +104,7 @@ fn ip_cookie_valid_cookie_wins_over_the_ip() {
 
 #[test]
 fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     let body = lb(
         &[(&ups[0], 1.0), (&ups[1], 1.0), (&ups[2], 1.0)],
         "ip_cookie",
@@ -169,17 +157,9 @@ fn header_lb(ups: &[&Upstream; 3], attrs: &str) -> String {
     )
 }
 
-fn three() -> [Upstream; 3] {
-    [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ]
-}
-
 #[test]
 fn header_session_pins_by_header_value_and_sets_no_cookie() {
-    let ups = three();
+    let ups = three_upstreams();
     let t = Tether::start(&header_lb(
         &[&ups[0], &ups[1], &ups[2]],
         "headers: [X-User]",
@@ -197,7 +177,7 @@ fn header_session_pins_by_header_value_and_sets_no_cookie() {
 
 #[test]
 fn header_sessions_spread_over_endpoints() {
-    let ups = three();
+    let ups = three_upstreams();
     let t = Tether::start(&header_lb(
         &[&ups[0], &ups[1], &ups[2]],
         "headers: [x-user]",
@@ -216,7 +196,7 @@ fn header_sessions_spread_over_endpoints() {
 
 #[test]
 fn header_session_by_cookie_value() {
-    let ups = three();
+    let ups = three_upstreams();
     let t = Tether::start(&header_lb(
         &[&ups[0], &ups[1], &ups[2]],
         "headers: [\"cookie:sid\"]",
@@ -250,7 +230,7 @@ fn endpoints_reached(t: &Tether, headers: &[(&str, &str)]) -> usize {
 
 #[test]
 fn require_all_headers_false_needs_one_true_needs_all() {
-    let ups = three();
+    let ups = three_upstreams();
     let any = Tether::start(&header_lb(
         &[&ups[0], &ups[1], &ups[2]],
         "headers: [x-a, x-b]",
@@ -285,7 +265,7 @@ fn require_all_headers_false_needs_one_true_needs_all() {
 
 #[test]
 fn new_header_values_start_a_new_session() {
-    let ups = three();
+    let ups = three_upstreams();
     let t = Tether::start(&header_lb(
         &[&ups[0], &ups[1], &ups[2]],
         "headers: [x-user]",
@@ -322,7 +302,7 @@ fn new_header_values_start_a_new_session() {
 
 #[test]
 fn ip_cookie_and_forwarded_clients_work_over_ipv6() {
-    let ups = three();
+    let ups = three_upstreams();
     let dir = tempfile::tempdir().unwrap();
     let (port, port6) = (free_port(), free_port());
     let list: Vec<(&Upstream, f64)> = ups.iter().map(|u| (u, 1.0)).collect();

@@ -43,11 +43,7 @@ fn reload(t: &Tether, body: &str, expect_ok: bool) {
 
 #[test]
 fn reload_under_load_loses_no_request_and_keeps_pins() {
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     let all = [&ups[0], &ups[1], &ups[2]];
     let t = Tether::start(&body(&all, &[1.0, 1.0, 1.0], ""));
     let pins: Vec<(String, String)> = (0..4).map(|_| pin(&t.url("/"))).collect();

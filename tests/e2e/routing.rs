@@ -146,11 +146,7 @@ fn steering_policy_random_uses_every_pool() {
 
 #[test]
 fn origin_steering_hash_keeps_a_client_ip_on_one_endpoint() {
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     let t = Tether::start(&format!(
         "pools:\n  - id: web\n    origin_steering: {{ policy: hash }}\n    endpoints:\n{}load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
         endpoints(&[&ups[0], &ups[1], &ups[2]])

@@ -72,11 +72,7 @@ fn file_says_drained(path: &Path, name: &str) -> bool {
 
 #[test]
 fn drains_and_sessions_survive_a_sigterm_restart() {
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     let ups: Vec<&Upstream> = ups.iter().collect();
     let state = tempfile::tempdir().unwrap();
     let file = state.path().join("state.json");
@@ -120,11 +116,7 @@ fn drains_and_sessions_survive_a_sigterm_restart() {
 
 #[test]
 fn kill_9_keeps_what_was_written_and_nothing_torn() {
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     let upr: Vec<&Upstream> = ups.iter().collect();
     let state = tempfile::tempdir().unwrap();
     let file = state.path().join("state.json");

@@ -104,11 +104,7 @@ fn repin(on: &Instance, others: &[&Instance], sid: &str) -> (String, String) {
 #[test]
 fn header_session_repinned_on_one_instance_is_honoured_by_the_others() {
     let redis = Redis::start();
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     let ups: Vec<&Upstream> = ups.iter().collect();
     let (a, b, c) = (
         Instance::start(&redis.url(), &ups),
@@ -179,11 +175,7 @@ fn admin_drain_on_one_instance_applies_on_every_instance_within_a_second() {
 #[test]
 fn redis_killed_under_load_costs_no_request_and_sessions_resume() {
     let mut redis = Redis::start();
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     let ups: Vec<&Upstream> = ups.iter().collect();
     let (a, b) = (
         Instance::start(&redis.url(), &ups),
@@ -274,11 +266,7 @@ fn redis_killed_under_load_costs_no_request_and_sessions_resume() {
 fn instances_start_in_any_order_even_before_redis() {
     let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     let ups: Vec<&Upstream> = ups.iter().collect();
     // A starts with no Redis at all: it serves (fail-open) and says the store is unreachable.
     let a = Instance::start(&url, &ups);
@@ -367,11 +355,7 @@ fn unkeyed_id(sid: &str) -> String {
 #[test]
 fn few_redis_keys_for_many_new_header_sessions() {
     let redis = Redis::start();
-    let ups = [
-        Upstream::start("a"),
-        Upstream::start("b"),
-        Upstream::start("c"),
-    ];
+    let ups = three_upstreams();
     let ups: Vec<&Upstream> = ups.iter().collect();
     let a = Instance::start(&redis.url(), &ups);
     wait_for("connected", Duration::from_secs(5), || a.reachable());

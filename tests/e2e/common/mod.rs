@@ -302,6 +302,33 @@ pub fn endpoints(ups: &[&Upstream]) -> String {
         .collect()
 }
 
+/// Three upstreams named a, b and c: the fewest where a session can move away from its
+/// endpoint and a third one stays untouched.
+pub fn three_upstreams() -> [Upstream; 3] {
+    [
+        Upstream::start("a"),
+        Upstream::start("b"),
+        Upstream::start("c"),
+    ]
+}
+
+/// A config body with one pool `web` of `ups` behind the catch-all balancer `*`; `balancer`
+/// adds that balancer's own lines (e.g. `"    session_affinity: cookie\n"`).
+pub fn one_pool(ups: &[&Upstream], balancer: &str) -> String {
+    format!(
+        "pools:\n  - id: web\n    endpoints:\n{}\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n{balancer}",
+        endpoints(ups)
+    )
+}
+
+/// tether in front of [`three_upstreams`] with [`one_pool`]`(.., balancer)`.
+pub fn start_three(balancer: &str) -> (Tether, [Upstream; 3]) {
+    let ups = three_upstreams();
+    let t = Tether::start(&one_pool(&ups.each_ref(), balancer));
+    (t, ups)
+}
+
 /// Sends raw bytes on a fresh connection and returns the response's status code, or `None` when
 /// the connection is closed without a response. Reads for at most 5 s.
 pub fn raw_status(addr: SocketAddr, request: &[u8]) -> Option<u16> {
