@@ -15,6 +15,8 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use upstream::Upstream;
@@ -22,13 +24,42 @@ pub use upstream::Upstream;
 /// The secret every test config signs cookies with.
 pub const SECRET: &str = "end-to-end test secret, 32 bytes or more";
 
-/// A free loopback port (bound and released; good enough on a test machine).
+/// A loopback port that is free now and that no other test of this process was given.
+///
+/// The port is bound only later, by a tether or Redis the test starts, so until then anything
+/// may take it. The kernel hands out ports for `bind(:0)` and outgoing connections from its
+/// ephemeral range, where the tests' own clients and upstreams take hundreds while other tests
+/// wait to bind; so ports come from below that range, in turn from an offset that differs per
+/// process (other test processes on the machine use the same range). The kernel's choice is
+/// the fallback when that range is too small.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const LOW: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static TOP: OnceLock<u32> = OnceLock::new();
+    let top = *TOP.get_or_init(|| {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+        range
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(LOW)
+    });
+    let span = top.saturating_sub(LOW);
+    if span < 4_096 {
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    let offset = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, SeqCst);
+        let port = (LOW + (offset + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{top}");
 }
 
 /// Polls `cond` every 20 ms until it holds or `within` passes; panics with `what` on timeout.
