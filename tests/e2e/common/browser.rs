@@ -1,6 +1,6 @@
 //! Headless Chromium driven over the DevTools protocol (a websocket), for tests of the admin
 //! status page: real page load, real script, real mouse clicks.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::net::TcpStream;
 use std::path::Path;

@@ -14,8 +14,6 @@ pub const DATA: u8 = 0x0;
 pub const HEADERS: u8 = 0x1;
 pub const RST_STREAM: u8 = 0x3;
 pub const SETTINGS: u8 = 0x4;
-pub const GOAWAY: u8 = 0x7;
-pub const WINDOW_UPDATE: u8 = 0x8;
 /// RST_STREAM error code REFUSED_STREAM (RFC 9113 §7).
 pub const REFUSED_STREAM: u32 = 0x7;
 /// SETTINGS_MAX_CONCURRENT_STREAMS.

@@ -1,5 +1,5 @@
 //! The end-to-end harness: real upstreams, a real `tether` process, and an HTTP client.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 pub mod browser;
 pub mod h2raw;

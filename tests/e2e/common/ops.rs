@@ -1,7 +1,7 @@
 //! Harness pieces for operating tether: signals to a pid the test started, admin API calls,
 //! a bounded request loop, a self-signed certificate, the graceful-upgrade steps, and a process
 //! watched from outside (its exit, a listening socket taken from it).
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -1,6 +1,6 @@
 //! Raw-socket exchanges: requests no client library would send (raw UTF-8 or Latin-1 bytes,
 //! repeated headers, forged fields), and the answer exactly as received.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

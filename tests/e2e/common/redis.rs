@@ -1,6 +1,6 @@
 //! A real Redis for the state-store tests: Debian's `redis-server` on a free loopback port, no
 //! persistence, in a temporary directory; stopped by its own pid (also on a panic).
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

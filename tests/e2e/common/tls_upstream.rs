@@ -2,7 +2,7 @@
 //! signed by it, expired or for the wrong name, or self-signed), and a real TLS upstream (OpenSSL
 //! acceptor in front of the hyper test server) that records the SNI it saw, counts connections
 //! and handshakes, and offers h2 by ALPN when asked to.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -121,7 +121,6 @@ struct TlsRecord {
 
 /// A running TLS upstream. It answers like [`super::Upstream`] (its name, `x-endpoint`).
 pub struct TlsUpstream {
-    pub name: String,
     pub addr: SocketAddr,
     state: Arc<State>,
     record: Arc<TlsRecord>,
@@ -169,7 +168,6 @@ impl TlsUpstream {
             accept_loop(listener, acceptor, n, s, r, rx).await;
         });
         TlsUpstream {
-            name: name.to_string(),
             addr,
             state,
             record,
@@ -205,10 +203,6 @@ impl TlsUpstream {
     /// Requests seen so far, except health checks.
     pub fn requests(&self) -> Vec<Seen> {
         self.state.requests.lock().unwrap().clone()
-    }
-
-    pub fn set_health(&self, status: u16) {
-        self.state.health.store(status, SeqCst);
     }
 }
 
