@@ -21,14 +21,7 @@ fn start(limits: &str, tls: bool) -> (Tether, Upstream, u16) {
     let mut head = head(dir.path(), port);
     if tls {
         let (cert, key) = self_signed(dir.path());
-        head = head.replace(
-            "cookie_secret:",
-            &format!(
-                "  - address: 127.0.0.1:{tls_port}\n    tls: {{ cert_path: {}, key_path: {} }}\ncookie_secret:",
-                cert.display(),
-                key.display()
-            ),
-        );
+        head = head_with_tls(dir.path(), port, tls_port, &cert, &key);
     }
     let yaml = format!(
         "{head}{limits}pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: shop.example\n    default_pools: [web]\n",

@@ -24,16 +24,9 @@ fn start(limits: &str) -> (Tether, Upstream, u16, u16) {
     let tls_port = free_port();
     let admin_port = free_port();
     let (cert, key) = self_signed(dir.path());
-    let head = head(dir.path(), port).replace(
-        "cookie_secret:",
-        &format!(
-            "  - address: 127.0.0.1:{tls_port}\n    tls: {{ cert_path: {}, key_path: {} }}\nadmin:\n  address: 127.0.0.1:{admin_port}\ncookie_secret:",
-            cert.display(),
-            key.display()
-        ),
-    );
+    let head = head_with_tls(dir.path(), port, tls_port, &cert, &key);
     let yaml = format!(
-        "{head}{limits}pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: {HOST}\n    default_pools: [web]\n",
+        "{head}admin:\n  address: 127.0.0.1:{admin_port}\n{limits}pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: {HOST}\n    default_pools: [web]\n",
         endpoints(&[&up])
     );
     let t = Tether::start_with(dir, port, &yaml);

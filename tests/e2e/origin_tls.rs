@@ -156,14 +156,7 @@ fn h2_origin_gets_the_host_override_as_its_authority_from_h1_and_h2_clients() {
     let port = free_port();
     let yaml = format!(
         "{}{}",
-        head(dir.path(), port).replace(
-            "cookie_secret:",
-            &format!(
-                "  - address: 127.0.0.1:{tls_port}\n    tls: {{ cert_path: {}, key_path: {} }}\ncookie_secret:",
-                cert.display(),
-                key.display()
-            )
-        ),
+        head_with_tls(dir.path(), port, tls_port, &cert, &key),
         single(&format!(
             "      - {{ name: a, address: \"{}\", header: {{ Host: [app.internal] }}, tls: {{ enabled: true, ca_path: {} }} }}\n",
             up.addr,

@@ -81,14 +81,7 @@ fn soak_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = crate::common::ops::self_signed(dir.path());
     let (port, tls_port) = (free_port(), free_port());
-    let head = head(dir.path(), port).replace(
-        "cookie_secret:",
-        &format!(
-            "  - address: 127.0.0.1:{tls_port}\n    tls: {{ cert_path: {}, key_path: {} }}\ncookie_secret:",
-            cert.display(),
-            key.display()
-        ),
-    );
+    let head = head_with_tls(dir.path(), port, tls_port, &cert, &key);
     let limits = "limits:\n  request_header_timeout_seconds: 3\n  keepalive_timeout_seconds: 5\n  request_body_timeout_seconds: 3\n  send_timeout_seconds: 3\n";
     // An endpoint that leads back to tether through a relay: a loop no config check can see.
     let back = relay(SocketAddr::from(([127, 0, 0, 1], port)));

@@ -15,14 +15,7 @@ fn start_tls(ups: &[&Upstream], lb_extra: &str) -> (Tether, u16) {
     let (port, tls_port) = (free_port(), free_port());
     let yaml = format!(
         "{}pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n    session_affinity: cookie\n{lb_extra}",
-        head(dir.path(), port).replace(
-            "cookie_secret:",
-            &format!(
-                "  - address: 127.0.0.1:{tls_port}\n    tls: {{ cert_path: {}, key_path: {} }}\ncookie_secret:",
-                cert.display(),
-                key.display()
-            )
-        ),
+        head_with_tls(dir.path(), port, tls_port, &cert, &key),
         endpoints(ups)
     );
     let t = Tether::start_with(dir, port, &yaml);

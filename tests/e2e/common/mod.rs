@@ -110,6 +110,24 @@ pub fn running(pid: u32) -> bool {
     })
 }
 
+/// [`head`] with a second listener, TLS on `tls_port` with `cert` and `key` (PEM files).
+pub fn head_with_tls(
+    dir: &std::path::Path,
+    port: u16,
+    tls_port: u16,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> String {
+    head(dir, port).replace(
+        "cookie_secret:",
+        &format!(
+            "  - address: 127.0.0.1:{tls_port}\n    tls: {{ cert_path: {}, key_path: {} }}\ncookie_secret:",
+            cert.display(),
+            key.display()
+        ),
+    )
+}
+
 /// The `tether` binary under test.
 pub fn tether_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tether"))
