@@ -2,7 +2,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -27,33 +26,17 @@ fn reload(t: &Tether, body: &str) {
     let head = &yaml[..yaml.find("pools:").unwrap()];
     std::fs::write(&t.config, format!("{head}{body}")).unwrap();
     let before = t.log().matches("reloaded").count();
-    let ok = Command::new("kill")
-        .arg("-HUP")
-        .arg(t.pid().to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    crate::common::ops::signal(t.pid(), "HUP");
     wait_for("the reload", LONG, || {
         t.log().matches("reloaded").count() > before
     });
-}
-
-fn pinned_to_a(t: &Tether) -> String {
-    let c = client();
-    loop {
-        let r = get(&c, &t.url("/"), None, &[]);
-        if r.endpoint() == "a" {
-            return format!("__cflb={}", r.cflb().unwrap());
-        }
-    }
 }
 
 #[test]
 fn drain_keeps_sessions_for_drain_duration_then_repins() {
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
     let t = Tether::start(&config(&a, &b, true, 4));
-    let cookie = pinned_to_a(&t);
+    let cookie = cookie_pinned_to(&t, "a");
     let c = client();
 
     reload(&t, &config(&a, &b, false, 4));
@@ -119,7 +102,7 @@ fn drain_keeps_sessions_for_drain_duration_then_repins() {
 fn drain_duration_zero_repins_at_once() {
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
     let t = Tether::start(&config(&a, &b, true, 0));
-    let cookie = pinned_to_a(&t);
+    let cookie = cookie_pinned_to(&t, "a");
     reload(&t, &config(&a, &b, false, 0));
     let r = get(&client(), &t.url("/"), None, &[("cookie", &cookie)]);
     assert_eq!((r.status, r.endpoint()), (200, "b"));
@@ -130,7 +113,7 @@ fn drain_duration_zero_repins_at_once() {
 fn an_endpoint_removed_by_a_reload_is_repinned() {
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
     let t = Tether::start(&config(&a, &b, true, 60));
-    let cookie = pinned_to_a(&t);
+    let cookie = cookie_pinned_to(&t, "a");
     let without_a = format!(
         "pools:\n  - id: web\n    endpoints:\n{}load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n    session_affinity: cookie\n",
         endpoints(&[&b])

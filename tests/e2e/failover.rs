@@ -38,21 +38,10 @@ fn checked(t: &Tether, labels: &[&str]) {
     }
 }
 
-/// A session pinned to `a`: (cookie header value).
-fn pinned_to_a(t: &Tether) -> String {
-    let c = client();
-    loop {
-        let r = get(&c, &t.url("/"), None, &[]);
-        if r.endpoint() == "a" {
-            return format!("__cflb={}", r.cflb().unwrap());
-        }
-    }
-}
-
 #[test]
 fn none_failover_returns_502() {
     let (t, mut a, b) = start("none");
-    let cookie = pinned_to_a(&t);
+    let cookie = cookie_pinned_to(&t, "a");
     a.stop();
     let r = get(&client(), &t.url("/"), None, &[("cookie", &cookie)]);
     assert_eq!(r.status, 502);
@@ -62,7 +51,7 @@ fn none_failover_returns_502() {
 #[test]
 fn temporary_failover_keeps_cookie() {
     let (t, mut a, _b) = start("temporary");
-    let cookie = pinned_to_a(&t);
+    let cookie = cookie_pinned_to(&t, "a");
     let c = client();
     a.stop();
     for _ in 0..5 {
@@ -90,7 +79,7 @@ fn temporary_failover_keeps_cookie() {
 #[test]
 fn sticky_failover_repins() {
     let (t, mut a, _b) = start("sticky");
-    let cookie = pinned_to_a(&t);
+    let cookie = cookie_pinned_to(&t, "a");
     let c = client();
     a.stop();
     let r = get(&c, &t.url("/"), None, &[("cookie", &cookie)]);
@@ -127,7 +116,7 @@ fn a_first_visit_is_pinned_to_the_endpoint_that_served() {
 #[test]
 fn failover_retries_a_request_with_a_body() {
     let (t, mut a, b) = start("temporary");
-    let cookie = pinned_to_a(&t);
+    let cookie = cookie_pinned_to(&t, "a");
     a.stop();
     let r = client()
         .post(t.url("/orders"))
@@ -146,7 +135,7 @@ fn failover_retries_a_request_with_a_body() {
 #[test]
 fn an_upstream_5xx_is_not_failed_over() {
     let (t, _a, b) = start("temporary");
-    let cookie = pinned_to_a(&t);
+    let cookie = cookie_pinned_to(&t, "a");
     let before = b.request_count();
     let r = get(
         &client(),
@@ -172,7 +161,7 @@ fn failover_leaves_the_pool_only_with_failover_across_pools() {
         );
         let t = Tether::start(&body);
         checked(&t, &["web/a"]);
-        let cookie = pinned_to_a(&t);
+        let cookie = cookie_pinned_to(&t, "a");
         a.stop();
         let r = get(&client(), &t.url("/"), None, &[("cookie", &cookie)]);
         let want = if across { (200, "s") } else { (502, "") };
@@ -184,7 +173,7 @@ fn failover_leaves_the_pool_only_with_failover_across_pools() {
 /// `temporary` every request succeeds, and the session goes home while its endpoint is up.
 fn kill_restart_loop(monitor: &str, cycles: usize, phase: Duration) {
     let (t, mut a, _b) = start_with("temporary", monitor);
-    let cookie = pinned_to_a(&t);
+    let cookie = cookie_pinned_to(&t, "a");
     let c = client();
     let (mut total, mut errors, mut home) = (0, Vec::new(), 0);
     for cycle in 0..cycles {

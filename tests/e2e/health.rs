@@ -17,16 +17,6 @@ fn cookie_lb(monitor: &str, ups: &[&Upstream]) -> String {
     )
 }
 
-fn hup(t: &Tether) {
-    let ok = Command::new("kill")
-        .arg("-HUP")
-        .arg(t.pid().to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
 #[test]
 fn unhealthy_endpoint_is_repinned() {
     let ups = [Upstream::start("a"), Upstream::start("b")];
@@ -293,7 +283,7 @@ fn a_reload_checks_new_endpoints_at_once_and_keeps_known_health() {
         &format!("{}load_balancers:", endpoints(&[&ups[2]])),
     );
     std::fs::write(&t.config, with_c).unwrap();
-    hup(&t);
+    crate::common::ops::signal(t.pid(), "HUP");
     wait_for("c to be checked right after the reload", LONG, || {
         t.log().contains("web/c unhealthy")
     });

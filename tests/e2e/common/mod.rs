@@ -344,6 +344,19 @@ pub fn get(
     }
 }
 
+/// A `Cookie` header value for a session pinned to endpoint `name` of `t`: new sessions are
+/// opened until one lands there (panics after 1000, which cookie affinity makes unlikely).
+pub fn cookie_pinned_to(t: &Tether, name: &str) -> String {
+    let c = client();
+    for _ in 0..1000 {
+        let r = get(&c, &t.url("/"), None, &[]);
+        if r.endpoint() == name {
+            return format!("__cflb={}", r.cflb().unwrap());
+        }
+    }
+    panic!("no new session landed on {name} in 1000");
+}
+
 /// A YAML list of endpoints `{ name, address }` for upstreams.
 pub fn endpoints(ups: &[&Upstream]) -> String {
     ups.iter()
