@@ -106,9 +106,13 @@ fn h2_stream_beyond_max_concurrent_streams_is_refused() {
         "{:?}",
         h2.seen
     );
-    wait_for("three upstream connections", Duration::from_secs(5), || {
-        up.open_connections() == 3
-    });
+    // The upstream counts a connection when it accepts it and a request once it has read its
+    // head, a moment later: wait for both.
+    wait_for(
+        "three upstream connections and requests",
+        Duration::from_secs(5),
+        || up.open_connections() == 3 && up.request_count() >= 3,
+    );
     assert_eq!(
         up.request_count(),
         3,
