@@ -64,7 +64,7 @@ bench-state: deps
 
 # About two minutes of load with endpoint kills, drains and reloads; prints its report.
 soak: deps
-	cargo test --release --test soak -- --ignored --nocapture
+	cargo test --release --test e2e soak:: -- --ignored --nocapture
 
 fmt:
 	cargo fmt

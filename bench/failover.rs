@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-#[path = "../tests/common/upstream.rs"]
+#[path = "../tests/e2e/common/upstream.rs"]
 mod upstream;
 
 use std::collections::HashMap;

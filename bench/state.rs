@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-#[path = "../tests/common/upstream.rs"]
+#[path = "../tests/e2e/common/upstream.rs"]
 mod upstream;
 
 use std::io::{BufRead, BufReader, Write};
