@@ -432,3 +432,36 @@ fn a_listener_lost_at_run_time_ends_the_process() {
     // The admin API went with it: nothing runs on half alive.
     assert!(std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_err());
 }
+
+/// SPEC §1, "start is truthful": a process that said `listening on` must not be ended by a
+/// signal an operator's tools send routinely. A SIGHUP (log rotation, `systemctl reload`) that
+/// arrives once tether listens but before its reload service runs is ignored until the reload service catches it, never the
+/// default action that terminates the process.
+#[test]
+fn a_sighup_while_starting_does_not_end_tether() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let config = start_config(dir.path(), port, admin_port);
+    let mut child = Running(spawn_tether(&config, &dir.path().join("t.log"), &[]));
+    let pid = child.0.id();
+    // From the moment the port answers (tether has bound and said so) HUP over and over for a
+    // while: the moment before the reload service catches it is when it used to be fatal.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tether did not listen");
+    }
+    let answered = Instant::now();
+    let target = i32::try_from(pid).unwrap();
+    while answered.elapsed() < Duration::from_millis(300) {
+        // SAFETY: kill(2) on the child this test spawned; no memory is touched.
+        unsafe { libc::kill(target, libc::SIGHUP) };
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("tether ended by an early SIGHUP: {status}");
+        }
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "still listening"
+    );
+    assert!(matches!(child.0.try_wait(), Ok(None)), "still running");
+}
