@@ -206,12 +206,23 @@ fn loop_round(to: Targets, n: usize) -> (u64, u64) {
 /// True once a slow reader's connection was cut: draining what the buffers hold ends in EOF or
 /// a reset, well before the whole 8 MiB response (which only an uncut connection delivers).
 fn cut_while_unread(c: &mut dyn Conn) -> bool {
+    closed_within(c, 4 << 20)
+}
+
+/// True once the server has closed `c` (anything it sends first is read and dropped).
+fn closed(c: &mut dyn Conn) -> bool {
+    closed_within(c, usize::MAX)
+}
+
+/// True when reading `c` ends (EOF or an error) before `limit` bytes; false when it would wait
+/// or more than `limit` bytes came.
+fn closed_within(c: &mut dyn Conn, limit: usize) -> bool {
     let mut chunk = [0u8; 65536];
     let mut read = 0usize;
-    while read < 4 << 20 {
+    while read < limit {
         match c.read(&mut chunk) {
             Ok(0) => return true,
-            Ok(n) => read += n,
+            Ok(n) => read = read.saturating_add(n),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -224,26 +235,6 @@ fn cut_while_unread(c: &mut dyn Conn) -> bool {
         }
     }
     false
-}
-
-/// True once the server has closed `c` (anything it sends first is read and dropped).
-fn closed(c: &mut dyn Conn) -> bool {
-    let mut chunk = [0u8; 4096];
-    loop {
-        match c.read(&mut chunk) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
 }
 
 fn run(kind: Kind, to: Targets, per_kind: usize, stop: &AtomicBool) -> KindReport {
