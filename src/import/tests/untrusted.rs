@@ -136,3 +136,20 @@ fn names_with_spaces_import_and_generated_monitor_ids_are_names() {
     assert_eq!(config.pools[0].endpoints[0].name, "b c");
     assert_eq!(config.monitors[0].id, "monitor-31m");
 }
+
+#[test]
+fn values_that_are_only_line_breaks_read_back_exactly() {
+    // Found by the property test: a monitor Host of "\n" failed the importer's own read-back.
+    for value in ["\n", "\n\n", " \n", "\n ", "a\n\n"] {
+        let monitor = serde_json::json!({"id": "m", "type": "http", "header": {"Host": [value]}});
+        let pools = serde_json::json!([{"id": "p", "name": "web", "monitor": "m",
+            "origins": [{"name": "a", "address": "192.0.2.1", "header": {"Host": [value]}}]}]);
+        let out = import_text(&[&pools.to_string(), &monitor.to_string()])
+            .unwrap_or_else(|e| panic!("{value:?}: {e:?}"));
+        let read: serde_yaml::Value = serde_yaml::from_str(&out.yaml).unwrap();
+        let host = &read["monitors"][0]["header"]["Host"][0];
+        assert_eq!(host.as_str(), Some(value), "{value:?}:\n{}", out.yaml);
+        let host = &read["pools"][0]["endpoints"][0]["header"]["Host"][0];
+        assert_eq!(host.as_str(), Some(value), "{value:?}:\n{}", out.yaml);
+    }
+}
