@@ -4,7 +4,7 @@
 //! `cleanup()`, and pingora-proxy's cleanup drops every connection still waiting for its request
 //! header. That includes a connection accepted a moment before the listener stopped whose request
 //! bytes had not arrived yet: the client sent a request and gets the connection closed without an
-//! answer (seen in `tests/upgrade.rs` as hyper's `IncompleteMessage`, about one upgrade in six on
+//! answer (seen in `tests/e2e/upgrade.rs` as hyper's `IncompleteMessage`, about one upgrade in six on
 //! a loaded machine). [`LateCleanup`] delays that cleanup by a fraction of the grace period, so
 //! such requests are read and answered; idle kept-alive connections are still closed, just later.
 
