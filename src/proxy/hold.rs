@@ -195,7 +195,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Held<A> {
             let snap = self.live.snapshot();
             Duration::from_secs(snap.config.limits.request_body_timeout_seconds)
         };
-        let peer = session.client_addr().map(|a| a.to_string());
+        // Kept as an address; formatted only if the stream stalls.
+        let peer = session.client_addr().cloned();
         let clock = Arc::new(BodyClock::new(Instant::now(), false));
         let serve = STREAM.scope(
             clock.clone(),
@@ -221,7 +222,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Held<A> {
             "body_timeout",
             format_args!(
                 "HTTP/2 stream from {} reset: request body stalled for {}s (limits.request_body_timeout_seconds)",
-                peer.unwrap_or_default(),
+                peer.map(|p| p.to_string()).unwrap_or_default(),
                 timeout.as_secs()
             ),
         );

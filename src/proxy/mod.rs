@@ -292,11 +292,10 @@ impl ProxyHttp for Adapter {
         let code = hold::failure_status(e, session.response_written().is_some());
         if let Some(reason) = hold::refusal_reason(e) {
             let peer = facts::peer_ip(session);
-            let limits = ctx.snapshot.as_ref().map(|s| s.config.limits.clone());
             let what = hold::HeldUp {
                 reason,
                 code,
-                limits: limits.as_ref(),
+                limits: ctx.snapshot.as_ref().map(|s| &s.config.limits),
             };
             crate::telemetry::refusals::refuse(reason, format_args!("{peer}: {what}"));
             // Pingora's own ERROR line for it would be a second line for one refusal.

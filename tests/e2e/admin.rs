@@ -403,19 +403,7 @@ fn every_admin_answer_carries_csp_frame_denial_and_nosniff() {
 
 #[test]
 fn endpoint_names_needing_percent_encoding_drain_and_an_encoded_slash_is_404() {
-    let (a, bc) = (Upstream::start("a"), Upstream::start("b c"));
-    let admin_port = free_port();
-    let _t = Tether::start(&format!(
-        "admin:\n  address: 127.0.0.1:{admin_port}\n\
-         pools:\n  - id: web\n    endpoints:\n\
-         \x20     - {{ name: a, address: \"{}\" }}\n\
-         \x20     - {{ name: \"b c\", address: \"{}\" }}\n\
-         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n",
-        a.addr, bc.addr
-    ));
-    wait_for("the admin listener", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
-    });
+    let (_t, _ups, admin_port) = start_with_b_c("");
     let r = admin(admin_port, "POST", "/pools/web/endpoints/b%20c/drain", None);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["name"], "b c", "{}", r.body);

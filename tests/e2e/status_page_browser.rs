@@ -187,19 +187,7 @@ fn the_page_runs_under_its_csp_and_drains_an_endpoint_named_with_a_space() {
         eprintln!("SKIPPED: chromium is not installed (`make deps` installs it)");
         return;
     };
-    let (a, bc) = (Upstream::start("a"), Upstream::start("b c"));
-    let admin_port = free_port();
-    let _t = Tether::start(&format!(
-        "admin:\n  address: 127.0.0.1:{admin_port}\n\
-         pools:\n  - id: web\n    endpoints:\n\
-         \x20     - {{ name: a, address: \"{}\" }}\n\
-         \x20     - {{ name: \"b c\", address: \"{}\" }}\n\
-         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n    session_affinity: cookie\n",
-        a.addr, bc.addr
-    ));
-    wait_for("the admin listener", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
-    });
+    let (_t, _ups, admin_port) = start_with_b_c("    session_affinity: cookie\n");
     let mut page = browser::Browser::start(bin);
     page.call("Page.enable", serde_json::json!({}));
     // Installed by DevTools before any of the page's own script, and not subject to its CSP:

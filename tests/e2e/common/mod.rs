@@ -414,3 +414,25 @@ pub fn read_status(s: &mut TcpStream) -> Option<u16> {
     let text = String::from_utf8_lossy(&buf);
     text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
+
+/// Tether with an admin listener (its port returned) in front of two upstreams, `a` and `b c` (a
+/// name that needs percent-encoding in an admin path), behind the balancer `"*"`, whose further
+/// settings are `balancer` (YAML lines indented as its keys).
+pub fn start_with_b_c(balancer: &str) -> (Tether, [Upstream; 2], u16) {
+    let (a, bc) = (Upstream::start("a"), Upstream::start("b c"));
+    let admin_port = free_port();
+    let t = Tether::start(&format!(
+        "admin:\n  address: 127.0.0.1:{admin_port}\n\
+         pools:\n  - id: web\n    endpoints:\n\
+         \x20     - {{ name: a, address: \"{}\" }}\n\
+         \x20     - {{ name: \"b c\", address: \"{}\" }}\n\
+         load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n{balancer}",
+        a.addr, bc.addr
+    ));
+    wait_for(
+        "the admin listener",
+        std::time::Duration::from_secs(20),
+        || TcpStream::connect(("127.0.0.1", admin_port)).is_ok(),
+    );
+    (t, [a, bc], admin_port)
+}
