@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 pub use super::listener_tls::Tls;
 pub use super::secret::{Secret, Secrets};
@@ -153,13 +153,18 @@ pub struct Monitor {
     pub consecutive_down: u32,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MonitorKind {
     #[default]
     Http,
     Https,
     Tcp,
+}
+
+impl MonitorKind {
+    /// Every value, in the order error messages list them.
+    pub const ALL: [MonitorKind; 3] = [MonitorKind::Http, MonitorKind::Https, MonitorKind::Tcp];
 }
 
 /// A pool of endpoints with one health monitor and one steering policy.
@@ -179,7 +184,7 @@ pub struct Pool {
     pub tls: Option<super::origin_tls::OriginTlsConfig>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginSteering {
     #[serde(default)]
@@ -187,7 +192,7 @@ pub struct OriginSteering {
 }
 
 /// How a pool picks the endpoint of a new session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OriginPolicy {
     #[default]
@@ -195,6 +200,16 @@ pub enum OriginPolicy {
     Hash,
     LeastOutstandingRequests,
     LeastConnections,
+}
+
+impl OriginPolicy {
+    /// Every value, in the order error messages list them.
+    pub const ALL: [OriginPolicy; 4] = [
+        OriginPolicy::Random,
+        OriginPolicy::Hash,
+        OriginPolicy::LeastOutstandingRequests,
+        OriginPolicy::LeastConnections,
+    ];
 }
 
 /// One endpoint (Cloudflare: origin) of a pool.
@@ -235,7 +250,7 @@ pub struct LoadBalancer {
     pub max_sessions: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SteeringPolicy {
     #[default]
@@ -243,7 +258,7 @@ pub enum SteeringPolicy {
     Random,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Affinity {
     #[default]
@@ -254,6 +269,14 @@ pub enum Affinity {
 }
 
 impl Affinity {
+    /// Every value, in the order error messages list them.
+    pub const ALL: [Affinity; 4] = [
+        Affinity::None,
+        Affinity::Cookie,
+        Affinity::IpCookie,
+        Affinity::Header,
+    ];
+
     /// The name as written in YAML.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -295,7 +318,7 @@ impl Default for AffinityAttributes {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub enum SameSite {
     #[default]
     #[serde(alias = "auto")]
@@ -308,7 +331,17 @@ pub enum SameSite {
     Strict,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+impl SameSite {
+    /// Every value, in the order error messages list them.
+    pub const ALL: [SameSite; 4] = [
+        SameSite::Auto,
+        SameSite::Lax,
+        SameSite::None,
+        SameSite::Strict,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Secure {
     #[default]
     #[serde(alias = "auto")]
@@ -319,8 +352,13 @@ pub enum Secure {
     Never,
 }
 
+impl Secure {
+    /// Every value, in the order error messages list them.
+    pub const ALL: [Secure; 3] = [Secure::Auto, Secure::Always, Secure::Never];
+}
+
 /// Zero-downtime failover mode (SPEC §3.4).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Failover {
     #[default]
@@ -329,11 +367,37 @@ pub enum Failover {
     Sticky,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+impl Failover {
+    /// Every value, in the order error messages list them.
+    pub const ALL: [Failover; 3] = [Failover::None, Failover::Temporary, Failover::Sticky];
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdaptiveRouting {
     #[serde(default)]
     pub failover_across_pools: bool,
+}
+
+/// The value of a schema enum written `text` in YAML, read exactly as the config loader reads it;
+/// `None` when the loader would refuse it. Writers of YAML (the importer) go through this and
+/// [`yaml_name`], so a renamed variant changes what they accept and write with the loader.
+pub fn from_yaml_name<T: DeserializeOwned>(text: &str) -> Option<T> {
+    serde_yaml::from_value(serde_yaml::Value::String(text.to_string())).ok()
+}
+
+/// How a schema enum value is written in YAML (its serde name, e.g. `ip_cookie`).
+pub fn yaml_name<T: Serialize>(value: T) -> String {
+    match serde_yaml::to_value(value) {
+        Ok(serde_yaml::Value::String(name)) => name,
+        _ => String::new(),
+    }
+}
+
+/// Every value's YAML name, comma-separated, for error messages (`none, cookie, ip_cookie, header`).
+pub fn yaml_names<T: Serialize + Copy>(all: &[T]) -> String {
+    let names: Vec<String> = all.iter().map(|v| yaml_name(*v)).collect();
+    names.join(", ")
 }
 
 fn one() -> usize {
@@ -386,4 +450,31 @@ fn default_expected_codes() -> String {
 }
 fn default_max_sessions() -> u64 {
     1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reads_back<T: Serialize + DeserializeOwned + Copy + PartialEq + std::fmt::Debug>(all: &[T]) {
+        for v in all {
+            assert_eq!(from_yaml_name::<T>(&yaml_name(*v)), Some(*v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn every_enum_value_the_importer_writes_reads_back_as_itself() {
+        reads_back(&MonitorKind::ALL);
+        reads_back(&OriginPolicy::ALL);
+        reads_back(&Affinity::ALL);
+        reads_back(&SameSite::ALL);
+        reads_back(&Secure::ALL);
+        reads_back(&Failover::ALL);
+        reads_back(&[SteeringPolicy::Off, SteeringPolicy::Random]);
+        assert_eq!(
+            yaml_names(&Affinity::ALL),
+            "none, cookie, ip_cookie, header"
+        );
+        assert!(Affinity::ALL.iter().all(|a| yaml_name(*a) == a.as_str()));
+    }
 }

@@ -4,9 +4,12 @@
 use super::cloudflare::{unknown_fields, CfAttributes, CfBalancer};
 use super::pools::PoolIds;
 use super::read::{Export, Located, Origin};
-use super::yaml::{AdaptiveRouting, Attributes, Balancer, Commented, Imported};
+use super::yaml::{Attributes, Balancer, Commented, Imported};
 use super::ImportError;
-use crate::config::{printable, session_ttl, Affinity, SessionHeader};
+use crate::config::{
+    from_yaml_name, printable, session_ttl, yaml_name, yaml_names, AdaptiveRouting, Affinity,
+    Failover, SameSite, Secure, SessionHeader, SteeringPolicy,
+};
 
 /// Maps every load balancer that is enabled.
 pub fn balancers(
@@ -41,14 +44,8 @@ pub fn balancers(
         if disabled || errs.len() > errs_before {
             continue;
         }
-        let mut c = Commented::new(b);
-        let desc = lb.description.as_deref().unwrap_or("").trim();
         let id = lb.id.as_deref().unwrap_or("?");
-        c.comments.push(if desc.is_empty() {
-            format!("Cloudflare load balancer {id}")
-        } else {
-            format!("{desc} (Cloudflare load balancer {id})")
-        });
+        let c = Commented::from_cloudflare(b, lb.description.as_deref(), "load balancer", id);
         out.balancers.push(c);
     }
 }
@@ -86,31 +83,24 @@ fn balancer(
     };
     steering_notes(lb, notes);
     let affinity = match lb.session_affinity.as_deref().unwrap_or("") {
-        "" | "none" => "none",
-        "cookie" => "cookie",
-        "ip_cookie" => "ip_cookie",
-        "header" => "header",
-        other => {
-            let reason =
-                format!("{other:?} is not a session affinity (none, cookie, ip_cookie, header)");
+        "" => Affinity::None,
+        text => from_yaml_name(text).unwrap_or_else(|| {
+            let all = yaml_names(&Affinity::ALL);
+            let reason = format!("{text:?} is not a session affinity ({all})");
             errs.push(at.error("session_affinity", reason));
-            "none"
-        }
+            Affinity::None
+        }),
     };
     let empty = CfAttributes::default();
     let a = lb.session_affinity_attributes.as_ref().unwrap_or(&empty);
     let (affinity, attributes) = attributes(a, affinity, at, notes, errs);
     let ttl = match (affinity, lb.session_affinity_ttl) {
-        ("none", _) | (_, None) => None,
+        (Affinity::None, _) | (_, None) => None,
         (mode, Some(ttl)) => {
-            let typed = match mode {
-                "header" => Affinity::Header,
-                "ip_cookie" => Affinity::IpCookie,
-                _ => Affinity::Cookie,
-            };
-            let range = session_ttl(typed).map_or(ttl..=ttl, |(_, range)| range);
+            let range = session_ttl(mode).map_or(ttl..=ttl, |(_, range)| range);
             let ok = ttl.clamp(*range.start(), *range.end());
             if ok != ttl {
+                let mode = mode.as_str();
                 notes.push(format!("session_affinity_ttl {ttl} is outside {}..{} for {mode} affinity: written as {ok}", range.start(), range.end()));
             }
             Some(ok)
@@ -135,9 +125,9 @@ fn balancer(
 }
 
 /// `steering_policy`: tether does `off` (default_pools in order) and `random`.
-fn steering(lb: &CfBalancer, notes: &mut Vec<String>) -> &'static str {
+fn steering(lb: &CfBalancer, notes: &mut Vec<String>) -> SteeringPolicy {
     match lb.steering_policy.as_deref().unwrap_or("") {
-        "" | "off" => "off",
+        "" | "off" => SteeringPolicy::Off,
         "random" => {
             if let Some(rs) = &lb.random_steering {
                 let weights = rs.pool_weights.as_ref().is_some_and(|w| !w.is_empty());
@@ -145,7 +135,7 @@ fn steering(lb: &CfBalancer, notes: &mut Vec<String>) -> &'static str {
                     notes.push("random_steering weights are not supported: pools are picked with equal chance".into());
                 }
             }
-            "random"
+            SteeringPolicy::Random
         }
         other => {
             let what = match other {
@@ -158,7 +148,7 @@ fn steering(lb: &CfBalancer, notes: &mut Vec<String>) -> &'static str {
                 _ => "this steering policy",
             };
             notes.push(format!("steering_policy {other:?} ({what}) is not supported: pools are tried in default_pools order (off)"));
-            "off"
+            SteeringPolicy::Off
         }
     }
 }
@@ -218,43 +208,35 @@ fn steering_notes(lb: &CfBalancer, notes: &mut Vec<String>) {
 /// Returns the affinity, which falls back to `none` for header affinity without headers.
 fn attributes(
     a: &CfAttributes,
-    mut affinity: &'static str,
+    mut affinity: Affinity,
     at: &Origin,
     notes: &mut Vec<String>,
     errs: &mut Vec<ImportError>,
-) -> (&'static str, Attributes) {
+) -> (Affinity, Attributes) {
     let path = "session_affinity_attributes";
-    let mut pick = |field: &str, value: Option<&str>, allowed: &[&'static str]| {
-        let v = value.unwrap_or("").trim();
-        if v.is_empty() {
-            return allowed[0];
-        }
-        match allowed.iter().find(|a| a.eq_ignore_ascii_case(v)) {
-            Some(a) => a,
-            None => {
-                let reason = format!("{v:?} is not one of {}", allowed.join(", "));
-                errs.push(at.error(&format!("{path}.{field}"), reason));
-                allowed[0]
-            }
-        }
+    let mut pick_err = |field: &str, text: &str, all: String| {
+        let reason = format!("{text:?} is not one of {all}");
+        errs.push(at.error(&format!("{path}.{field}"), reason));
     };
-    let samesite = pick(
-        "samesite",
-        a.samesite.as_deref(),
-        &["Auto", "Lax", "None", "Strict"],
-    );
-    let mut secure = pick("secure", a.secure.as_deref(), &["Auto", "Always", "Never"]);
-    let mut failover = pick(
-        "zero_downtime_failover",
-        a.zero_downtime_failover.as_deref(),
-        &["none", "temporary", "sticky"],
-    );
-    if samesite == "None" && secure == "Never" {
+    let samesite = pick(a.samesite.as_deref(), &SameSite::ALL).unwrap_or_else(|text| {
+        pick_err("samesite", text, yaml_names(&SameSite::ALL));
+        SameSite::Auto
+    });
+    let mut secure = pick(a.secure.as_deref(), &Secure::ALL).unwrap_or_else(|text| {
+        pick_err("secure", text, yaml_names(&Secure::ALL));
+        Secure::Auto
+    });
+    let mut failover =
+        pick(a.zero_downtime_failover.as_deref(), &Failover::ALL).unwrap_or_else(|text| {
+            pick_err("zero_downtime_failover", text, yaml_names(&Failover::ALL));
+            Failover::None
+        });
+    if samesite == SameSite::None && secure == Secure::Never {
         notes.push(
             "samesite None with secure Never: browsers drop such cookies; written with secure Auto"
                 .into(),
         );
-        secure = "Auto";
+        secure = Secure::Auto;
     }
     let mut headers = Vec::new();
     for (i, h) in a.headers.iter().flatten().enumerate() {
@@ -266,13 +248,13 @@ fn attributes(
             Err(reason) => notes.push(format!("{path}.headers[{i}] {h:?} {reason}: left out")),
         }
     }
-    if affinity == "header" {
+    if affinity == Affinity::Header {
         if headers.is_empty() {
             notes.push("session_affinity header without usable headers: written as none".into());
-            affinity = "none";
-        } else if failover == "sticky" {
+            affinity = Affinity::None;
+        } else if failover == Failover::Sticky {
             notes.push("zero_downtime_failover sticky is not supported with header affinity: written as temporary".into());
-            failover = "temporary";
+            failover = Failover::Temporary;
         }
     }
     for field in unknown_fields(&a.other) {
@@ -287,4 +269,17 @@ fn attributes(
         require_all_headers: a.require_all_headers.unwrap_or(false),
     };
     (affinity, attributes)
+}
+
+/// The value of `all` whose YAML name is `text`, ignoring ASCII case as Cloudflare's API does;
+/// the first of `all` (the default) when there is no text; `Err(text)` when none matches.
+fn pick<'t, T: serde::Serialize + Copy>(text: Option<&'t str>, all: &[T]) -> Result<T, &'t str> {
+    let text = text.unwrap_or("").trim();
+    if text.is_empty() {
+        return Ok(all[0]);
+    }
+    all.iter()
+        .copied()
+        .find(|v| yaml_name(*v).eq_ignore_ascii_case(text))
+        .ok_or(text)
 }

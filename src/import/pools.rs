@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::cloudflare::{unknown_fields, CfMonitor, CfPool};
 use super::origins;
 use super::read::{Export, Located};
-use super::yaml::{Commented, Endpoint, Imported, Monitor, OriginSteering, Pool, PoolTls};
+use super::yaml::{Commented, Endpoint, Imported, Monitor, Pool, PoolTls};
 use super::{unique_name, ImportError, Options};
-use crate::config::{printable, ExpectedCodes};
+use crate::config::{
+    from_yaml_name, printable, yaml_names, ExpectedCodes, MonitorKind, OriginPolicy, OriginSteering,
+};
 
 /// Cloudflare monitor id → (tether monitor id, `allow_insecure`); `None` for a monitor tether
 /// cannot run.
@@ -29,25 +31,25 @@ pub fn monitors(export: &Export, out: &mut Imported, errs: &mut Vec<ImportError>
         let base = slug(desc)
             .or_else(|| slug(&format!("monitor-{}", short(&m.id))))
             .unwrap_or_else(|| "monitor".into());
-        let kind = m.kind.as_deref().unwrap_or("http");
         let what = format!("monitor {base:?} ({at})");
-        let kind = match kind {
-            "http" => "http",
-            "https" => "https",
-            "tcp" => "tcp",
-            other => {
-                let reason = format!("type {other:?} is not supported (http, https, tcp): the monitor is not written and its pools go unmonitored");
-                out.not_imported.push(format!("{what}: {reason}"));
-                ids.insert(m.id.clone(), None);
-                continue;
-            }
+        let kind = match m.kind.as_deref() {
+            None => MonitorKind::Http,
+            Some(text) => match from_yaml_name::<MonitorKind>(text) {
+                Some(kind) => kind,
+                None => {
+                    let reason = format!("type {text:?} is not supported ({}): the monitor is not written and its pools go unmonitored", yaml_names(&MonitorKind::ALL));
+                    out.not_imported.push(format!("{what}: {reason}"));
+                    ids.insert(m.id.clone(), None);
+                    continue;
+                }
+            },
         };
         let id = unique_name(&base, &mut taken);
-        let insecure = kind == "https" && m.allow_insecure == Some(true);
+        let insecure = kind == MonitorKind::Https && m.allow_insecure == Some(true);
         ids.insert(m.id.clone(), Some((id.clone(), insecure)));
         let note = |out: &mut Imported, s: String| out.not_imported.push(format!("{what}: {s}"));
         let mut monitor = monitor(m, id, kind, &mut |s| note(out, s));
-        if kind != "tcp" {
+        if kind != MonitorKind::Tcp {
             if let Some(codes) = &monitor.expected_codes {
                 if let Err(reason) = ExpectedCodes::parse(codes) {
                     errs.push(at.error("expected_codes", format!("{codes:?} {reason}")));
@@ -61,21 +63,15 @@ pub fn monitors(export: &Export, out: &mut Imported, errs: &mut Vec<ImportError>
                 format!("field {field:?} is not known to this importer"),
             );
         }
-        let mut c = Commented::new(monitor);
-        if !desc.is_empty() {
-            c.comments
-                .push(format!("{desc} (Cloudflare monitor {})", m.id));
-        } else {
-            c.comments.push(format!("Cloudflare monitor {}", m.id));
-        }
+        let c = Commented::from_cloudflare(monitor, m.description.as_deref(), "monitor", &m.id);
         out.monitors.push(c);
     }
     ids
 }
 
 /// One monitor's fields; `note` receives what does not carry over.
-fn monitor(m: &CfMonitor, id: String, kind: &'static str, note: &mut dyn FnMut(String)) -> Monitor {
-    let http = kind != "tcp";
+fn monitor(m: &CfMonitor, id: String, kind: MonitorKind, note: &mut dyn FnMut(String)) -> Monitor {
+    let http = kind != MonitorKind::Tcp;
     let text = |v: &Option<String>| v.clone().filter(|s| !s.is_empty() && http);
     // Cloudflare allows 0 for "1": both mean one result decides.
     let interval = m.interval.unwrap_or(60);
@@ -98,7 +94,7 @@ fn monitor(m: &CfMonitor, id: String, kind: &'static str, note: &mut dyn FnMut(S
     if m.follow_redirects == Some(true) {
         note("follow_redirects: tether does not follow redirects; a 3xx answer is judged by expected_codes".into());
     }
-    if m.allow_insecure == Some(true) && kind == "https" {
+    if m.allow_insecure == Some(true) && kind == MonitorKind::Https {
         note("allow_insecure: tether's https monitor checks certificates with its pools' origin TLS settings: see those pools".into());
     }
     if let Some(zone) = m.probe_zone.as_deref().filter(|z| !z.is_empty()) {
@@ -192,20 +188,15 @@ pub fn pools(
         for n in notes {
             out.not_imported.push(format!("{what}: {n}"));
         }
-        let mut c = Commented::new(Pool {
+        let pool = Pool {
             id: name,
             monitor,
             minimum_origins: min_ok,
             origin_steering: OriginSteering { policy },
             endpoints,
             tls,
-        });
-        let desc = p.description.as_deref().unwrap_or("").trim();
-        c.comments.push(if desc.is_empty() {
-            format!("Cloudflare pool {}", p.id)
-        } else {
-            format!("{desc} (Cloudflare pool {})", p.id)
-        });
+        };
+        let c = Commented::from_cloudflare(pool, p.description.as_deref(), "pool", &p.id);
         out.pools.push(c);
     }
     ids
@@ -236,20 +227,20 @@ fn pool_monitor(
 
 /// `origin_steering.policy` as tether knows it (`random` for anything else, noted), and a note
 /// per steering field tether does not have.
-fn steering_policy(p: &CfPool, notes: &mut Vec<String>) -> String {
-    let policy = p
+fn steering_policy(p: &CfPool, notes: &mut Vec<String>) -> OriginPolicy {
+    let text = p
         .origin_steering
         .as_ref()
-        .and_then(|s| s.policy.clone())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "random".into());
-    let policy = match policy.as_str() {
-        "random" | "hash" | "least_outstanding_requests" | "least_connections" => policy,
-        other => {
+        .and_then(|s| s.policy.as_deref())
+        .filter(|s| !s.is_empty());
+    let policy = match text.map(|t| (t, from_yaml_name::<OriginPolicy>(t))) {
+        None => OriginPolicy::Random,
+        Some((_, Some(policy))) => policy,
+        Some((other, None)) => {
             notes.push(format!(
                 "origin_steering.policy {other:?} is not supported: written as random"
             ));
-            "random".into()
+            OriginPolicy::Random
         }
     };
     for field in p

@@ -1,5 +1,6 @@
 //! The tether config the importer writes: serde types in the order of SPEC §2, serialized by
-//! `serde_yaml`, with the report of what was not imported as comments at the top.
+//! `serde_yaml`, with the report of what was not imported as comments at the top. Every enum
+//! value is the schema's own type (`config::schema`), so a renamed variant is renamed here too.
 //!
 //! Everything here comes from a file someone else wrote (SPEC §6): its text may end up in a
 //! comment or a value, never in the configuration's structure. Hence one function for comments,
@@ -10,14 +11,17 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::config::printable;
+use crate::config::{
+    printable, AdaptiveRouting, Affinity, Failover, MonitorKind, OriginSteering, SameSite, Secure,
+    SteeringPolicy,
+};
 
 /// A monitor as tether reads it (SPEC §2 `monitors`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Monitor {
     pub id: String,
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: MonitorKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,11 +61,6 @@ pub struct PoolTls {
     pub verify: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct OriginSteering {
-    pub policy: String,
-}
-
 /// An endpoint (Cloudflare: origin).
 #[derive(Debug, Clone, Serialize)]
 pub struct Endpoint {
@@ -79,8 +78,8 @@ pub struct Balancer {
     pub name: String,
     pub default_pools: Vec<String>,
     pub fallback_pool: String,
-    pub steering_policy: &'static str,
-    pub session_affinity: &'static str,
+    pub steering_policy: SteeringPolicy,
+    pub session_affinity: Affinity,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_affinity_ttl: Option<u64>,
     pub session_affinity_attributes: Attributes,
@@ -89,19 +88,14 @@ pub struct Balancer {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Attributes {
-    pub samesite: &'static str,
-    pub secure: &'static str,
+    pub samesite: SameSite,
+    pub secure: Secure,
     pub drain_duration: u64,
-    pub zero_downtime_failover: &'static str,
+    pub zero_downtime_failover: Failover,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub require_all_headers: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AdaptiveRouting {
-    pub failover_across_pools: bool,
 }
 
 /// One object of the output with the comment lines written above it (its description).
@@ -115,6 +109,21 @@ impl<T> Commented<T> {
     pub fn new(item: T) -> Self {
         Commented {
             comments: Vec::new(),
+            item,
+        }
+    }
+
+    /// `item` with one comment naming where it came from: `what` (e.g. `pool`) and Cloudflare's
+    /// `id`, after its description when it has one.
+    pub fn from_cloudflare(item: T, description: Option<&str>, what: &str, id: &str) -> Self {
+        let desc = description.unwrap_or("").trim();
+        let comment = if desc.is_empty() {
+            format!("Cloudflare {what} {id}")
+        } else {
+            format!("{desc} (Cloudflare {what} {id})")
+        };
+        Commented {
+            comments: vec![comment],
             item,
         }
     }
