@@ -106,13 +106,6 @@ pub struct Commented<T> {
 }
 
 impl<T> Commented<T> {
-    pub fn new(item: T) -> Self {
-        Commented {
-            comments: Vec::new(),
-            item,
-        }
-    }
-
     /// `item` with one comment naming where it came from: `what` (e.g. `pool`) and Cloudflare's
     /// `id`, after its description when it has one.
     pub fn from_cloudflare(item: T, description: Option<&str>, what: &str, id: &str) -> Self {
