@@ -12,8 +12,8 @@ use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::EndpointId;
 use crate::config::{
-    Affinity, Config, Failover, LoadBalancer, MonitorSpec, PoolConfig, SessionHeader,
-    SteeringPolicy, TypedBalancer, TypedPool, Validated,
+    Affinity, Config, Failover, LoadBalancer, MonitorSpec, PoolConfig, RetryStatuses,
+    SessionHeader, SteeringPolicy, TypedBalancer, TypedPool, Validated,
 };
 use crate::telemetry::metrics::BalancerCounters;
 use crate::tls::listener_certs::ListenerCerts;
@@ -75,6 +75,8 @@ pub struct Balancer {
     pub steering: SteeringPolicy,
     pub always_use_https: bool,
     pub affinity: AffinityPolicy,
+    /// Answers retried once on another endpoint (`retry_on_status`, SPEC §3.9).
+    pub retry_on: RetryStatuses,
     /// Every endpoint reachable from this balancer, by the id a cookie or session names.
     pub by_id: HashMap<EndpointId, EndpointRef>,
     /// The header-session store, in `header` mode; it outlives the snapshot.
@@ -295,6 +297,7 @@ fn compile_balancer(lb: &LoadBalancer, typed: TypedBalancer, pools: &[Pool]) -> 
             require_all_headers: attrs.require_all_headers,
             max_sessions: lb.max_sessions,
         },
+        retry_on: typed.retry_on,
         by_id,
         sessions: None,
         counters: None,

@@ -27,4 +27,4 @@ pub use schema::*;
 pub use secret::REDACTED;
 pub use state::{redis_address, unused_parts, RedisSection, StateSection, StoreKind};
 pub use typed::{session_ttl, MonitorSpec, TypedBalancer, TypedPool, Validated};
-pub use values::{ExpectedCodes, SessionHeader};
+pub use values::{ExpectedCodes, RetryStatuses, SessionHeader};

@@ -248,6 +248,9 @@ pub struct LoadBalancer {
     pub adaptive_routing: AdaptiveRouting,
     #[serde(default = "default_max_sessions")]
     pub max_sessions: u64,
+    /// Statuses whose answers are retried once on another endpoint (SPEC §3.9); empty: never.
+    #[serde(default)]
+    pub retry_on_status: Vec<u16>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

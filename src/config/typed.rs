@@ -12,7 +12,7 @@ use super::address::{lookup_all, OriginAddr, LOOKUP_BUDGET};
 use super::listener_tls::CertKey;
 use super::origin_tls::OriginTls;
 use super::schema::{Affinity, Config, Monitor, MonitorKind};
-use super::values::{ExpectedCodes, SessionHeader};
+use super::values::{ExpectedCodes, RetryStatuses, SessionHeader};
 
 /// A config that passed validation, with its parsed values.
 #[derive(Debug, Clone)]
@@ -134,6 +134,8 @@ pub struct TypedBalancer {
     pub ttl: u64,
     /// `session_affinity_attributes.headers`, parsed.
     pub session_headers: Vec<SessionHeader>,
+    /// `retry_on_status`, as a bitset.
+    pub retry_on: RetryStatuses,
 }
 
 /// The TTL rules of an affinity mode: its default and allowed range in seconds (SPEC §3.2);

@@ -1,4 +1,5 @@
-//! Small typed values that the YAML spells as strings: monitor status codes and session headers.
+//! Small typed values that the YAML spells as strings or short lists: monitor status codes,
+//! session headers, and the statuses a balancer retries on.
 
 use std::fmt;
 
@@ -48,6 +49,52 @@ impl ExpectedCodes {
             CodeMatch::Exact(c) => c == code,
             CodeMatch::Class(c) => code / 100 == c,
         })
+    }
+}
+
+/// The statuses a balancer's `retry_on_status` lists (SPEC §3.9), as a bitset over 500..=599, so
+/// that asking whether an answer is retried is a shift and a mask on the request path, with
+/// nothing allocated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryStatuses(u128);
+
+impl RetryStatuses {
+    /// The statuses that may be listed: only 5xx. A 4xx is the request's own fault and the same
+    /// answer on every endpoint; a 429 asks the client to slow down, which a retry elsewhere
+    /// would defeat.
+    pub const RANGE: std::ops::RangeInclusive<u16> = 500..=599;
+
+    /// Adds `code`; `Err` with the reason when it is outside [`RetryStatuses::RANGE`] or
+    /// already listed.
+    pub fn insert(&mut self, code: u16) -> Result<(), &'static str> {
+        if !Self::RANGE.contains(&code) {
+            return Err("is not a status tether retries on: only 500..599");
+        }
+        let bit = 1u128 << (code - Self::RANGE.start());
+        if self.0 & bit != 0 {
+            return Err("is listed twice");
+        }
+        self.0 |= bit;
+        Ok(())
+    }
+
+    /// True when an answer with `code` is to be retried.
+    #[inline]
+    pub fn contains(self, code: u16) -> bool {
+        match code.checked_sub(*Self::RANGE.start()) {
+            Some(i) if i < 100 => self.0 & (1u128 << i) != 0,
+            _ => false,
+        }
+    }
+
+    /// Nothing listed: answers are never retried (the default, as Cloudflare).
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The listed statuses in ascending order (for status pages, not the request path).
+    pub fn to_vec(self) -> Vec<u16> {
+        Self::RANGE.filter(|&c| self.contains(c)).collect()
     }
 }
 
@@ -124,6 +171,21 @@ mod tests {
         assert!(ExpectedCodes::parse("6xx").is_err());
         assert!(ExpectedCodes::parse("abc").is_err());
         assert!(ExpectedCodes::parse("").is_err());
+    }
+
+    #[test]
+    fn retry_statuses_hold_5xx_once() {
+        let mut r = RetryStatuses::default();
+        assert!(r.is_empty());
+        for code in [500, 503, 599] {
+            r.insert(code).unwrap();
+        }
+        assert!(r.contains(500) && r.contains(503) && r.contains(599));
+        assert!(!r.contains(502) && !r.contains(200) && !r.contains(0) && !r.contains(628));
+        assert!(!r.contains(u16::MAX));
+        assert_eq!(r.insert(503), Err("is listed twice"));
+        assert!(r.insert(499).is_err() && r.insert(600).is_err() && r.insert(429).is_err());
+        assert!(!r.is_empty());
     }
 
     #[test]

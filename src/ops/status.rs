@@ -112,6 +112,7 @@ pub fn pools(snap: &Snapshot, now: u64) -> Vec<(usize, Vec<EndpointView>)> {
 
 /// The whole `GET /status` document.
 pub fn status_json(snap: &Snapshot, now: u64) -> Value {
+    let retries = crate::telemetry::metrics::retries_by_balancer();
     let balancers: Vec<Value> = snap
         .balancers
         .iter()
@@ -123,6 +124,8 @@ pub fn status_json(snap: &Snapshot, now: u64) -> Value {
                 "session_affinity": b.affinity.mode.as_str(),
                 "always_use_https": b.always_use_https,
                 "drain_duration": b.affinity.drain_duration,
+                "retry_on_status": b.retry_on.to_vec(),
+                "retries": retries.get(&b.name).copied().unwrap_or(0),
             })
         })
         .collect();

@@ -182,14 +182,24 @@ fn tls_marker(e: &EndpointView) -> String {
     }
 }
 
+/// The retries cell of a balancer: its count, or a muted "off" when it lists no status.
+fn retries_cell(listed: &[u16], count: u64) -> String {
+    if listed.is_empty() {
+        return "<span class=muted>off</span>".to_string();
+    }
+    let codes: Vec<String> = listed.iter().map(u16::to_string).collect();
+    format!("{count} <span class=muted>on {}</span>", codes.join(", "))
+}
+
 /// The whole page for `snap` at unix time `now`, with its data.
 pub fn render(snap: &Snapshot, now: u64) -> String {
     let mut out = String::with_capacity(8192);
     out.push_str(
         "<main data-full=1><h2>Load balancers</h2><table><tr><th>Host</th><th>Pools</th>\
-         <th>Fallback</th><th>Affinity</th><th>Drain duration</th>\
+         <th>Fallback</th><th>Affinity</th><th>Drain duration</th><th>Retries</th>\
          <th>Affinity outcomes/s, last 5 min</th></tr>",
     );
+    let retries = crate::telemetry::metrics::retries_by_balancer();
     for b in &snap.balancers {
         let host = if b.name == "*" {
             "* <span class=muted>(any other host)</span>".to_string()
@@ -211,11 +221,13 @@ pub fn render(snap: &Snapshot, now: u64) -> String {
         let _ = write!(
             out,
             "<tr><td>{host}</td><td>{}</td><td>{}</td><td>{}</td><td class=num>{} s</td>\
+             <td class=num title=\"answers retried on another endpoint (retry_on_status)\">{}</td>\
              <td>{}<span class=muted>{legend}</span></td></tr>",
             esc(&pools.join(", ")),
             esc(&snap.pools[b.fallback].id),
             b.affinity.mode.as_str(),
             b.affinity.drain_duration,
+            retries_cell(&b.retry_on.to_vec(), retries.get(&b.name).copied().unwrap_or(0)),
             sparkline::svg(&lines, history::KEEP, &title),
         );
     }

@@ -261,6 +261,10 @@ impl ProxyHttp for Adapter {
         if *e.etype() == ErrorType::InvalidCert {
             return retry::on_connect_failure(ctx, e);
         }
+        // A status retry (`upstream_response_filter`) was decided, checks and all, already.
+        if *e.etype() == retry::RETRY_ON_STATUS {
+            return e;
+        }
         // Pingora's default.
         let mut e = e.more_context(format!("Peer: {peer}"));
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
@@ -357,12 +361,16 @@ impl ProxyHttp for Adapter {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _upstream: &mut ResponseHeader,
+        session: &mut Session,
+        upstream: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.timing.upstream = ctx.timing.upstream_started.map(|t| t.elapsed());
-        Ok(())
+        // Runs before the header is written downstream: the last moment an answer can be retried.
+        match retry::on_status(session, ctx, upstream.status.as_u16()) {
+            Some(retry) => Err(retry),
+            None => Ok(()),
+        }
     }
 
     async fn response_filter(
@@ -389,6 +397,17 @@ impl ProxyHttp for Adapter {
             }
         }
         Ok(())
+    }
+
+    /// A status retry is reported by tether's own line (`proxy::retry`), not Pingora's warning.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+        error: &Error,
+        _context: pingora_proxy::ProxyWarnLogContext,
+    ) -> bool {
+        *error.etype() == retry::RETRY_ON_STATUS
     }
 
     /// A refusal tether logged itself writes that one line (SPEC §3.7), not Pingora's too.

@@ -1,8 +1,15 @@
-//! Carrying out zero-downtime failover (SPEC §3.4) when a connection to an endpoint fails.
+//! Carrying out the two retries tether makes: zero-downtime failover (SPEC §3.4) when a
+//! connection to an endpoint fails, and a retry on a listed status (SPEC §3.9) when it answered.
 //! `balancer::failover` decides; this records the decision in the request's context so that
 //! Pingora's retry calls `upstream_peer` again with the new target, and reports the retry once.
+//!
+//! Pingora 0.9 has no hook to retry an answer, so a status retry is an error with `retry` set,
+//! returned from `upstream_response_filter` before the answer's header is written downstream
+//! (docs/design.md, "Retrying on a response": why that is safe).
 
+use http::Method;
 use pingora::{Error, ErrorType};
+use pingora_proxy::Session;
 
 use crate::affinity::rendezvous::HashKey;
 use crate::balancer::steering::PickFacts;
@@ -45,6 +52,66 @@ pub fn on_connect_failure(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error>
         }
     }
     e
+}
+
+/// The error that carries a status retry from `upstream_response_filter` back to Pingora's retry
+/// loop; no other code makes it, so `error_while_proxy` can recognise it.
+pub const RETRY_ON_STATUS: ErrorType = ErrorType::Custom("retry on status");
+
+/// Handles an answer with `status` before any byte of it is written to the client. `Some` is
+/// the error to return from `upstream_response_filter`: the balancer lists `status`, the request
+/// may be sent again ([`resendable`]) and `balancer::failover` found another endpoint, now in
+/// `ctx.decision`. `None`: the answer goes to the client as it is.
+///
+/// The common case — a status not listed — is a bit test, and nothing is allocated.
+pub fn on_status(session: &mut Session, ctx: &mut RequestCtx, status: u16) -> Option<Box<Error>> {
+    let (Some(snap), Some(failed), Some(facts)) = (&ctx.snapshot, ctx.decision, &ctx.facts) else {
+        return None;
+    };
+    if !snap.balancers[failed.balancer].retry_on.contains(status) || !resendable(session) {
+        return None;
+    }
+    let pick = PickFacts {
+        client: HashKey::of_ip(facts.client),
+        random: fastrand::u64(..),
+    };
+    let cause = Cause::Status(status);
+    let next = failover(snap, &failed, &ctx.attempts.tried, pick, facts.now, cause)?;
+    report_retry(snap, &failed, &next, status);
+    ctx.decision = Some(next);
+    let mut e = Error::explain(RETRY_ON_STATUS, "the answer's status is in retry_on_status");
+    e.set_retry(true);
+    Some(e)
+}
+
+/// Whether the request may be sent again (SPEC §3.9): an idempotent method (GET, HEAD, OPTIONS,
+/// PUT, DELETE — not TRACE, which `Method::is_idempotent` also counts), no byte of any answer
+/// (a 1xx included) written to the client, and a body that is empty or read to its end within
+/// Pingora's retry buffer (64 KiB), which Pingora sends again on the retry. A body still
+/// arriving is not retried: tether would not hold it whole.
+fn resendable(session: &mut Session) -> bool {
+    let idempotent = matches!(
+        session.req_header().method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    );
+    if !idempotent || session.response_written().is_some() {
+        return false;
+    }
+    let body = session.as_mut();
+    body.is_body_empty() || (body.is_body_done() && !body.retry_buffer_truncated())
+}
+
+/// The one place a status retry is reported: one log line (balancer, from, status, to) and
+/// `tether_retries_total{reason="status_<code>"}`.
+fn report_retry(snap: &Snapshot, failed: &Decision, next: &Decision, status: u16) {
+    let balancer = snap.balancers[next.balancer].name.as_str();
+    crate::telemetry::metrics::record_status_retry(balancer, status);
+    log::warn!(
+        "{} answered {status}: retry on {} (balancer {balancer}, retry_on_status, {})",
+        snap.endpoint(failed.target).label,
+        snap.endpoint(next.target).label,
+        next.outcome.as_str(),
+    );
 }
 
 /// The one place a failover is reported: the log line here, and the metrics counter beside it

@@ -31,6 +31,7 @@ struct Metrics {
     affinity: IntCounterVec,
     upstream_latency: HistogramVec,
     failovers: IntCounterVec,
+    retries: IntCounterVec,
     health_transitions: IntCounterVec,
     header_sessions: IntGaugeVec,
     reloads: IntCounterVec,
@@ -86,6 +87,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "tether_failovers_total",
             "Zero-downtime failover retries, by balancer and mode (temporary, sticky).",
             &["balancer", "mode"],
+        ),
+        retries: counter(
+            &r,
+            "tether_retries_total",
+            "Answers retried on another endpoint, by balancer and reason (status_503, ...; SPEC 3.9).",
+            &["balancer", "reason"],
         ),
         health_transitions: counter(
             &r,
@@ -230,6 +237,33 @@ fn class_index(status: u16) -> usize {
 /// Counts one zero-downtime failover retry of `balancer` (`mode`: "temporary" or "sticky").
 pub fn record_failover(balancer: &str, mode: &str) {
     METRICS.failovers.with_label_values(&[balancer, mode]).inc();
+}
+
+/// Counts one retry of an answer with `status` (listed in `retry_on_status`) by `balancer`,
+/// under the reason `status_<status>`. A retry is rare next to requests: the label is formatted
+/// here, off the path of requests that are not retried.
+pub fn record_status_retry(balancer: &str, status: u16) {
+    let reason = format!("status_{status}");
+    METRICS.retries.with_label_values(&[balancer, &reason]).inc();
+}
+
+/// Retries of answers so far, summed over reasons, by balancer; for `/status` and the page
+/// (a scrape's cost, never on the request path).
+pub fn retries_by_balancer() -> std::collections::HashMap<String, u64> {
+    use prometheus::core::Collector;
+    let mut out = std::collections::HashMap::new();
+    for family in METRICS.retries.collect() {
+        for m in family.get_metric() {
+            let balancer = m
+                .get_label()
+                .iter()
+                .find(|l| l.name() == "balancer")
+                .map(|l| l.value().to_string())
+                .unwrap_or_default();
+            *out.entry(balancer).or_insert(0) += m.get_counter().get_value() as u64;
+        }
+    }
+    out
 }
 
 /// Counts a monitor verdict flip of `pool`/`endpoint` to `healthy` (true) or unhealthy.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::super::error::ConfigError;
 use super::super::schema::*;
 use super::super::typed::{session_ttl, TypedBalancer};
-use super::super::values::SessionHeader;
+use super::super::values::{RetryStatuses, SessionHeader};
 
 /// One load balancer: its pool references resolved, its affinity rules checked, its session
 /// headers parsed; `None` when any of it is wrong (each problem pushed onto `e`).
@@ -27,6 +27,7 @@ pub(super) fn load_balancer(
             "must be at least 1",
         ));
     }
+    let retry_on = retry_statuses(&lb.retry_on_status, path, e);
     if e.len() > errors_before {
         return None;
     }
@@ -37,7 +38,23 @@ pub(super) fn load_balancer(
         fallback: fallback?,
         ttl: lb.session_affinity_ttl.unwrap_or(default_ttl),
         session_headers,
+        retry_on,
     })
+}
+
+/// `retry_on_status`: every entry a 5xx status, none twice.
+fn retry_statuses(codes: &[u16], path: &str, e: &mut Vec<ConfigError>) -> RetryStatuses {
+    let mut set = RetryStatuses::default();
+    for (i, &code) in codes.iter().enumerate() {
+        if let Err(reason) = set.insert(code) {
+            e.push(ConfigError::invalid(
+                format!("{path}.retry_on_status[{i}]"),
+                code,
+                reason,
+            ));
+        }
+    }
+    set
 }
 
 /// `default_pools` and `fallback_pool` as pool indices (the fallback defaults to the last
@@ -159,4 +176,57 @@ fn session_headers(
         }
     }
     parsed_all
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::balancer::fixture::web_ab;
+    use crate::config::Config;
+
+    fn errors(balancer: &str) -> Vec<String> {
+        match Config::from_yaml(&web_ab(balancer), "test") {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn retry_on_status_is_empty_by_default() {
+        let valid = Config::from_yaml(&web_ab(""), "test").unwrap();
+        assert!(valid.balancers[0].retry_on.is_empty());
+    }
+
+    #[test]
+    fn retry_on_status_accepts_5xx_statuses() {
+        let valid = Config::from_yaml(&web_ab("    retry_on_status: [502, 503, 504]\n"), "test")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(valid.balancers[0].retry_on.to_vec(), [502, 503, 504]);
+    }
+
+    #[test]
+    fn retry_on_status_refuses_non_5xx_and_duplicates_naming_the_entry() {
+        let errs = errors("    retry_on_status: [503, 429, 200, 600, 503]\n");
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        for (i, code) in [(1, 429), (2, 200), (3, 600)] {
+            let path = format!("load_balancers[0].retry_on_status[{i}]: {code}");
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with(&path) && e.contains("500..599")),
+                "{path} in {errs:#?}"
+            );
+        }
+        assert!(
+            errs.iter().any(|e| e
+                .starts_with("load_balancers[0].retry_on_status[4]: 503")
+                && e.contains("twice")),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn retry_on_status_must_be_a_list_of_numbers() {
+        let errs = errors("    retry_on_status: [\"5xx\"]\n");
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].contains("retry_on_status"), "{errs:#?}");
+    }
 }
