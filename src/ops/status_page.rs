@@ -227,7 +227,10 @@ pub fn render(snap: &Snapshot, now: u64) -> String {
             esc(&snap.pools[b.fallback].id),
             b.affinity.mode.as_str(),
             b.affinity.drain_duration,
-            retries_cell(&b.retry_on.to_vec(), retries.get(&b.name).copied().unwrap_or(0)),
+            retries_cell(
+                &b.retry_on.to_vec(),
+                retries.get(&b.name).copied().unwrap_or(0)
+            ),
             sparkline::svg(&lines, history::KEEP, &title),
         );
     }

@@ -244,7 +244,10 @@ pub fn record_failover(balancer: &str, mode: &str) {
 /// here, off the path of requests that are not retried.
 pub fn record_status_retry(balancer: &str, status: u16) {
     let reason = format!("status_{status}");
-    METRICS.retries.with_label_values(&[balancer, &reason]).inc();
+    METRICS
+        .retries
+        .with_label_values(&[balancer, &reason])
+        .inc();
 }
 
 /// Retries of answers so far, summed over reasons, by balancer; for `/status` and the page

@@ -21,6 +21,7 @@ mod drain;
 mod failover;
 mod failover_clock;
 mod health;
+mod retry_status;
 
 // The edge: what clients send, connections, holding, TLS toward clients and origins.
 mod edge_connections;

@@ -216,9 +216,10 @@ mod tests {
             );
         }
         assert!(
-            errs.iter().any(|e| e
-                .starts_with("load_balancers[0].retry_on_status[4]: 503")
-                && e.contains("twice")),
+            errs.iter().any(
+                |e| e.starts_with("load_balancers[0].retry_on_status[4]: 503")
+                    && e.contains("twice")
+            ),
             "{errs:#?}"
         );
     }

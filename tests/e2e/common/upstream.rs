@@ -37,6 +37,8 @@ pub struct Seen {
 #[derive(Debug, Default)]
 pub(super) struct State {
     pub(super) health: AtomicU16,
+    /// When not 0, the status of every answer but `/health` (see [`Upstream::set_status`]).
+    status: AtomicU16,
     pub(super) requests: Mutex<Vec<Seen>>,
     connections: AtomicUsize,
     /// Connections accepted and not yet closed.
@@ -108,6 +110,12 @@ impl Upstream {
 
     pub fn set_health(&self, status: u16) {
         self.state.health.store(status, SeqCst);
+    }
+
+    /// Every answer except `/health` gets `status` (its body unchanged); 0 goes back to what
+    /// the path says. An app server that answers 503 while it restarts, its monitor still green.
+    pub fn set_status(&self, status: u16) {
+        self.state.status.store(status, SeqCst);
     }
 
     /// Requests seen so far, except health checks.
@@ -207,6 +215,16 @@ pub(super) async fn answer(
         headers: req.headers().clone(),
     };
     state.requests.lock().unwrap().push(seen);
+    let mut resp = respond(name, &path, req).await;
+    let forced = state.status.load(SeqCst);
+    if forced != 0 {
+        *resp.status_mut() = hyper::StatusCode::from_u16(forced).unwrap();
+    }
+    resp
+}
+
+/// The answer to a request for `path` (not `/health`), as the [`Upstream`] docs describe.
+async fn respond(name: &str, path: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if path == "/echo" {
         use http_body_util::BodyExt;
         return match req.into_body().collect().await {
