@@ -63,6 +63,9 @@ fn fixtures_import_to_a_config_tether_accepts() {
     assert_eq!(a.zero_downtime_failover, crate::config::Failover::Sticky);
     assert_eq!(a.secure, crate::config::Secure::Always);
     assert!(lb.adaptive_routing.failover_across_pools);
+    // Cloudflare never retries an origin that answered: the import keeps that (SPEC §3.9).
+    assert!(lb.retry_on_status.is_empty());
+    assert!(!out.yaml.contains("retry_on_status"));
     assert!(out.yaml.contains("cookie_secret: ${TETHER_COOKIE_SECRET}"));
 }
 
