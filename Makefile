@@ -16,7 +16,8 @@ help:
 	@echo "make soak   two minutes of load through kills, drains and reloads (not part of make test)"
 	@echo "make bench  tether vs nginx, HAProxy and bare Pingora on one core, plus scaling (a few minutes)"
 
-# Pingora needs cmake, pkg-config and OpenSSL's headers to build; install what is missing.
+# Pingora needs cmake, pkg-config and OpenSSL's headers to build; the tests need the rest
+# (pebble: the ACME directory of the ACME tests, with pebble-challtestsrv); install what is missing.
 deps:
 	@missing=""; \
 	command -v cmake >/dev/null || missing="$$missing cmake"; \
@@ -25,6 +26,7 @@ deps:
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v pebble >/dev/null || missing="$$missing pebble"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	if [ -n "$$missing" ]; then \

@@ -2,6 +2,7 @@
 //!
 //! See docs/design.md for the module map, one request's path and where a change goes.
 
+pub mod acme;
 pub mod affinity;
 pub mod balancer;
 pub mod clock;

@@ -1,6 +1,7 @@
 //! A TLS listener's certificates (SPEC §2 `listeners[].tls`, §3.8): one `{cert_path, key_path}`
-//! or a list of them, the first being the default; and loading each pair, so that a file that
-//! does not load is a config error (at start, `--test` and reload) naming its YAML path.
+//! or a list of them, the first being the default, and in the mapping form `acme:` beside or
+//! instead of the files (§3.11); and loading each pair, so that a file that does not load is a
+//! config error (at start, `--test` and reload) naming its YAML path.
 
 use pingora::tls::pkey::{PKey, Private};
 use pingora::tls::x509::X509;
@@ -8,6 +9,7 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use super::acme::AcmeConfig;
 use super::error::ConfigError;
 
 /// PEM certificate chain and private key of a TLS listener.
@@ -18,13 +20,24 @@ pub struct Tls {
     pub key_path: String,
 }
 
-/// `listeners[].tls`: the certificates a listener serves, chosen by SNI; never empty after
-/// validation.
+/// The mapping form of `listeners[].tls`: a certificate pair, `acme:`, or both.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsMap {
+    cert_path: Option<String>,
+    key_path: Option<String>,
+    acme: Option<AcmeConfig>,
+}
+
+/// `listeners[].tls`: the certificates a listener serves, chosen by SNI; after validation
+/// never empty unless `acme` orders them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerTls {
     certs: Vec<Tls>,
     /// Written as a list (so errors say `tls[1].cert_path`) rather than one mapping.
     listed: bool,
+    /// Certificates ordered at run time (SPEC §3.11); the files serve until the first is issued.
+    pub acme: Option<AcmeConfig>,
 }
 
 impl ListenerTls {
@@ -52,14 +65,25 @@ impl<'de> Deserialize<'de> for ListenerTls {
             type Value = ListenerTls;
 
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("{ cert_path, key_path } or a list of them")
+                f.write_str("{ cert_path, key_path, acme } or a list of { cert_path, key_path }")
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ListenerTls, A::Error> {
-                let one = Tls::deserialize(MapAccessDeserializer::new(map))?;
+                use serde::de::Error;
+                let m = TlsMap::deserialize(MapAccessDeserializer::new(map))?;
+                let certs = match (m.cert_path, m.key_path, &m.acme) {
+                    (Some(cert_path), Some(key_path), _) => vec![Tls {
+                        cert_path,
+                        key_path,
+                    }],
+                    (None, None, Some(_)) => Vec::new(),
+                    (Some(_), None, _) => return Err(A::Error::missing_field("key_path")),
+                    (None, _, _) => return Err(A::Error::missing_field("cert_path")),
+                };
                 Ok(ListenerTls {
-                    certs: vec![one],
+                    certs,
                     listed: false,
+                    acme: m.acme,
                 })
             }
 
@@ -68,6 +92,7 @@ impl<'de> Deserialize<'de> for ListenerTls {
                 Ok(ListenerTls {
                     certs,
                     listed: true,
+                    acme: None,
                 })
             }
         }
@@ -150,6 +175,21 @@ impl CertKey {
         Ok(CertKey { chain, key, names })
     }
 
+    /// A certificate from PEM text: `pem` holds the chain (leaf first) and its private key,
+    /// in any order (the form the ACME service stores); the key must be the leaf's.
+    pub fn from_pem(pem: &[u8]) -> Result<CertKey, String> {
+        let chain = X509::stack_from_pem(pem).map_err(|e| format!("no PEM chain: {e}"))?;
+        let key = PKey::private_key_from_pem(pem).map_err(|e| format!("no PEM key: {e}"))?;
+        let Some(leaf) = chain.first() else {
+            return Err("holds no PEM certificate".into());
+        };
+        if !leaf.public_key().is_ok_and(|public| public.public_eq(&key)) {
+            return Err("the key is not the certificate's".into());
+        }
+        let names = names_of(leaf);
+        Ok(CertKey { chain, key, names })
+    }
+
     /// `field`'s file in `tls`.
     pub fn file(tls: &Tls, field: Field) -> &str {
         match field {
@@ -181,6 +221,12 @@ fn names_of(leaf: &X509) -> Vec<String> {
 /// Loads every certificate of listener `i`; `None` (with the errors in `e`) unless all load.
 pub(super) fn load(tls: &ListenerTls, i: usize, e: &mut Vec<ConfigError>) -> Option<Vec<CertKey>> {
     let base = format!("listeners[{i}].tls");
+    if let Some(acme) = &tls.acme {
+        super::acme::validate(acme, &base, e);
+    }
+    if tls.certs.is_empty() && tls.acme.is_some() {
+        return Some(Vec::new());
+    }
     if tls.certs.is_empty() {
         e.push(ConfigError::schema(base, "needs at least one certificate"));
         return None;

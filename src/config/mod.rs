@@ -2,6 +2,7 @@
 //! every error. Nothing here is consulted per request: `balancer::Snapshot` is built from it.
 
 mod access_log;
+mod acme;
 mod address;
 mod error;
 mod listener_tls;
@@ -18,6 +19,7 @@ mod values;
 mod warnings;
 
 pub use access_log::{AccessLog, AccessLogFormat};
+pub use acme::{AcmeConfig, LETS_ENCRYPT};
 pub use address::{is_dns_name, lookup_all, OriginAddr, LOOKUP_BUDGET};
 pub use error::{ConfigError, ConfigErrors};
 pub use listener_tls::{CertKey, ListenerTls};

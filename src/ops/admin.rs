@@ -89,18 +89,29 @@ impl AdminApi {
             (&Method::GET, [""]) => respond(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                status_page::render(&snap, now).into_bytes(),
+                status_page::render(&snap, now, &super::certs::certificates(&self.live))
+                    .into_bytes(),
             ),
             (&Method::GET, ["status"]) => {
                 let mut doc = status::status_json(&snap, now);
                 doc["instance_id"] = json!(self.live.id.as_str());
                 doc["state"] = self.live.state.status_json();
+                let certs = super::certs::certificates(&self.live);
+                doc["certificates"] = certs.iter().map(|c| c.to_json(now)).collect();
+                doc["acme"] = self.live.acme.status_json().into();
                 json_response(StatusCode::OK, &doc)
             }
             (&Method::GET, ["metrics"]) => respond(
                 StatusCode::OK,
                 metrics::CONTENT_TYPE,
-                (metrics_page(&snap) + &crate::telemetry::store::render()).into_bytes(),
+                (metrics_page(&snap)
+                    + &crate::telemetry::store::render()
+                    + &crate::telemetry::certs::render(
+                        super::certs::served_expiries(&self.live)
+                            .iter()
+                            .map(|(n, t)| (n.as_str(), *t)),
+                    ))
+                    .into_bytes(),
             ),
             (
                 &Method::POST,

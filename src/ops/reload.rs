@@ -71,6 +71,14 @@ pub fn needs_upgrade(started: &Config, new: &Config) -> Vec<String> {
             out.push(format!("listener {d} removed"));
         }
     }
+    // The ACME service orders what the process started with (SPEC §3.11).
+    let acme = |l: &Listener| l.tls.as_ref().and_then(|t| t.acme.clone());
+    for l in &new.listeners {
+        let before = started.listeners.iter().find(|o| o.address == l.address);
+        if before.is_some_and(|o| acme(o) != acme(l)) {
+            out.push(format!("listener {}: tls.acme changed", l.address));
+        }
+    }
     let admin_addr = |c: &Config| c.admin.as_ref().map(|a| a.address.clone());
     match (admin_addr(started), admin_addr(new)) {
         (a, b) if a == b => {}

@@ -191,8 +191,31 @@ fn retries_cell(listed: &[u16], count: u64) -> String {
     format!("{count} <span class=muted>on {}</span>", codes.join(", "))
 }
 
-/// The whole page for `snap` at unix time `now`, with its data.
-pub fn render(snap: &Snapshot, now: u64) -> String {
+/// The listeners' certificates: names, issuer, where from, expiry.
+fn certificates(out: &mut String, certs: &[super::certs::CertView], now: u64) {
+    if certs.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h2>Certificates</h2><table><tr><th>Listener</th><th>Names</th><th>Issuer</th>\
+         <th>From</th><th>Expires in</th></tr>",
+    );
+    for c in certs {
+        let days = c.info.not_after.saturating_sub(now) / 86_400;
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=num>{days} d</td></tr>",
+            esc(&c.listener),
+            esc(&c.info.names.join(", ")),
+            esc(&c.info.issuer),
+            c.source,
+        );
+    }
+    out.push_str("</table>");
+}
+
+/// The whole page for `snap` at unix time `now`, with its data and the listeners' `certs`.
+pub fn render(snap: &Snapshot, now: u64, certs: &[super::certs::CertView]) -> String {
     let mut out = String::with_capacity(8192);
     out.push_str(
         "<main data-full=1><h2>Load balancers</h2><table><tr><th>Host</th><th>Pools</th>\
@@ -254,6 +277,7 @@ pub fn render(snap: &Snapshot, now: u64) -> String {
         }
         out.push_str("</table>");
     }
+    certificates(&mut out, certs, now);
     out.push_str("</main>");
     page(&out)
 }

@@ -3,6 +3,7 @@
 
 mod access_json;
 pub(crate) mod access_log;
+mod acme;
 pub mod conn;
 mod count;
 mod ctx;
@@ -130,7 +131,7 @@ impl ProxyHttp for Adapter {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if self.came_back(session).await? {
+        if self.came_back(session).await? || acme::answered(&self.live, session).await? {
             return Ok(true);
         }
         let snap = ctx.snapshot.take().unwrap_or_else(|| self.live.snapshot());

@@ -51,6 +51,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use pingora::services::{ServiceHandle, ServiceWithDependents};
 
+use crate::acme::AcmeService;
 use crate::config::ServerSection;
 use crate::health::resolve::Resolver;
 use crate::health::EndpointWatch;
@@ -152,6 +153,14 @@ pub fn run(
         let admin = add_vital(&mut server, BoundFirst::new(service, vec![endpoint]));
         admin.add_dependency(&bootstrap);
         admin.add_dependency(&state);
+    }
+    if live.acme.enabled {
+        // After the state store: with Redis, the certificates are kept there.
+        let acme = add_vital(
+            &mut server,
+            background_service("acme certificates", AcmeService { live: live.clone() }),
+        );
+        acme.add_dependency(&state);
     }
     add_background(&mut server, &live);
     server.run(RunArgs::default());

@@ -64,6 +64,12 @@ pub trait Backend: Send + Sync + Debug {
 
     /// What `/status` says about the backend (never a URL or a password).
     fn status_json(&self) -> Value;
+
+    /// Where ACME accounts and certificates are kept when the backend shares them with the
+    /// other instances (with the order lock); `None`: in each listener's `storage` directory.
+    fn cert_store(&self) -> Option<Arc<dyn crate::acme::store::CertStore>> {
+        None
+    }
 }
 
 /// The embedded store: nothing shared; header sessions live in each balancer's local store.

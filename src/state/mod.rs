@@ -137,6 +137,19 @@ impl StateStore {
         self.backend.poll(snap, budget).await
     }
 
+    /// Where the ACME service keeps accounts and certificates: the shared backend's store, or
+    /// files in `storage` (SPEC §3.11).
+    pub fn cert_store(&self, storage: &str) -> Arc<dyn crate::acme::store::CertStore> {
+        self.backend
+            .cert_store()
+            .unwrap_or_else(|| Arc::new(crate::acme::store::DirStore::new(storage)))
+    }
+
+    /// The shared certificate store, when the backend has one (HTTP-01 answers made elsewhere).
+    pub fn shared_cert_store(&self) -> Option<Arc<dyn crate::acme::store::CertStore>> {
+        self.backend.cert_store()
+    }
+
     /// What `/status` says about the store: which one, whether it answers, where it is (never
     /// the Redis URL or password).
     pub fn status_json(&self) -> Value {

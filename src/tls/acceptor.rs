@@ -2,6 +2,13 @@
 //! profile (Mozilla's intermediate ciphers, HTTP/2 preferred by ALPN, HTTP/1.1 allowed), with the
 //! certificate chosen at each handshake from the listener's [`CertSlot`] by the client's SNI.
 //! The handshake itself runs in the proxy's connection guard, counted and timed from accept.
+//!
+//! TLS-ALPN-01 (RFC 8737) is answered here too: a validator offers only ALPN `acme-tls/1`, and
+//! gets the challenge certificate for its SNI. OpenSSL runs the server-name callback before it
+//! sees ALPN, so the choice is remade in the ALPN callback, which OpenSSL runs before it
+//! selects the certificate to send (TLS 1.3: ALPN is handled while the ClientHello is
+//! processed, the certificate chosen after; TLS 1.2 keeps the key slot that `present` fills, as
+//! both certificates are ECDSA P-256). An ordinary client never offers `acme-tls/1`.
 
 use std::sync::Arc;
 
@@ -14,6 +21,8 @@ use crate::config::CertKey;
 
 /// ALPN protocols tether offers, most preferred first, in wire format.
 const ALPN_H2_H1: &[u8] = b"\x02h2\x08http/1.1";
+/// The ALPN protocol of TLS-ALPN-01 validation, in wire format.
+const ALPN_ACME: &[u8] = b"\x0aacme-tls/1";
 
 /// An acceptor that presents, at each handshake, the certificate `slot` holds for the client's
 /// SNI. Its own context carries no certificate, so OpenSSL can only pick the slot's.
@@ -24,16 +33,62 @@ pub fn build(
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
     // OpenSSL's server-name callback runs for every ClientHello (with or without SNI) before a
     // certificate is needed.
+    let by_name = slot.clone();
+    let name_address = address.clone();
     b.set_servername_callback(move |ssl, _alert| {
-        let certs = slot.current();
-        let chosen = certs.select(ssl.servername(NameType::HOST_NAME));
+        let files = by_name.current();
+        let issued = by_name.issued();
+        let sni = ssl.servername(NameType::HOST_NAME);
+        let Some(chosen) = super::slot::choose(&files, issued.as_deref(), sni) else {
+            // An ACME listener before its first certificate has nothing to present (SPEC
+            // §3.11), except to its own validation, which the ALPN callback confirms.
+            if let Some(challenge) = sni.and_then(|n| by_name.challenge(n)) {
+                return present_only(ssl, &challenge).map_err(|_| SniError::ALERT_FATAL);
+            }
+            log::debug!("listener {name_address}: no certificate yet for {sni:?}");
+            return Err(SniError::ALERT_FATAL);
+        };
         present(ssl, chosen).map_err(|e| {
-            log::error!("listener {address}: cannot present its certificate: {e}");
+            log::error!("listener {name_address}: cannot present its certificate: {e}");
             SniError::ALERT_FATAL
         })
     });
-    b.set_alpn_select_callback(prefer_h2);
+    b.set_alpn_select_callback(move |ssl, offered| {
+        let Some(acme) = select_next_proto(ALPN_ACME, offered) else {
+            return prefer_h2(ssl, offered);
+        };
+        answer_acme(ssl, &slot, &address)?;
+        Ok(acme)
+    });
     Ok(b.build())
+}
+
+/// A TLS-ALPN-01 validation: presents the challenge certificate for the SNI, or refuses the
+/// handshake when no validation of that name is expected.
+fn answer_acme(ssl: &mut SslRef, slot: &CertSlot, address: &str) -> Result<(), AlpnError> {
+    let sni = ssl
+        .servername(NameType::HOST_NAME)
+        .unwrap_or_default()
+        .to_string();
+    let Some(cert) = slot.challenge(&sni) else {
+        log::info!(
+            "listener {address}: acme-tls/1 handshake for {sni:?} with no validation pending"
+        );
+        return Err(AlpnError::ALERT_FATAL);
+    };
+    present_only(ssl, &cert).map_err(|e| {
+        log::error!("listener {address}: cannot present the TLS-ALPN-01 certificate: {e}");
+        AlpnError::ALERT_FATAL
+    })?;
+    log::info!("listener {address}: answered a TLS-ALPN-01 validation for {sni}");
+    Ok(())
+}
+
+/// Puts `c` on the handshake in progress in place of whatever chain was there.
+fn present_only(ssl: &mut SslRef, c: &CertKey) -> Result<(), pingora::tls::error::ErrorStack> {
+    ssl.set_certificate(&c.chain[0])?;
+    ssl.set_private_key(&c.key)?;
+    Ok(())
 }
 
 /// HTTP/2 when the client offers it, else HTTP/1.1; no ALPN answer for anything else (the

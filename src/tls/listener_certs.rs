@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use crate::config::{CertKey, Listener};
 
-/// A listener's certificates, loaded; the first is the default.
+/// A listener's certificates, loaded; the first is the default. Empty for a listener whose
+/// certificates are all ordered at run time (ACME).
 #[derive(Debug)]
 pub struct ListenerCerts {
     certs: Vec<CertKey>,
@@ -25,33 +26,47 @@ impl ListenerCerts {
             .iter()
             .zip(loaded)
             .filter_map(|(l, certs)| {
-                let certs = certs.filter(|c| !c.is_empty())?;
+                let certs = certs?;
                 Some((l.address.clone(), Arc::new(ListenerCerts { certs })))
             })
             .collect()
     }
 
+    /// Every certificate, the default first.
+    pub fn all(&self) -> &[CertKey] {
+        &self.certs
+    }
+
     /// The certificate for `sni`: the first whose names hold it exactly, else the first with a
-    /// matching `*.` wildcard (one label), else the default.
-    pub fn select(&self, sni: Option<&str>) -> &CertKey {
-        let default = &self.certs[0];
-        let Some(sni) = sni.map(|s| s.trim_end_matches('.')) else {
+    /// matching `*.` wildcard (one label), else the default; `None` only when there is none.
+    pub fn select(&self, sni: Option<&str>) -> Option<&CertKey> {
+        let default = self.certs.first();
+        let Some(sni) = sni else {
             return default;
-        };
-        let eq = |n: &String| n.eq_ignore_ascii_case(sni);
-        let wild = |n: &String| {
-            n.strip_prefix("*.").is_some_and(|parent| {
-                sni.split_once('.').is_some_and(|(label, rest)| {
-                    !label.is_empty() && rest.eq_ignore_ascii_case(parent)
-                })
-            })
         };
         self.certs
             .iter()
-            .find(|c| c.names.iter().any(eq))
-            .or_else(|| self.certs.iter().find(|c| c.names.iter().any(wild)))
-            .unwrap_or(default)
+            .find(|c| names_exactly(c, sni))
+            .or_else(|| self.certs.iter().find(|c| names_by_wildcard(c, sni)))
+            .or(default)
     }
+}
+
+/// True when one of `c`'s names is `sni` (case and a trailing dot ignored).
+pub fn names_exactly(c: &CertKey, sni: &str) -> bool {
+    let sni = sni.trim_end_matches('.');
+    c.names.iter().any(|n| n.eq_ignore_ascii_case(sni))
+}
+
+/// True when one of `c`'s `*.` names covers `sni` (one label).
+pub fn names_by_wildcard(c: &CertKey, sni: &str) -> bool {
+    let sni = sni.trim_end_matches('.');
+    c.names.iter().any(|n| {
+        n.strip_prefix("*.").is_some_and(|parent| {
+            sni.split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(parent))
+        })
+    })
 }
 
 #[cfg(test)]
@@ -81,7 +96,7 @@ mod tests {
                 cert(&["api.shop.test", "api.test"]),
             ],
         };
-        let pick = |sni| certs.select(sni).names[0].clone();
+        let pick = |sni| certs.select(sni).unwrap().names[0].clone();
         assert_eq!(
             pick(Some("API.shop.test")),
             "api.shop.test",

@@ -1,18 +1,25 @@
 //! The certificate slot of a TLS listener: what it serves now, changeable at run time without
 //! touching open connections or the listener. A reload that re-read the certificate files
-//! stores them here; a certificate issued at run time (ACME) would be stored the same way. Each
-//! handshake reads the slot once, so the next handshake after a store serves the new one.
+//! stores them here; a certificate issued at run time (ACME) is stored beside them, so that a
+//! reload does not take it away, and so are the TLS-ALPN-01 challenge certificates while an
+//! order is being validated. Each handshake reads the slot once, so the next handshake after a
+//! store serves the new one.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
-use super::listener_certs::ListenerCerts;
+use super::listener_certs::{names_by_wildcard, names_exactly, ListenerCerts};
+use crate::config::CertKey;
 
 /// One listener's certificates, swapped whole.
 #[derive(Debug)]
 pub struct CertSlot {
     current: ArcSwap<ListenerCerts>,
+    /// The certificate issued at run time (ACME), once there is one.
+    issued: ArcSwapOption<CertKey>,
+    /// TLS-ALPN-01 challenge certificates by name, only while their order is validated.
+    challenges: Mutex<Vec<(String, Arc<CertKey>)>>,
 }
 
 impl CertSlot {
@@ -20,7 +27,41 @@ impl CertSlot {
     pub fn new(certs: Arc<ListenerCerts>) -> Self {
         CertSlot {
             current: ArcSwap::new(certs),
+            issued: ArcSwapOption::empty(),
+            challenges: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The certificate issued at run time, if any.
+    pub fn issued(&self) -> Option<Arc<CertKey>> {
+        self.issued.load_full()
+    }
+
+    /// Serves `cert` for its names from the next handshake on (the files stay for other names).
+    pub fn store_issued(&self, cert: Arc<CertKey>) {
+        self.issued.store(Some(cert));
+    }
+
+    /// Presents `cert` to a TLS-ALPN-01 validation of `name` (RFC 8737) until withdrawn.
+    pub fn add_challenge(&self, name: &str, cert: Arc<CertKey>) {
+        let mut c = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        c.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        c.push((name.to_ascii_lowercase(), cert));
+    }
+
+    /// Withdraws the challenge certificate of `name`.
+    pub fn remove_challenge(&self, name: &str) {
+        let mut c = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        c.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// The challenge certificate for `name`, while a validation of it is expected.
+    pub fn challenge(&self, name: &str) -> Option<Arc<CertKey>> {
+        let name = name.trim_end_matches('.');
+        let c = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        c.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, cert)| cert.clone())
     }
 
     /// What the slot serves now.
@@ -32,6 +73,21 @@ impl CertSlot {
     pub fn store(&self, certs: Arc<ListenerCerts>) {
         self.current.store(certs);
     }
+}
+
+/// The certificate a handshake for `sni` gets: the issued one when it names `sni`, else the
+/// files' choice, else the issued one; `None` when the listener has nothing yet.
+pub fn choose<'a>(
+    files: &'a ListenerCerts,
+    issued: Option<&'a CertKey>,
+    sni: Option<&str>,
+) -> Option<&'a CertKey> {
+    let issued_names =
+        |c: &&CertKey| sni.is_some_and(|sni| names_exactly(c, sni) || names_by_wildcard(c, sni));
+    issued
+        .filter(issued_names)
+        .or_else(|| files.select(sni))
+        .or(issued)
 }
 
 /// Every TLS listener's slot, by address; fixed at start (listeners change only with an
@@ -58,6 +114,11 @@ impl CertSlots {
             .iter()
             .find(|(a, _)| a == address)
             .map(|(_, s)| s.clone())
+    }
+
+    /// Every slot with its listener's address.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &Arc<CertSlot>)> {
+        self.slots.iter().map(|(a, s)| (a.as_str(), s))
     }
 
     /// Stores every certificate set of `loaded` (by address) in its listener's slot. A listener

@@ -24,6 +24,7 @@ mod health;
 mod retry_status;
 
 // The edge: what clients send, connections, holding, TLS toward clients and origins.
+mod acme;
 mod edge_connections;
 mod edge_holding;
 mod edge_requests;

@@ -5,6 +5,7 @@
 //! - `session:<balancer>:<session id hex>` → endpoint id, with the idle TTL as Redis TTL; only
 //!   for a session away from its first choice (see [`sessions`]); the id is keyed;
 //! - `drains` → a hash `<pool>/<endpoint>` → unix second the admin drain began;
+//! - `acme:…` → ACME accounts, certificates, order locks and HTTP-01 answers (see [`certs`]);
 //! - `epoch` → a random value written once into an empty Redis: when it changes or vanishes,
 //!   Redis lost its data (a restart without persistence) and each instance writes its drains back.
 //!
@@ -29,6 +30,7 @@ use crate::config::RedisSection;
 
 use crate::telemetry::store as metrics;
 
+pub mod certs;
 mod drains;
 pub mod sessions;
 
@@ -354,6 +356,10 @@ impl crate::state::backend::Backend for RedisBackend {
 
     fn poll_budget(&self) -> Duration {
         self.0.timeout()
+    }
+
+    fn cert_store(&self) -> Option<Arc<dyn crate::acme::store::CertStore>> {
+        Some(Arc::new(certs::RedisCerts(self.0.clone())))
     }
 
     fn status_json(&self) -> serde_json::Value {

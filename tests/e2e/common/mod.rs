@@ -6,6 +6,7 @@ pub mod h2raw;
 pub mod hostile;
 pub mod hostile_mix;
 pub mod ops;
+pub mod pebble;
 pub mod raw;
 pub mod redis;
 pub mod tls_upstream;

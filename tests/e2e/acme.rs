@@ -1,0 +1,220 @@
+//! SPEC §3.11 automatic certificates, against a real ACME directory (Debian's pebble, offline):
+//! issued through HTTP-01 and TLS-ALPN-01 and served for the right names, kept across a restart
+//! without a new order, kept while the directory is down, renewed under load without a dropped
+//! connection, and shared by three instances through Redis with one order.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslMethod};
+use openssl::x509::X509;
+
+use crate::common::ops::admin;
+use crate::common::pebble::*;
+use crate::common::tls_upstream::Ca;
+use crate::common::*;
+
+const NAMES: [&str; 2] = ["shop.tether.test", "www.shop.tether.test"];
+
+/// The ports one tether listens on.
+#[derive(Clone, Copy)]
+struct Ports {
+    http: u16,
+    tls: u16,
+    admin: u16,
+}
+
+impl Ports {
+    fn free() -> Ports {
+        Ports {
+            http: free_port(),
+            tls: free_port(),
+            admin: free_port(),
+        }
+    }
+}
+
+/// A config with a plain listener (when `plain`), an ACME TLS listener for [`NAMES`] whose extra
+/// `tls:` lines are `tls_extra`, an admin listener, `up` behind `*` with `always_use_https`
+/// (so a validation that reached routing would get a 301), and `tail` appended.
+fn config(
+    dir: &Path,
+    p: Ports,
+    plain: bool,
+    pebble: &Pebble,
+    tls_extra: &str,
+    up: &Upstream,
+    tail: &str,
+) -> String {
+    let plain = match plain {
+        true => format!("  - address: 127.0.0.1:{}\n", p.http),
+        false => String::new(),
+    };
+    format!(
+        "server:\n  pid_file: {d}/tether.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n\
+         listeners:\n{plain}  - address: 127.0.0.1:{tls}\n    tls:\n{tls_extra}      acme:\n        domains: [{names}]\n        email: ops@tether.test\n\
+         \x20       directory: {directory}\n        ca_path: {ca}\n        storage: {d}/acme\n\
+         admin: {{ address: 127.0.0.1:{admin} }}\n\
+         cookie_secret: \"{SECRET}\"\n{body}    always_use_https: true\n{tail}",
+        d = dir.display(),
+        tls = p.tls,
+        names = NAMES.join(", "),
+        directory = pebble.directory(),
+        ca = pebble.ca_path.display(),
+        admin = p.admin,
+        body = one_pool(&[up], ""),
+    )
+}
+
+/// Starts tether on `yaml` in `dir`, waiting for the listener at `port`.
+fn start(dir: tempfile::TempDir, port: u16, yaml: &str) -> Tether {
+    Tether::start_with(dir, port, yaml)
+}
+
+/// Waits until 127.0.0.1:`port` serves, for [`NAMES`], a certificate issued under `root`.
+fn wait_for_issued(t: &Tether, port: u16, root: &X509, within: Duration) -> X509 {
+    let mut served = None;
+    wait_for("a certificate from pebble", within, || {
+        served = served_cert(port, NAMES[0]).filter(|c| issuer_cn(c).contains("Pebble"));
+        assert!(
+            !t.log().contains("order for"),
+            "an order failed:\n{}",
+            t.log()
+        );
+        served.is_some()
+    });
+    let cert = served.unwrap();
+    verified(port, root, NAMES[1]);
+    cert
+}
+
+/// A handshake with `sni` that verifies the chain up to `root` and the name: the certificate is
+/// one a client trusting pebble's root accepts.
+fn verified(port: u16, root: &X509, sni: &str) {
+    let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+    b.cert_store_mut().add_cert(root.clone()).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    b.build()
+        .connect(sni, tcp)
+        .unwrap_or_else(|e| panic!("{sni} does not verify under pebble's root: {e}"));
+}
+
+/// An HTTPS request for `host` through tether's TLS listener, trusting pebble's root.
+fn https_get(port: u16, host: &str, root: &X509) -> u16 {
+    let c = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_der(&root.to_der().unwrap()).unwrap())
+        .resolve(host, ([127, 0, 0, 1], port).into())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    c.get(format!("https://{host}:{port}/"))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn http01_issues_a_pebble_certificate_that_tether_serves_for_its_names() {
+    let up = Upstream::start("a");
+    let p = Ports::free();
+    let pebble = Pebble::start(p.http, p.tls, None);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), p, true, &pebble, "", &up, "");
+    let t = start(dir, p.http, &yaml);
+    // Until issued, an ACME listener without cert_path has nothing to present.
+    let root = pebble.root();
+    let cert = wait_for_issued(&t, p.tls, &root, Duration::from_secs(60));
+    assert_eq!(san_names(&cert), NAMES.to_vec());
+    assert_eq!(pebble.orders(), 1, "{}", pebble.log());
+    assert_eq!(https_get(p.tls, NAMES[1], &root), 200);
+    let log = t.log();
+    assert!(log.contains("answered an HTTP-01 validation"), "{log}");
+    assert!(log.contains("serves the new certificate"), "{log}");
+    // A validation request is answered before always_use_https: plain HTTP for anything else
+    // is still redirected.
+    assert_eq!(get(&client(), &t.url("/"), Some(NAMES[0]), &[]).status, 301);
+    let status = admin(p.admin, "GET", "/status", None).json();
+    let certs = status["certificates"].as_array().unwrap();
+    let acme = certs.iter().find(|c| c["source"] == "acme").unwrap();
+    assert_eq!(acme["names"], serde_json::json!(NAMES));
+    assert!(
+        acme["issuer"].as_str().unwrap().contains("Pebble"),
+        "{acme}"
+    );
+    assert_eq!(status["acme"][0]["state"], "valid", "{status}");
+    let metrics = admin(p.admin, "GET", "/metrics", None).body;
+    let line = format!(
+        "tether_certificate_expiry_timestamp_seconds{{name=\"{}\"}}",
+        NAMES[0]
+    );
+    assert!(metrics.contains(&line), "{metrics}");
+    assert!(
+        metrics.contains("tether_acme_order_failures_total 0"),
+        "{metrics}"
+    );
+    // Stored for the next start: directory 0700, files 0600.
+    let storage = t.dir.path().join("acme");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&storage), 0o700);
+    for f in std::fs::read_dir(&storage).unwrap() {
+        assert_eq!(mode(&f.unwrap().path()), 0o600);
+    }
+}
+
+#[test]
+fn a_restart_serves_the_stored_certificate_without_a_new_order() {
+    let up = Upstream::start("a");
+    let p = Ports::free();
+    let pebble = Pebble::start(p.http, p.tls, None);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), p, true, &pebble, "", &up, "");
+    let t = start(dir, p.http, &yaml);
+    let root = pebble.root();
+    let first = wait_for_issued(&t, p.tls, &root, Duration::from_secs(60));
+    let dir = keep_dir(t);
+    let t = start(dir, p.http, &yaml);
+    wait_for("the stored certificate", Duration::from_secs(10), || {
+        served_cert(p.tls, NAMES[0]).is_some_and(|c| c.to_der().unwrap() == first.to_der().unwrap())
+    });
+    assert!(
+        t.log().contains("serves the stored certificate"),
+        "{}",
+        t.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pebble.orders(), 1, "no second order:\n{}", pebble.log());
+}
+
+#[test]
+fn tls_alpn01_issues_a_certificate_through_the_tls_listener_alone() {
+    let up = Upstream::start("a");
+    let p = Ports::free();
+    // No plain listener: pebble's HTTP-01 port leads nowhere, only TLS-ALPN-01 can succeed.
+    let pebble = Pebble::start(p.http, p.tls, None);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), p, false, &pebble, "", &up, "");
+    let t = start(dir, p.tls, &yaml);
+    let root = pebble.root();
+    let cert = wait_for_issued(&t, p.tls, &root, Duration::from_secs(60));
+    assert_eq!(san_names(&cert), NAMES.to_vec());
+    assert!(
+        t.log().contains("answered a TLS-ALPN-01 validation"),
+        "{}",
+        t.log()
+    );
+    assert_eq!(https_get(p.tls, NAMES[0], &root), 200);
+}
+
+/// Ends `t` and hands back its directory (config, log, storage) for the next start.
+fn keep_dir(mut t: Tether) -> tempfile::TempDir {
+    let dir = std::mem::replace(&mut t.dir, tempfile::tempdir().unwrap());
+    drop(t);
+    dir
+}
