@@ -14,7 +14,6 @@ use openssl::x509::X509;
 
 use crate::common::ops::admin;
 use crate::common::pebble::*;
-use crate::common::tls_upstream::Ca;
 use crate::common::*;
 
 const NAMES: [&str; 2] = ["shop.tether.test", "www.shop.tether.test"];
@@ -217,4 +216,199 @@ fn keep_dir(mut t: Tether) -> tempfile::TempDir {
     let dir = std::mem::replace(&mut t.dir, tempfile::tempdir().unwrap());
     drop(t);
     dir
+}
+
+/// Writes into `storage` the bundle tether stores for [`NAMES`]: a self-signed certificate from
+/// 2020 to 2028, past two thirds of its life (renewal due); returns its DER.
+fn store_due_certificate(storage: &Path) -> Vec<u8> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2028, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(storage)
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(storage.join(format!("cert-{}.pem", NAMES[0])))
+        .unwrap();
+    use std::io::Write;
+    write!(f, "{}{}", key.serialize_pem(), cert.pem()).unwrap();
+    cert.der().to_vec()
+}
+
+#[test]
+fn a_directory_that_is_down_keeps_the_old_certificate_and_logs_the_failure() {
+    let up = Upstream::start("a");
+    let p = Ports::free();
+    // Only its config is used: the directory tether is given is a port nobody listens on.
+    let mut pebble = Pebble::start(p.http, p.tls, None);
+    pebble.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let old = store_due_certificate(&dir.path().join("acme"));
+    let yaml = config(dir.path(), p, true, &pebble, "", &up, "");
+    let t = start(dir, p.http, &yaml);
+    wait_for("the failed renewal logged", Duration::from_secs(20), || {
+        t.log().contains("failed (1 in a row)")
+    });
+    let log = t.log();
+    assert!(log.contains("serves the stored certificate"), "{log}");
+    assert!(log.contains("keeping the current certificate"), "{log}");
+    assert!(
+        log.contains(&format!("127.0.0.1:{}", pebble.port)),
+        "the log names the directory: {log}"
+    );
+    let served = served_cert(p.tls, NAMES[0]).expect("still serving");
+    assert_eq!(served.to_der().unwrap(), old);
+    let metrics = admin(p.admin, "GET", "/metrics", None).body;
+    assert!(
+        metrics.contains("tether_acme_order_failures_total 1"),
+        "{metrics}"
+    );
+    let status = admin(p.admin, "GET", "/status", None).json();
+    assert_eq!(status["acme"][0]["state"], "failing", "{status}");
+    assert!(status["acme"][0]["retry_at"].as_u64().is_some(), "{status}");
+}
+
+/// HTTPS requests to [`NAMES`]`[0]` through 127.0.0.1:`port`, trusting `root`, until stopped:
+/// a new connection (and handshake) per request when `fresh`, else one kept-alive connection.
+fn https_loop(
+    port: u16,
+    root: &X509,
+    fresh: bool,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<(usize, Vec<String>)>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let mut b = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_der(&root.to_der().unwrap()).unwrap())
+        .resolve(NAMES[0], ([127, 0, 0, 1], port).into())
+        .timeout(Duration::from_secs(10));
+    if fresh {
+        b = b.pool_max_idle_per_host(0);
+    }
+    let c = b.build().unwrap();
+    let url = format!("https://{}:{port}/", NAMES[0]);
+    let handle = std::thread::spawn(move || {
+        let (mut ok, mut failures) = (0, Vec::new());
+        for i in 0..20_000 {
+            if flag.load(SeqCst) {
+                break;
+            }
+            match c.get(&url).send().map(|r| r.status().as_u16()) {
+                Ok(200) => ok += 1,
+                other => failures.push(format!("request {i}: {other:?}")),
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (ok, failures)
+    });
+    (stop, handle)
+}
+
+#[test]
+fn a_short_lived_certificate_is_renewed_under_load_without_a_failed_request() {
+    let up = Upstream::start("a");
+    let p = Ports::free();
+    // Valid 15 s: renewed at two thirds, 10 s after issuance.
+    let pebble = Pebble::start(p.http, p.tls, Some(15));
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), p, true, &pebble, "", &up, "");
+    let t = start(dir, p.http, &yaml);
+    let root = pebble.root();
+    let first = wait_for_issued(&t, p.tls, &root, Duration::from_secs(60));
+    let loops = [
+        https_loop(p.tls, &root, true),
+        https_loop(p.tls, &root, false),
+    ];
+    wait_for("the renewed certificate", Duration::from_secs(30), || {
+        served_cert(p.tls, NAMES[0]).is_some_and(|c| {
+            c.serial_number().to_bn().unwrap() != first.serial_number().to_bn().unwrap()
+        })
+    });
+    // Requests keep going on the new certificate, on the old connection and on new ones.
+    std::thread::sleep(Duration::from_millis(500));
+    for (stop, handle) in loops {
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (ok, failures) = handle.join().unwrap();
+        assert!(failures.is_empty(), "{failures:?}\n{}", t.log());
+        assert!(ok > 20, "only {ok} requests");
+    }
+    assert!(pebble.orders() >= 2, "{}", pebble.log());
+    verified(p.tls, &root, NAMES[0]);
+}
+
+#[test]
+fn three_instances_on_one_redis_serve_one_certificate_from_one_order() {
+    let redis = crate::common::redis::Redis::start();
+    let up = Upstream::start("a");
+    let ports = [Ports::free(), Ports::free(), Ports::free()];
+    // Pebble validates on the first instance's ports whichever instance ordered: the answer is
+    // shared through Redis.
+    let pebble = Pebble::start(ports[0].http, ports[0].tls, None);
+    let state = format!(
+        "state:\n  store: redis\n  redis:\n    url: \"{}\"\n    key_prefix: \"acme-test:\"\n    timeout_ms: 500\n",
+        redis.url()
+    );
+    // Started together, so that all three find no certificate and race for the order lock.
+    let configs: Vec<(tempfile::TempDir, String)> = ports
+        .iter()
+        .map(|p| {
+            let dir = tempfile::tempdir().unwrap();
+            let yaml = config(dir.path(), *p, true, &pebble, "", &up, &state);
+            (dir, yaml)
+        })
+        .collect();
+    let instances: Vec<Tether> = std::thread::scope(|s| {
+        let started: Vec<_> = configs
+            .into_iter()
+            .zip(&ports)
+            .map(|((dir, yaml), p)| s.spawn(move || start(dir, p.http, &yaml)))
+            .collect();
+        started.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let root = pebble.root();
+    let first = wait_for_issued(&instances[0], ports[0].tls, &root, Duration::from_secs(60));
+    for (t, p) in instances.iter().zip(&ports) {
+        wait_for(
+            "every instance to serve it",
+            Duration::from_secs(10),
+            || {
+                served_cert(p.tls, NAMES[0])
+                    .is_some_and(|c| c.to_der().unwrap() == first.to_der().unwrap())
+            },
+        );
+        assert!(!t.log().contains("order for"), "{}", t.log());
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(pebble.orders(), 1, "{}", pebble.log());
+    let ordered = instances
+        .iter()
+        .filter(|t| t.log().contains("serves the new certificate"))
+        .count();
+    assert_eq!(ordered, 1, "exactly one instance ordered");
+    // Pebble validates on the first instance only, whichever ordered.
+    assert!(
+        instances[0]
+            .log()
+            .contains("answered an HTTP-01 validation"),
+        "{}",
+        instances[0].log()
+    );
+    assert!(redis
+        .command(&["EXISTS", &format!("acme-test:acme:cert-{}.pem", NAMES[0])])
+        .unwrap()
+        .contains('1'));
 }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -148,10 +148,6 @@ impl Pebble {
             .bytes()
             .unwrap();
         X509::from_pem(&pem).unwrap()
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
