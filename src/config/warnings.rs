@@ -29,7 +29,26 @@ pub(super) fn of(valid: &Validated) -> Vec<String> {
             .into_iter()
             .map(str::to_string),
     );
+    acme_alone(&valid.file, &mut out);
     out
+}
+
+/// ACME with Redis and no plain listener: names are proven by TLS-ALPN-01, which only the
+/// instance that orders can answer, while the directory may reach any of them.
+fn acme_alone(file: &Config, out: &mut Vec<String>) {
+    let shared = file.state.store == super::StoreKind::Redis;
+    if !shared || file.listeners.iter().any(|l| l.tls.is_none()) {
+        return;
+    }
+    for (i, l) in file.listeners.iter().enumerate() {
+        if l.tls.as_ref().is_some_and(|t| t.acme.is_some()) {
+            out.push(format!(
+                "listeners[{i}].tls.acme: no plain-HTTP listener, so names are proven by TLS-ALPN-01, \
+                 which only the instance that orders answers; with several instances behind one \
+                 address add a plain listener on port 80 (HTTP-01 answers are shared through Redis)"
+            ));
+        }
+    }
 }
 
 fn secrets(file: &Config, out: &mut Vec<String>) {

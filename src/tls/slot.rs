@@ -132,3 +132,65 @@ impl CertSlots {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::{Listener, ListenerTls};
+
+    fn cert(names: &[&str]) -> CertKey {
+        let c = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let pem = format!("{}{}", c.signing_key.serialize_pem(), c.cert.pem());
+        CertKey::from_pem(pem.as_bytes()).unwrap()
+    }
+
+    fn files(certs: Vec<CertKey>) -> Arc<ListenerCerts> {
+        let tls: ListenerTls = serde_yaml::from_str("acme: { domains: [a.test] }").unwrap();
+        let l = Listener {
+            address: "127.0.0.1:443".into(),
+            tls: Some(tls),
+        };
+        ListenerCerts::by_address(&[l], vec![Some(certs)])[0]
+            .1
+            .clone()
+    }
+
+    #[test]
+    fn issued_wins_for_its_names_and_the_files_serve_the_rest() {
+        let slot = CertSlot::new(files(vec![cert(&["fallback.test"])]));
+        let name = |sni| {
+            let (f, i) = (slot.current(), slot.issued());
+            choose(&f, i.as_deref(), sni).map(|c| c.names[0].clone())
+        };
+        assert_eq!(
+            name(Some("shop.test")).unwrap(),
+            "fallback.test",
+            "before issuance"
+        );
+        slot.store_issued(Arc::new(cert(&["shop.test", "www.shop.test"])));
+        assert_eq!(name(Some("WWW.shop.test")).unwrap(), "shop.test");
+        assert_eq!(name(Some("other.test")).unwrap(), "fallback.test");
+        assert_eq!(name(None).unwrap(), "fallback.test");
+        // A reload stores the files again; the issued certificate stays.
+        slot.store(files(vec![cert(&["fallback.test"])]));
+        assert_eq!(name(Some("shop.test")).unwrap(), "shop.test");
+    }
+
+    #[test]
+    fn an_acme_listener_without_files_has_nothing_until_issued_then_only_that() {
+        let slot = CertSlot::new(files(Vec::new()));
+        let (f, i) = (slot.current(), slot.issued());
+        assert!(choose(&f, i.as_deref(), Some("shop.test")).is_none());
+        slot.store_issued(Arc::new(cert(&["shop.test"])));
+        let (f, i) = (slot.current(), slot.issued());
+        assert_eq!(choose(&f, i.as_deref(), None).unwrap().names, ["shop.test"]);
+        slot.add_challenge("New.test", Arc::new(cert(&["new.test"])));
+        assert!(slot.challenge("new.test.").is_some());
+        slot.remove_challenge("new.test");
+        assert!(slot.challenge("new.test").is_none());
+    }
+}

@@ -412,3 +412,45 @@ fn three_instances_on_one_redis_serve_one_certificate_from_one_order() {
         .unwrap()
         .contains('1'));
 }
+
+#[test]
+fn acme_config_errors_name_their_yaml_path_and_a_lone_tls_alpn_setup_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener =
+        |tls: &str| {
+            head(dir.path(), free_port()).replace(
+            "cookie_secret:",
+            &format!("  - address: 127.0.0.1:{}\n    tls: {tls}\ncookie_secret:", free_port()),
+        ) + "pools:\n  - id: web\n    endpoints:\n      - { name: a, address: \"127.0.0.1:9\" }\n\
+             load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n"
+        };
+    let (ok, out) = config_test(&listener(
+        "{ acme: { domains: ['*.shop.test', shop], directory: 'http://x/dir', ca_path: /nonexistent } }",
+    ));
+    assert!(!ok, "{out}");
+    for want in [
+        "listeners[1].tls.acme.domains[0]: *.shop.test is a wildcard",
+        "listeners[1].tls.acme.domains[1]: shop is not a fully qualified DNS name",
+        "listeners[1].tls.acme.directory: http://x/dir is not an https:// URL",
+        "listeners[1].tls.acme.ca_path: /nonexistent cannot be read",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let (ok, out) = config_test(&listener("{ cert_path: /etc/hostname }"));
+    assert!(!ok && out.contains("key_path"), "{out}");
+    // Valid: ACME alone on the TLS listener of an instance sharing Redis warns about TLS-ALPN-01.
+    let tls_only = listener("{ acme: { domains: [shop.tether.test] } }");
+    let plain_line = tls_only
+        .lines()
+        .find(|l| l.starts_with("  - address:"))
+        .unwrap()
+        .to_string();
+    let yaml = tls_only.replacen(&format!("{plain_line}\n"), "", 1)
+        + "state:\n  store: redis\n  redis: { url: \"redis://127.0.0.1:9\" }\n";
+    let (ok, out) = config_test(&yaml);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("listeners[0].tls.acme: no plain-HTTP listener"),
+        "{out}"
+    );
+}
