@@ -269,7 +269,14 @@ impl Manager {
         };
         let pem = order::order(&account, &self.cfg.domains, &how).await?;
         let cert = CertKey::from_pem(pem.as_bytes()).map_err(AcmeError::Key)?;
-        self.store.put(&self.cert_key, pem.as_bytes()).await?;
+        // A certificate that cannot be stored is still served: ordering it again would count
+        // against the directory's rate limits. A restart orders anew.
+        if let Err(e) = self.store.put(&self.cert_key, pem.as_bytes()).await {
+            log::error!(
+                "acme: listener {}: the new certificate is served but cannot be stored: {e}",
+                self.listener
+            );
+        }
         Ok(cert)
     }
 
