@@ -36,6 +36,15 @@ pub enum AcmeError {
     Key(String),
 }
 
+impl AcmeError {
+    /// The directory no longer knows the account (deactivated, or a test directory restarted):
+    /// the stored one is useless and a new one must be created.
+    pub fn lost_account(&self) -> bool {
+        matches!(self, AcmeError::Protocol(instant_acme::Error::Api(p))
+            if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:accountDoesNotExist"))
+    }
+}
+
 impl From<store::CertStoreError> for AcmeError {
     fn from(e: store::CertStoreError) -> Self {
         AcmeError::Store(e.0)

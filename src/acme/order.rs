@@ -58,14 +58,23 @@ pub fn account_key(directory: &str) -> String {
     )
 }
 
-/// The account at `cfg.directory`: restored from the store, or created there and stored.
-pub async fn account(cfg: &AcmeConfig, store: &dyn CertStore) -> Result<Account, AcmeError> {
+/// The account at `cfg.directory`: restored from the store (unless `fresh`), or created there
+/// and stored.
+pub async fn account(
+    cfg: &AcmeConfig,
+    store: &dyn CertStore,
+    fresh: bool,
+) -> Result<Account, AcmeError> {
     let key = account_key(&cfg.directory);
     let builder = || match cfg.ca_path.is_empty() {
         true => Account::builder(),
         false => Account::builder_with_root(&cfg.ca_path),
     };
-    if let Some(saved) = store.get(&key).await? {
+    let saved = match fresh {
+        true => None,
+        false => store.get(&key).await?,
+    };
+    if let Some(saved) = saved {
         let creds: AccountCredentials = serde_json::from_slice(&saved)
             .map_err(|e| AcmeError::Store(format!("account {key} cannot be read: {e}")))?;
         return Ok(builder()?.from_credentials(creds).await?);

@@ -81,6 +81,8 @@ struct Manager {
     cert_key: String,
     report: Report,
     account: Option<instant_acme::Account>,
+    /// The directory said it no longer knows the stored account: create a new one.
+    new_account: bool,
 }
 
 impl Manager {
@@ -114,6 +116,7 @@ impl Manager {
             proof,
             report,
             account: None,
+            new_account: false,
         }
     }
 
@@ -256,8 +259,9 @@ impl Manager {
         let account = match &self.account {
             Some(a) => a.clone(),
             None => {
-                let a = order::account(&self.cfg, self.store.as_ref()).await?;
+                let a = order::account(&self.cfg, self.store.as_ref(), self.new_account).await?;
                 self.account = Some(a.clone());
+                self.new_account = false;
                 a
             }
         };
@@ -282,8 +286,16 @@ impl Manager {
 
     fn failed(&mut self, e: AcmeError) -> Attempt {
         metrics::order_failed();
+        if e.lost_account() {
+            self.account = None;
+            self.new_account = true;
+        }
         self.report.failures += 1;
-        let after = backoff(self.report.failures);
+        // A forgotten account is not the directory's trouble: try again at once with a new one.
+        let after = match e.lost_account() && self.report.failures == 1 {
+            true => 1,
+            false => backoff(self.report.failures),
+        };
         let keeping = match self.slot.issued() {
             Some(_) => "keeping the current certificate",
             None => "no certificate yet",

@@ -106,3 +106,89 @@ fn present(ssl: &mut SslRef, c: &CertKey) -> Result<(), pingora::tls::error::Err
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::{Listener, ListenerTls};
+    use crate::tls::listener_certs::ListenerCerts;
+    use pingora::tls::ssl::{SslConnector, SslVerifyMode, SslVersion};
+
+    fn cert(names: &[&str]) -> CertKey {
+        let c = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let pem = format!("{}{}", c.signing_key.serialize_pem(), c.cert.pem());
+        CertKey::from_pem(pem.as_bytes()).unwrap()
+    }
+
+    /// A slot serving `shop.test` from its files, with a TLS-ALPN-01 challenge for it pending.
+    fn slot() -> Arc<CertSlot> {
+        let tls: ListenerTls = serde_yaml::from_str("acme: { domains: [shop.test] }").unwrap();
+        let l = Listener {
+            address: "127.0.0.1:443".into(),
+            tls: Some(tls),
+        };
+        let files = ListenerCerts::by_address(&[l], vec![Some(vec![cert(&["shop.test"])])]);
+        let slot = Arc::new(CertSlot::new(files[0].1.clone()));
+        slot.add_challenge("shop.test", Arc::new(cert(&["challenge.shop.test"])));
+        slot
+    }
+
+    /// One handshake for `shop.test` offering `alpn` at TLS `version`: the certificate's first
+    /// name and the protocol agreed, or `None` if the handshake failed.
+    fn handshake(
+        slot: Arc<CertSlot>,
+        alpn: &[u8],
+        version: SslVersion,
+    ) -> Option<(String, Vec<u8>)> {
+        let acceptor = build("test".into(), slot).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let _ = acceptor.accept(tcp);
+        });
+        let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+        b.set_verify(SslVerifyMode::NONE);
+        b.set_max_proto_version(Some(version)).unwrap();
+        b.set_alpn_protos(alpn).unwrap();
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        let got = b.build().connect("shop.test", tcp).ok().map(|s| {
+            let peer = s.ssl().peer_certificate().unwrap();
+            let names = peer.subject_alt_names().unwrap();
+            let name = names.iter().next().unwrap().dnsname().unwrap().to_string();
+            let alpn = s
+                .ssl()
+                .selected_alpn_protocol()
+                .unwrap_or_default()
+                .to_vec();
+            (name, alpn)
+        });
+        server.join().unwrap();
+        got
+    }
+
+    #[test]
+    fn acme_tls_1_gets_the_challenge_certificate_at_tls_1_2_and_1_3_and_nobody_else_does() {
+        for v in [SslVersion::TLS1_2, SslVersion::TLS1_3] {
+            let (name, alpn) = handshake(slot(), ALPN_ACME, v).unwrap();
+            assert_eq!(
+                (name.as_str(), alpn.as_slice()),
+                ("challenge.shop.test", &b"acme-tls/1"[..]),
+                "{v:?}"
+            );
+            let (name, alpn) = handshake(slot(), ALPN_H2_H1, v).unwrap();
+            assert_eq!(
+                (name.as_str(), alpn.as_slice()),
+                ("shop.test", &b"h2"[..]),
+                "{v:?}"
+            );
+        }
+        let none_pending = slot();
+        none_pending.remove_challenge("shop.test");
+        assert!(handshake(none_pending, ALPN_ACME, SslVersion::TLS1_3).is_none());
+    }
+}

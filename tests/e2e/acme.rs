@@ -147,6 +147,12 @@ fn http01_issues_a_pebble_certificate_that_tether_serves_for_its_names() {
         "{acme}"
     );
     assert_eq!(status["acme"][0]["state"], "valid", "{status}");
+    let page = admin(p.admin, "GET", "/", None).body;
+    assert!(page.contains("<h2>Certificates</h2>"), "{page}");
+    assert!(
+        page.contains(&format!("{}, {}", NAMES[0], NAMES[1])) && page.contains("Pebble"),
+        "{page}"
+    );
     let metrics = admin(p.admin, "GET", "/metrics", None).body;
     let line = format!(
         "tether_certificate_expiry_timestamp_seconds{{name=\"{}\"}}",
@@ -452,5 +458,36 @@ fn acme_config_errors_name_their_yaml_path_and_a_lone_tls_alpn_setup_warns() {
     assert!(
         out.contains("listeners[0].tls.acme: no plain-HTTP listener"),
         "{out}"
+    );
+}
+
+#[test]
+fn a_directory_that_forgot_the_account_gets_a_new_one_at_the_next_renewal() {
+    let up = Upstream::start("a");
+    let p = Ports::free();
+    let mut pebble = Pebble::start(p.http, p.tls, Some(15));
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), p, true, &pebble, "", &up, "");
+    let t = start(dir, p.http, &yaml);
+    let first = wait_for_issued(&t, p.tls, &pebble.root(), Duration::from_secs(60));
+    // Pebble keeps nothing across a restart: the stored account is unknown to it now.
+    pebble.restart();
+    let root = pebble.root();
+    let mut renewed = None;
+    wait_for(
+        "a renewal under a new account",
+        Duration::from_secs(30),
+        || {
+            renewed = served_cert(p.tls, NAMES[0])
+                .filter(|c| c.to_der().unwrap() != first.to_der().unwrap());
+            renewed.is_some()
+        },
+    );
+    verified(p.tls, &root, NAMES[0]);
+    assert_eq!(t.log().matches("created account").count(), 2, "{}", t.log());
+    assert!(
+        t.log().contains("accountDoesNotExist") || t.log().contains("account"),
+        "{}",
+        t.log()
     );
 }

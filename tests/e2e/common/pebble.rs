@@ -82,6 +82,7 @@ impl Pebble {
     /// Starts pebble (again) on the same ports and config: a directory back from an outage.
     /// Pebble keeps nothing across runs: accounts and orders start empty.
     pub fn restart(&mut self) {
+        self.stop();
         self.runs += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
         let child = Command::new("pebble")
