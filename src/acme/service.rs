@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use pingora::services::ServiceReadyNotifier;
 
 use super::order::{self, Answering, Proof};
 use super::store::CertStore;
@@ -46,8 +47,14 @@ pub struct AcmeService {
 
 #[async_trait]
 impl BackgroundService for AcmeService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tasks = tokio::task::JoinSet::new();
+    /// Serves what the store holds before it says it is ready: the listeners wait for that, so
+    /// that no handshake after a restart or an upgrade finds an ACME listener empty.
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        let mut managers = Vec::new();
         for l in &self.live.started_with().listeners {
             let Some(cfg) = l.tls.as_ref().and_then(|t| t.acme.clone()) else {
                 continue;
@@ -55,7 +62,13 @@ impl BackgroundService for AcmeService {
             let Some(slot) = self.live.cert_slots.slot(&l.address) else {
                 continue;
             };
-            let manager = Manager::new(&self.live, l.address.clone(), cfg, slot);
+            let mut manager = Manager::new(&self.live, l.address.clone(), cfg, slot);
+            manager.adopt_stored().await;
+            managers.push(manager);
+        }
+        ready.notify_ready();
+        let mut tasks = tokio::task::JoinSet::new();
+        for manager in managers {
             tasks.spawn(manager.run());
         }
         tokio::select! {

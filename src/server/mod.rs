@@ -149,18 +149,20 @@ pub fn run(
     let proxy = add_vital(&mut server, BoundFirst::new(proxy, proxy_endpoints));
     proxy.add_dependency(&bootstrap);
     proxy.add_dependency(&state);
-    if let Some((service, endpoint)) = admin {
-        let admin = add_vital(&mut server, BoundFirst::new(service, vec![endpoint]));
-        admin.add_dependency(&bootstrap);
-        admin.add_dependency(&state);
-    }
     if live.acme.enabled {
-        // After the state store: with Redis, the certificates are kept there.
+        // After the state store (with Redis, the certificates are kept there); the listeners
+        // wait until it serves what is stored.
         let acme = add_vital(
             &mut server,
             background_service("acme certificates", AcmeService { live: live.clone() }),
         );
         acme.add_dependency(&state);
+        proxy.add_dependency(&acme);
+    }
+    if let Some((service, endpoint)) = admin {
+        let admin = add_vital(&mut server, BoundFirst::new(service, vec![endpoint]));
+        admin.add_dependency(&bootstrap);
+        admin.add_dependency(&state);
     }
     add_background(&mut server, &live);
     server.run(RunArgs::default());

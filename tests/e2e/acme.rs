@@ -185,9 +185,9 @@ fn a_restart_serves_the_stored_certificate_without_a_new_order() {
     let first = wait_for_issued(&t, p.tls, &root, Duration::from_secs(60));
     let dir = keep_dir(t);
     let t = start(dir, p.http, &yaml);
-    wait_for("the stored certificate", Duration::from_secs(10), || {
-        served_cert(p.tls, NAMES[0]).is_some_and(|c| c.to_der().unwrap() == first.to_der().unwrap())
-    });
+    // The first handshake already gets it: the listeners wait until the stored one is served.
+    let served = served_cert(p.tls, NAMES[0]).expect("a certificate at the first handshake");
+    assert_eq!(served.to_der().unwrap(), first.to_der().unwrap());
     assert!(
         t.log().contains("serves the stored certificate"),
         "{}",
@@ -490,4 +490,27 @@ fn a_directory_that_forgot_the_account_gets_a_new_one_at_the_next_renewal() {
         "{}",
         t.log()
     );
+}
+
+#[test]
+fn a_restart_on_redis_serves_the_shared_certificate_from_the_first_handshake() {
+    let redis = crate::common::redis::Redis::start();
+    let up = Upstream::start("a");
+    let p = Ports::free();
+    let pebble = Pebble::start(p.http, p.tls, None);
+    let state = format!(
+        "state:\n  store: redis\n  redis:\n    url: \"{}\"\n    key_prefix: \"acme-test:\"\n",
+        redis.url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), p, true, &pebble, "", &up, &state);
+    let t = start(dir, p.http, &yaml);
+    let first = wait_for_issued(&t, p.tls, &pebble.root(), Duration::from_secs(60));
+    let dir = keep_dir(t);
+    // Nothing on disk: what the restarted instance serves can only come from Redis.
+    assert!(!dir.path().join("acme").exists());
+    let _t = start(dir, p.http, &yaml);
+    let served = served_cert(p.tls, NAMES[0]).expect("a certificate at the first handshake");
+    assert_eq!(served.to_der().unwrap(), first.to_der().unwrap());
+    assert_eq!(pebble.orders(), 1, "{}", pebble.log());
 }
