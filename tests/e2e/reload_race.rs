@@ -17,12 +17,13 @@ fn config(t_dir: &std::path::Path, port: u16, admin_port: u16, with_x: bool) -> 
     let mut eps = String::new();
     for i in 0..ENDPOINTS {
         eps.push_str(&format!(
-            "      - {{ name: e{i}, address: \"127.0.0.1:{}\" }}\n",
+            // 127.0.0.2: never one of the ports `free_port` hands this test's tether.
+            "      - {{ name: e{i}, address: \"127.0.0.2:{}\" }}\n",
             20_000 + i
         ));
     }
     if with_x {
-        eps.push_str("      - { name: x, address: \"127.0.0.1:19999\" }\n");
+        eps.push_str("      - { name: x, address: \"127.0.0.2:19999\" }\n");
     }
     format!(
         "{}admin:\n  address: 127.0.0.1:{admin_port}\npools:\n  - id: web\n    endpoints:\n{eps}\
