@@ -38,6 +38,9 @@ pub struct EndpointState {
     /// What its last health verdict (or the re-resolver) said, for the status page; never read
     /// on the request path.
     reason: Mutex<Option<String>>,
+    /// Where it is reached now (SPEC §3.10): the resolver's latest answer for its name, or its
+    /// IP literal; empty while a name has never resolved (then it counts as unhealthy).
+    pub addresses: super::addresses::AddressCell,
 }
 
 impl Default for EndpointState {
@@ -50,6 +53,7 @@ impl Default for EndpointState {
             inflight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             reason: Mutex::new(None),
+            addresses: Default::default(),
         }
     }
 }

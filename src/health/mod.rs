@@ -15,7 +15,6 @@
 mod drain_log;
 pub mod monitor;
 mod probe;
-pub mod resolve;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -46,7 +45,7 @@ pub struct EndpointWatch {
 }
 
 /// One monitored endpoint, keyed by its [`EndpointId`] (stable across reloads).
-struct Tracked {
+pub(crate) struct Tracked {
     state: Arc<EndpointState>,
     pool: String,
     name: String,
@@ -73,13 +72,13 @@ struct Running {
 
 /// Brings `tracked` in line with `snap`: adds new endpoints (due at once), refreshes changed
 /// ones, drops removed ones, and marks endpoints of unmonitored pools healthy.
-fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instant) {
+pub(crate) fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instant) {
     let mut seen = HashSet::new();
     for pool in &snap.pools {
         for e in &pool.endpoints {
             let Some(monitor) = &pool.monitor else {
-                // An unresolved endpoint keeps the re-resolver's reason (a loop) if it has one.
-                if e.addr.get().is_some() {
+                // An unresolved endpoint keeps the resolver's reason (a loop) if it has one.
+                if e.state.addresses.is_known() {
                     e.state.set_reason("its pool has no monitor");
                 }
                 if e.state.set_healthy(true) {
@@ -87,9 +86,10 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 }
                 continue;
             };
-            // A name that has not resolved has nothing to check; once the re-resolver attaches
-            // an address, the endpoint is tracked like a new one and checked at once.
-            let Some(addr) = e.addr.get() else {
+            // A name that has not resolved has nothing to check; once the resolver finds an
+            // address, the endpoint is tracked like a new one and checked at once (and again
+            // whenever its first address changes).
+            let Some(addr) = e.first_address() else {
                 continue;
             };
             seen.insert(e.id);
