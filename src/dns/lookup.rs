@@ -15,6 +15,8 @@ use hickory_resolver::TokioResolver;
 
 /// How long one question to one server may take before it counts as unanswered.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one lookup may take in all (hickory may ask over UDP, then TCP, then again).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A DNS client for endpoint names, built from `resolver.nameservers`.
 #[derive(Clone)]
@@ -69,10 +71,9 @@ impl Dns {
         if is_reserved_invalid(host) {
             return Err("is in the reserved .invalid domain, which never resolves".into());
         }
-        let found = self
-            .resolver
-            .lookup_ip(host)
+        let found = tokio::time::timeout(LOOKUP_TIMEOUT, self.resolver.lookup_ip(host))
             .await
+            .map_err(|_| format!("gave no answer within {LOOKUP_TIMEOUT:?}"))?
             .map_err(|e| format!("does not resolve: {e}"))?;
         let ips: Vec<IpAddr> = found.iter().collect();
         if ips.is_empty() {

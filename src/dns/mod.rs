@@ -29,8 +29,9 @@ const TICK: Duration = Duration::from_secs(1);
 const MIN_WAIT: Duration = Duration::from_secs(1);
 /// The longest wait before a name that failed is asked about again.
 const RETRY: Duration = Duration::from_secs(5);
-/// The longest one round of lookups may take, all names together.
-const ROUND_BUDGET: Duration = Duration::from_secs(5);
+/// The longest one round of lookups may take, all names together: each is bounded by
+/// `lookup::LOOKUP_TIMEOUT`, so this is only a backstop.
+const ROUND_BUDGET: Duration = Duration::from_secs(10);
 
 /// Keeps every endpoint host name of the live snapshot resolved until shutdown.
 pub struct Resolver {
