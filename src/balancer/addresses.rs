@@ -49,15 +49,15 @@ impl AddressCell {
     /// At a commit: keeps what is known for `written` (the resolver's latest), else takes
     /// `seed`, the lookup validation made (or the IP literal), so that a changed `address`
     /// never keeps the old one's addresses.
-    pub fn adopt(&self, written: &str, seed: Option<SocketAddr>, now: u64) {
+    pub fn adopt(&self, written: &str, seed: &[SocketAddr], now: u64) {
         let current = self.0.load();
         if current.as_ref().is_some_and(|a| a.written == written) {
             return;
         }
         let literal = written.parse::<SocketAddr>().is_ok();
-        let seeded = seed.map(|addr| Addresses {
+        let seeded = (!seed.is_empty()).then(|| Addresses {
             written: written.to_string(),
-            list: vec![addr],
+            list: seed.to_vec(),
             resolved_at: (!literal).then_some(now),
         });
         self.0.store(seeded.map(Arc::new));
@@ -75,7 +75,7 @@ mod tests {
     #[test]
     fn a_commit_keeps_what_the_resolver_found_for_the_same_address() {
         let cell = AddressCell::default();
-        cell.adopt("app.test:80", Some(sa("127.0.0.2:80")), 10);
+        cell.adopt("app.test:80", &[sa("127.0.0.2:80")], 10);
         let first = cell.load().unwrap();
         assert_eq!(first.list, [sa("127.0.0.2:80")]);
         assert_eq!(first.resolved_at, Some(10));
@@ -87,12 +87,12 @@ mod tests {
         assert!(cell.store(Some(later.clone())));
         assert!(!cell.store(Some(later.clone())), "same list: no change");
         // A reload of the same text keeps the resolver's two addresses, not validation's one.
-        cell.adopt("app.test:80", Some(sa("127.0.0.2:80")), 30);
+        cell.adopt("app.test:80", &[sa("127.0.0.2:80")], 30);
         assert_eq!(*cell.load().unwrap(), later);
         // A changed address starts from its own lookup.
-        cell.adopt("other.test:80", None, 40);
+        cell.adopt("other.test:80", &[], 40);
         assert!(!cell.is_known());
-        cell.adopt("127.0.0.9:81", Some(sa("127.0.0.9:81")), 50);
+        cell.adopt("127.0.0.9:81", &[sa("127.0.0.9:81")], 50);
         assert_eq!(
             cell.load().unwrap().resolved_at,
             None,

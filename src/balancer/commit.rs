@@ -28,7 +28,7 @@ impl Registry {
                 if let Some(state) = self.endpoints.remove(&key) {
                     e.state = state;
                     // Same `address`: the resolver's latest stays; a new one starts from its seed.
-                    e.state.addresses.adopt(e.addr.as_str(), e.addr.get(), now);
+                    e.state.addresses.adopt(e.addr.as_str(), e.addr.all(), now);
                 }
                 e.state
                     .run_drain_clock(e.enabled && !e.state.admin_drained(), now);

@@ -238,7 +238,7 @@ fn seeded_state(addr: &crate::config::OriginAddr) -> Arc<EndpointState> {
     let state = Arc::new(EndpointState::default());
     state
         .addresses
-        .adopt(addr.as_str(), addr.get(), crate::clock::unix_now());
+        .adopt(addr.as_str(), addr.all(), crate::clock::unix_now());
     state
 }
 

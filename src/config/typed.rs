@@ -166,13 +166,10 @@ impl Validated {
         let names: Vec<&str> = unresolved.iter().map(|(_, a)| a.as_str()).collect();
         // The servers the resolver will ask, when named; else the system's own lookup.
         let servers = self.file.resolver.nameserver_addrs();
-        let found: Vec<Result<SocketAddr, String>> = if servers.is_empty() {
+        let found: Vec<Result<Vec<SocketAddr>, String>> = if servers.is_empty() {
             lookup_all(&names, LOOKUP_BUDGET)
         } else {
             crate::dns::lookup::lookup_blocking(&servers, &names, LOOKUP_BUDGET)
-                .into_iter()
-                .map(|r| r.and_then(|all| all.first().copied().ok_or("has no address".into())))
-                .collect()
         };
         let mut warnings = Vec::new();
         for ((path, addr), found) in unresolved.into_iter().zip(found) {

@@ -195,7 +195,6 @@ mod tests {
 
     #[test]
     fn a_monitor_peer_keeps_the_checks_on_another_port() {
-        let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
         let o = Origin::compile(&tls(false, true));
         let other: SocketAddr = "127.0.0.1:9443".parse().unwrap();
         let p = o.peer_for(other, true, Duration::from_secs(2));

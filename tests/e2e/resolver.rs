@@ -28,14 +28,21 @@ fn on(name: &str, ip: &str, port: u16) -> Upstream {
     Upstream::start_on(name, SocketAddr::new(ip.parse().unwrap(), port))
 }
 
-/// tether with an admin listener, asking `dns` for names, one pool `web` with the endpoint
-/// `app` at `app.test:port`, cookie affinity and the given failover mode.
-fn start(dns: &DnsServer, port: u16, failover: &str) -> (Tether, u16) {
+/// tether with an admin listener, asking `dns` for names, one pool `web` (checked by a `tcp`
+/// monitor when `monitored`) with the endpoint `app` at `app.test:port`, cookie affinity and
+/// the given failover mode.
+fn start(dns: &DnsServer, port: u16, failover: &str, monitored: bool) -> (Tether, u16) {
     let admin_port = free_port();
+    let monitor = if monitored {
+        "monitors: [{ id: m, type: tcp, interval: 1, timeout: 1 }]\n"
+    } else {
+        ""
+    };
+    let pool_monitor = if monitored { "    monitor: m\n" } else { "" };
     let body = format!(
         "admin:\n  address: 127.0.0.1:{admin_port}\n\
-         resolver:\n  nameservers: [\"{}\"]\n  interval_seconds: 30\n\
-         pools:\n  - id: web\n    endpoints:\n      - {{ name: app, address: \"app.test:{port}\" }}\n\
+         resolver:\n  nameservers: [\"{}\"]\n  interval_seconds: 30\n{monitor}\
+         pools:\n  - id: web\n{pool_monitor}    endpoints:\n      - {{ name: app, address: \"app.test:{port}\" }}\n\
          load_balancers:\n  - name: \"*\"\n    default_pools: [web]\n    session_affinity: cookie\n\
          \x20   session_affinity_attributes: {{ zero_downtime_failover: {failover} }}\n",
         dns.addr
@@ -64,7 +71,7 @@ fn traffic_follows_a_dns_change_within_the_ttl_and_keeps_the_cookie() {
     let (two, three) = (on("two", "127.0.0.2", port), on("three", "127.0.0.3", port));
     let dns = DnsServer::start(1);
     dns.set("app.test", &["127.0.0.2"]);
-    let (t, admin_port) = start(&dns, port, "none");
+    let (t, admin_port) = start(&dns, port, "none", false);
     let c = client();
 
     let first = get(&c, &t.url("/"), None, &[]);
@@ -135,7 +142,7 @@ fn the_last_address_keeps_serving_when_dns_stops_answering() {
     let _two = on("two", "127.0.0.2", port);
     let mut dns = DnsServer::start(1);
     dns.set("app.test", &["127.0.0.2"]);
-    let (t, admin_port) = start(&dns, port, "none");
+    let (t, admin_port) = start(&dns, port, "none", false);
     let c = client();
     assert_eq!(get(&c, &t.url("/"), None, &[]).endpoint(), "two");
 
@@ -172,8 +179,13 @@ fn the_next_address_of_a_name_is_tried_before_a_failover() {
     let three = on("three", "127.0.0.3", port);
     let dns = DnsServer::start(30);
     dns.set("app.test", &["127.0.0.2", "127.0.0.3"]);
-    let (t, admin_port) = start(&dns, port, "none");
-    wait_for("both addresses", LONG, || addresses(admin_port).len() == 2);
+    // Monitored: the check, too, passes on the second address rather than failing on the first.
+    let (t, admin_port) = start(&dns, port, "none", true);
+    wait_for("the first check", LONG, || {
+        endpoint_status(admin_port, "web", "app")["health_reason"].is_string()
+    });
+    let e = endpoint_status(admin_port, "web", "app");
+    assert_eq!(e["healthy"], true, "{e}");
     assert_eq!(
         addresses(admin_port),
         [format!("127.0.0.2:{port}"), format!("127.0.0.3:{port}")]
