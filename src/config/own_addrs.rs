@@ -2,7 +2,7 @@
 //! is one of tether's listeners, or its admin listener, sends every request back into tether —
 //! one client request becomes hundreds of internal hops, or reaches the admin API through the
 //! proxy. Such an endpoint is a config error; one that only resolves to such an address later
-//! (`health::resolve`) is kept out of rotation.
+//! (`crate::dns`) is kept out of rotation.
 //!
 //! A listener on `0.0.0.0` takes every local IPv4 address on its port, and one on `::` every
 //! local address (tether leaves `IPV6_V6ONLY` at the system default, dual stack). Whether an
