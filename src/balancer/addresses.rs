@@ -9,6 +9,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
 use arc_swap::ArcSwapOption;
 
 /// The addresses one endpoint `address` resolved to, in the order they are tried.
@@ -25,33 +27,50 @@ pub struct Addresses {
 
 /// The cell on an endpoint's runtime state; empty while a name has never resolved.
 #[derive(Debug, Default)]
-pub struct AddressCell(ArcSwapOption<Addresses>);
+pub struct AddressCell {
+    now: ArcSwapOption<Addresses>,
+    /// Whether `now` holds addresses: what routing asks of every candidate endpoint, one plain
+    /// atomic load rather than the swap's.
+    known: AtomicBool,
+}
 
 impl AddressCell {
     /// The addresses now, if any: one atomic load, no lock.
     pub fn load(&self) -> Option<Arc<Addresses>> {
-        self.0.load_full()
+        self.now.load_full()
     }
 
     /// Whether the endpoint can be connected to at all.
     pub fn is_known(&self) -> bool {
-        self.0.load().is_some()
+        self.known.load(Relaxed)
     }
 
     /// Replaces the addresses (or clears them: a name kept out of rotation); true when the
     /// list of socket addresses changed.
     pub fn store(&self, new: Option<Addresses>) -> bool {
-        let old = self.0.swap(new.map(Arc::new));
-        let now = self.0.load();
-        old.as_ref().map(|a| &a.list) != now.as_ref().map(|a| &a.list)
+        // Known only once the list is in, unknown before it goes: whoever saw `known` finds
+        // a list (but for a request already routed as a name is kept out, which errs once).
+        let new = new.map(Arc::new);
+        if new.is_none() {
+            self.known.store(false, Relaxed);
+        }
+        let old = self.now.swap(new.clone());
+        if new.is_some() {
+            self.known.store(true, Relaxed);
+        }
+        old.as_ref().map(|a| &a.list) != new.as_ref().map(|a| &a.list)
     }
 
     /// At a commit: keeps what is known for `written` (the resolver's latest), else takes
     /// `seed`, the lookup validation made (or the IP literal), so that a changed `address`
     /// never keeps the old one's addresses.
     pub fn adopt(&self, written: &str, seed: &[SocketAddr], now: u64) {
-        let current = self.0.load();
-        if current.as_ref().is_some_and(|a| a.written == written) {
+        if self
+            .now
+            .load()
+            .as_ref()
+            .is_some_and(|a| a.written == written)
+        {
             return;
         }
         let literal = written.parse::<SocketAddr>().is_ok();
@@ -60,7 +79,7 @@ impl AddressCell {
             list: seed.to_vec(),
             resolved_at: (!literal).then_some(now),
         });
-        self.0.store(seeded.map(Arc::new));
+        self.store(seeded);
     }
 }
 
