@@ -181,9 +181,9 @@ fn addresses_cell(e: &EndpointView) -> String {
         .map(|t| t.to_string())
         .unwrap_or_default();
     format!(
-        "{written} <span class=muted title=\"resolved at {}\">→ {}</span>",
-        esc(&when),
-        esc(&now.join(", "))
+        "{written} → {} <span class=muted>(resolved {})</span>",
+        esc(&now.join(", ")),
+        esc(&when)
     )
 }
 

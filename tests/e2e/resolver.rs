@@ -121,7 +121,12 @@ fn traffic_follows_a_dns_change_within_the_ttl_and_keeps_the_cookie() {
     assert!(three.request_count() >= 20);
     assert_eq!(addresses(admin_port), [format!("127.0.0.3:{port}")]);
     let page = admin(admin_port, "GET", "/", None).body;
-    assert!(page.contains(&format!("→ 127.0.0.3:{port}")), "{page}");
+    assert!(
+        page.contains(&format!(
+            "app.test:{port} → 127.0.0.3:{port} <span class=muted>(resolved 20"
+        )),
+        "{page}"
+    );
     let metrics = admin(admin_port, "GET", "/metrics", None).body;
     assert!(
         metrics.contains("tether_dns_lookups_total{result=\"ok\"}"),
