@@ -56,12 +56,13 @@ pub fn next_wait(valid_until: std::time::Instant, interval: Duration) -> Duratio
 impl BackgroundService for Resolver {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut dns: Option<Dns> = None;
+        let mut unusable: Option<String> = None;
         let mut due: HashMap<String, Due> = HashMap::new();
         loop {
             let snap = self.live.snapshot();
             let servers = snap.config.resolver.nameserver_addrs();
             if dns.as_ref().is_none_or(|d| d.servers() != servers) {
-                dns = client(&servers);
+                dns = client(&servers, &mut unusable);
             }
             if let Some(dns) = &dns {
                 let names = apply::names(&snap);
@@ -83,13 +84,21 @@ impl BackgroundService for Resolver {
     }
 }
 
-/// The DNS client for `servers`, or `None` (logged) while the system's configuration cannot
-/// be read; the next round tries again.
-fn client(servers: &[SocketAddr]) -> Option<Dns> {
+/// The DNS client for `servers`, or `None` while the system's configuration cannot be read
+/// (the next round tries again); `unusable` remembers why, so the warning is logged once.
+fn client(servers: &[SocketAddr], unusable: &mut Option<String>) -> Option<Dns> {
     match Dns::new(servers) {
-        Ok(dns) => Some(dns),
+        Ok(dns) => {
+            if unusable.take().is_some() {
+                log::info!("endpoint names can be looked up again");
+            }
+            Some(dns)
+        }
         Err(why) => {
-            log::warn!("endpoint names cannot be looked up: {why}");
+            if unusable.as_deref() != Some(why.as_str()) {
+                log::warn!("endpoint names cannot be looked up (last addresses kept): {why}");
+            }
+            *unusable = Some(why);
             None
         }
     }
