@@ -7,6 +7,7 @@ pub mod affinity;
 pub mod balancer;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod health;
 pub mod import;
 pub mod instance;

@@ -27,6 +27,8 @@ impl Registry {
                 let key = (pool.id.clone(), e.name.clone());
                 if let Some(state) = self.endpoints.remove(&key) {
                     e.state = state;
+                    // Same `address`: the resolver's latest stays; a new one starts from its seed.
+                    e.state.addresses.adopt(e.addr.as_str(), e.addr.all(), now);
                 }
                 e.state
                     .run_drain_clock(e.enabled && !e.state.admin_drained(), now);
@@ -122,5 +124,37 @@ mod tests {
             &next.pools[0].endpoints[0].state
         ));
         assert!(next.pools[0].endpoints[0].state.admin_drained());
+    }
+
+    #[test]
+    fn a_reload_keeps_what_the_resolver_found_unless_the_address_changed() {
+        let yaml = |addr: &str| {
+            format!("listeners: [{{ address: \"127.0.0.1:8080\" }}]\npools:\n  - id: web\n    endpoints: [{{ name: a, address: \"{addr}\" }}]\nload_balancers: [{{ name: \"*\", default_pools: [web] }}]\n")
+        };
+        let load = |addr: &str| crate::config::Config::from_yaml(&yaml(addr), "test").unwrap();
+        let rt = crate::balancer::RuntimeState::default();
+        let first = Snapshot::build(load("app.invalid:80"), &rt, 100);
+        let found = crate::balancer::Addresses {
+            written: "app.invalid:80".into(),
+            list: vec!["127.0.0.3:80".parse().unwrap()],
+            resolved_at: Some(150),
+        };
+        first.pools[0].endpoints[0]
+            .state
+            .addresses
+            .store(Some(found.clone()));
+        // A reload of the same address: the resolver's answer stays in effect, no lookup lost.
+        let same = Snapshot::build(load("app.invalid:80"), &rt, 200);
+        let kept = same.pools[0].endpoints[0].state.addresses.load().unwrap();
+        assert_eq!(*kept, found);
+        assert!(same.pools[0].endpoints[0].takes_new());
+        // The endpoint now written as another address: the old one's addresses are not used.
+        let moved = Snapshot::build(load("127.0.0.4:81"), &rt, 300);
+        let e = &moved.pools[0].endpoints[0];
+        assert!(
+            Arc::ptr_eq(&e.state, &first.pools[0].endpoints[0].state),
+            "same endpoint"
+        );
+        assert_eq!(e.first_address(), Some("127.0.0.4:81".parse().unwrap()));
     }
 }

@@ -22,8 +22,8 @@ pub struct EndpointRef {
 pub struct Endpoint {
     pub name: String,
     pub id: EndpointId,
-    /// `address`; a host name that has not resolved yet has no socket address (nor a peer in
-    /// `origin`), and then the endpoint counts as unhealthy.
+    /// `address` as written, with validation's lookup as the seed of `state.addresses`; where
+    /// the endpoint is reached now is `state.addresses` (runtime, kept up by `crate::dns`).
     pub addr: OriginAddr,
     pub weight: f64,
     /// `enabled` as the file says; a runtime drain lives in `state`.
@@ -51,14 +51,15 @@ impl Endpoint {
 
     /// Its address is known and its monitor (if any) says healthy.
     pub fn healthy(&self) -> bool {
-        self.addr.get().is_some() && self.state.healthy()
+        self.state.addresses.is_known() && self.state.healthy()
     }
 
-    /// Attaches the address a late lookup found, peer first so that an endpoint routing sees
-    /// as resolved always has one; true the first time.
-    pub fn attach(&self, addr: SocketAddr) -> bool {
-        self.origin.attach(addr);
-        self.addr.attach(addr)
+    /// The address a monitor checks: the first of the current ones.
+    pub fn first_address(&self) -> Option<SocketAddr> {
+        self.state
+            .addresses
+            .load()
+            .and_then(|a| a.list.first().copied())
     }
 
     /// May take a new session: healthy, enabled, and with weight.

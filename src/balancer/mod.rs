@@ -1,6 +1,7 @@
 //! Choosing an endpoint: the config snapshot, the runtime state of endpoints, `origin_steering`
 //! policies, and the routing decision that ties them together.
 
+pub mod addresses;
 mod commit;
 pub mod decision;
 pub mod endpoint;
@@ -17,6 +18,7 @@ mod route_tests;
 #[cfg(test)]
 pub mod fixture;
 
+pub use addresses::{AddressCell, Addresses};
 pub use decision::{Admitted, Decision, Outcome, PinAction, Refusal, RequestFacts};
 pub use failover::{failover, Cause};
 pub use route::{admit, decide, route};

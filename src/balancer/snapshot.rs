@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::state::EndpointState;
+
 use crate::affinity::cookies::CookieAttributes;
 use crate::affinity::header_key::SessionIds;
 use crate::affinity::sessions::SessionStore;
@@ -230,6 +232,16 @@ pub fn host_name(host: &str) -> &str {
     name.trim_end_matches('.')
 }
 
+/// Fresh runtime state for a compiled endpoint, its addresses seeded from validation (the IP
+/// literal, or the name's lookup); a commit replaces it with the surviving endpoint's state.
+fn seeded_state(addr: &crate::config::OriginAddr) -> Arc<EndpointState> {
+    let state = Arc::new(EndpointState::default());
+    state
+        .addresses
+        .adopt(addr.as_str(), addr.all(), crate::clock::unix_now());
+    state
+}
+
 /// One pool of the config, compiled: its endpoints with fresh runtime state (adopted at commit),
 /// its steering policy over their weights, and its monitor.
 fn compile_pool(p: &PoolConfig, typed: &TypedPool, monitors: &[Arc<MonitorSpec>]) -> Pool {
@@ -244,9 +256,9 @@ fn compile_pool(p: &PoolConfig, typed: &TypedPool, monitors: &[Arc<MonitorSpec>]
             weight: e.weight,
             enabled: e.enabled,
             host: t.host.clone(),
-            origin: Origin::compile(t.addr.get(), &t.tls),
+            origin: Origin::compile(&t.tls),
             label: format!("{}/{}", p.pool.id, e.name),
-            state: Arc::default(),
+            state: seeded_state(&t.addr),
         })
         .collect();
     let weights: Vec<f64> = endpoints.iter().map(|e| e.weight).collect();

@@ -35,9 +35,12 @@ pub struct EndpointState {
     pub inflight: AtomicUsize,
     /// Requests sent to it since start.
     pub requests: AtomicU64,
-    /// What its last health verdict (or the re-resolver) said, for the status page; never read
+    /// What its last health verdict (or the resolver) said, for the status page; never read
     /// on the request path.
     reason: Mutex<Option<String>>,
+    /// Where it is reached now (SPEC §3.10): the resolver's latest answer for its name, or its
+    /// IP literal; empty while a name has never resolved (then it counts as unhealthy).
+    pub addresses: super::addresses::AddressCell,
 }
 
 impl Default for EndpointState {
@@ -50,6 +53,7 @@ impl Default for EndpointState {
             inflight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             reason: Mutex::new(None),
+            addresses: Default::default(),
         }
     }
 }
@@ -65,7 +69,7 @@ impl EndpointState {
         self.healthy.swap(healthy, Relaxed) != healthy
     }
 
-    /// Records what the last check (or the re-resolver) found; true when that differs from what
+    /// Records what the last check (or the resolver) found; true when that differs from what
     /// was recorded, so a caller can log a reason once rather than every round.
     pub fn set_reason(&self, reason: &str) -> bool {
         let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
@@ -76,7 +80,7 @@ impl EndpointState {
         true
     }
 
-    /// What the last check (or the re-resolver) found, if anything yet.
+    /// What the last check (or the resolver) found, if anything yet.
     pub fn reason(&self) -> Option<String> {
         self.reason
             .lock()

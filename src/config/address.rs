@@ -1,7 +1,8 @@
 //! An endpoint's `address`: checked for syntax at validation, its host name resolved with a time
 //! bound. A name that does not resolve is not a config error (as Cloudflare, and HAProxy's
-//! `init-addr last,libc,none`): the endpoint gets no traffic until a later lookup attaches an
-//! address, either at a reload or by the background re-resolver (`balancer::resolver`).
+//! `init-addr last,libc,none`): the endpoint gets no traffic until a later lookup finds an
+//! address, at a reload or by the resolver service (`crate::dns`). What validation found only
+//! seeds the endpoint's runtime addresses (`balancer::AddressCell`); the resolver keeps them.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -12,15 +13,15 @@ use std::time::{Duration, Instant};
 /// The longest one validation (or one re-resolution round) waits for DNS, all names together.
 pub const LOOKUP_BUDGET: Duration = Duration::from_secs(2);
 
-/// An endpoint's `address` as written and, once known, the socket address it names.
+/// An endpoint's `address` as written and, once known, the socket addresses validation found
+/// for it (an IP literal's own; a name's lookup, in the order given).
 ///
-/// The address is attached at most once: at validation for an IP literal or a name that
-/// resolved, else later by the re-resolver. A snapshot's endpoint keeps the address it was
-/// given; a reload builds new ones from a fresh lookup.
+/// Attached at most once, at validation. Routing never reads them from here: they seed the
+/// endpoint's runtime addresses, which the resolver service keeps up to date.
 #[derive(Debug, Clone)]
 pub struct OriginAddr {
     text: String,
-    resolved: OnceLock<SocketAddr>,
+    resolved: OnceLock<Vec<SocketAddr>>,
 }
 
 impl OriginAddr {
@@ -34,7 +35,7 @@ impl OriginAddr {
             if addr.port() == 0 {
                 return Err("has port 0: expected 1..65535".into());
             }
-            let _ = resolved.set(addr);
+            let _ = resolved.set(vec![addr]);
             return Ok(OriginAddr { text, resolved });
         }
         let Some((host, port)) = s.rsplit_once(':') else {
@@ -60,14 +61,20 @@ impl OriginAddr {
         &self.text
     }
 
-    /// The socket address, once the host is known; `None` while a name does not resolve.
+    /// The first socket address, once the host is known; `None` while a name does not resolve.
     pub fn get(&self) -> Option<SocketAddr> {
-        self.resolved.get().copied()
+        self.all().first().copied()
     }
 
-    /// Attaches a resolved address; true the first time, false if one was already attached.
-    pub fn attach(&self, addr: SocketAddr) -> bool {
-        self.resolved.set(addr).is_ok()
+    /// Every socket address validation found, in order; empty while a name does not resolve.
+    pub fn all(&self) -> &[SocketAddr] {
+        self.resolved.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// Attaches resolved addresses (not empty); true the first time, false if some were
+    /// already attached.
+    pub fn attach(&self, addrs: Vec<SocketAddr>) -> bool {
+        !addrs.is_empty() && self.resolved.set(addrs).is_ok()
     }
 }
 
@@ -101,8 +108,8 @@ pub fn is_dns_name(host: &str) -> bool {
 /// thread, and waits at most `budget` for all of them; a name not answered by then counts as
 /// unresolved (its thread finishes on its own). Names under `.invalid` never resolve (RFC 6761)
 /// and are not asked about. Blocking: inside the server, call it off the async reactor.
-pub fn lookup_all(names: &[&str], budget: Duration) -> Vec<Result<SocketAddr, String>> {
-    let mut out: Vec<Result<SocketAddr, String>> = names
+pub fn lookup_all(names: &[&str], budget: Duration) -> Vec<Result<Vec<SocketAddr>, String>> {
+    let mut out: Vec<Result<Vec<SocketAddr>, String>> = names
         .iter()
         .map(|_| Err(format!("gave no answer within {budget:?}")))
         .collect();
@@ -120,7 +127,19 @@ pub fn lookup_all(names: &[&str], budget: Duration) -> Vec<Result<SocketAddr, St
             .name("tether-dns".into())
             .spawn(move || {
                 let found = match name.to_socket_addrs() {
-                    Ok(mut addrs) => addrs.next().ok_or_else(|| "has no address".to_string()),
+                    Ok(addrs) => {
+                        let mut all: Vec<SocketAddr> = Vec::new();
+                        for a in addrs {
+                            if !all.contains(&a) {
+                                all.push(a);
+                            }
+                        }
+                        if all.is_empty() {
+                            Err("has no address".to_string())
+                        } else {
+                            Ok(all)
+                        }
+                    }
                     Err(e) => Err(format!("does not resolve: {e}")),
                 };
                 let _ = tx.send((i, found));
@@ -206,8 +225,9 @@ mod tests {
     #[test]
     fn an_address_is_attached_once() {
         let name = OriginAddr::parse("app.example:80").unwrap();
-        assert!(name.attach("127.0.0.2:80".parse().unwrap()));
-        assert!(!name.attach("127.0.0.3:80".parse().unwrap()));
+        assert!(!name.attach(vec![]));
+        assert!(name.attach(vec!["127.0.0.2:80".parse().unwrap()]));
+        assert!(!name.attach(vec!["127.0.0.3:80".parse().unwrap()]));
         assert_eq!(name.to_string(), "127.0.0.2:80");
     }
 

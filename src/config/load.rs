@@ -27,6 +27,7 @@ const SECTIONS: &[&str] = &[
     "trusted_proxies",
     "state",
     "access_log",
+    "resolver",
 ];
 
 impl Config {
@@ -126,6 +127,7 @@ fn sections(root: &Mapping, errs: &mut Vec<ConfigError>) -> Config {
     let trusted_proxies = list::<String>(root, "trusted_proxies", errs);
     let state = one(root, "state", errs).unwrap_or_default();
     let access_log = one(root, "access_log", errs).unwrap_or_default();
+    let resolver = one(root, "resolver", errs).unwrap_or_default();
 
     Config {
         server,
@@ -139,6 +141,7 @@ fn sections(root: &Mapping, errs: &mut Vec<ConfigError>) -> Config {
         trusted_proxies,
         state,
         access_log,
+        resolver,
     }
 }
 

@@ -2,7 +2,7 @@
 //! is one of tether's listeners, or its admin listener, sends every request back into tether —
 //! one client request becomes hundreds of internal hops, or reaches the admin API through the
 //! proxy. Such an endpoint is a config error; one that only resolves to such an address later
-//! (`health::resolve`) is kept out of rotation.
+//! (`crate::dns`) is kept out of rotation.
 //!
 //! A listener on `0.0.0.0` takes every local IPv4 address on its port, and one on `::` every
 //! local address (tether leaves `IPV6_V6ONLY` at the system default, dual stack). Whether an
@@ -74,8 +74,13 @@ impl OwnAddrs {
         let mut errs = Vec::new();
         for (i, pool) in valid.pools.iter().enumerate() {
             for (j, ep) in pool.endpoints.iter().enumerate() {
-                let Some(addr) = ep.addr.get() else { continue };
-                let Some(own) = self.reached_by(addr) else {
+                // Any of a name's addresses: a request moves on to the next on a connect failure.
+                let looping = ep
+                    .addr
+                    .all()
+                    .iter()
+                    .find_map(|&a| Some((a, self.reached_by(a)?)));
+                let Some((addr, own)) = looping else {
                     continue;
                 };
                 let text = ep.addr.as_str();
@@ -190,7 +195,7 @@ mod tests {
     fn refuses_endpoints_on_a_listener_or_the_admin_address_by_path() {
         // Whichever loopback address `localhost` names here, the admin listener is there.
         let found = crate::config::lookup_all(&["localhost:18082"], crate::config::LOOKUP_BUDGET);
-        let admin = found[0].clone().unwrap();
+        let admin = found[0].clone().unwrap()[0];
         let yaml = format!(
             r#"
 listeners: [{{ address: "127.0.0.1:18080" }}, {{ address: "0.0.0.0:18081" }}]

@@ -26,6 +26,8 @@ pub struct Config {
     /// Where runtime state lives (SPEC §5); see `config::state`.
     pub state: super::state::StateSection,
     pub access_log: super::AccessLog,
+    /// How endpoint host names are looked up at run time (SPEC §3.10); see `config::resolver`.
+    pub resolver: super::resolver::ResolverSection,
 }
 
 /// A pool with its endpoints parsed.

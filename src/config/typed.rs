@@ -5,6 +5,7 @@
 //! Each list here runs parallel to the list of the same name in the file (`pools[i]` here is
 //! `file.pools[i]` there), so a new schema field needs a line here only when it must be parsed.
 
+use std::net::SocketAddr;
 use std::ops::{Deref, RangeInclusive};
 use std::time::Duration;
 
@@ -163,7 +164,13 @@ impl Validated {
             }
         }
         let names: Vec<&str> = unresolved.iter().map(|(_, a)| a.as_str()).collect();
-        let found = lookup_all(&names, LOOKUP_BUDGET);
+        // The servers the resolver will ask, when named; else the system's own lookup.
+        let servers = self.file.resolver.nameserver_addrs();
+        let found: Vec<Result<Vec<SocketAddr>, String>> = if servers.is_empty() {
+            lookup_all(&names, LOOKUP_BUDGET)
+        } else {
+            crate::dns::lookup::lookup_blocking(&servers, &names, LOOKUP_BUDGET)
+        };
         let mut warnings = Vec::new();
         for ((path, addr), found) in unresolved.into_iter().zip(found) {
             match found {

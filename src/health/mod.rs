@@ -15,10 +15,8 @@
 mod drain_log;
 pub mod monitor;
 mod probe;
-pub mod resolve;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +28,7 @@ use tokio::time::Instant;
 
 use self::monitor::{CheckFailure, MonitorSpec, Streak};
 use crate::affinity::EndpointId;
-use crate::balancer::{EndpointState, Snapshot};
+use crate::balancer::{Addresses, EndpointState, Snapshot};
 use crate::clock::unix_now;
 use crate::instance::Instance;
 use crate::tls::origin::Origin;
@@ -46,13 +44,15 @@ pub struct EndpointWatch {
 }
 
 /// One monitored endpoint, keyed by its [`EndpointId`] (stable across reloads).
-struct Tracked {
+pub(crate) struct Tracked {
     state: Arc<EndpointState>,
     pool: String,
     name: String,
     label: String,
     monitor: Arc<MonitorSpec>,
-    addr: SocketAddr,
+    /// The endpoint's current addresses; a check passes when one of them, tried in order, does
+    /// (as a request moves on to the next address, SPEC §3.10).
+    addrs: Arc<Addresses>,
     host: Option<String>,
     /// The endpoint's TLS settings, which an `https` check uses.
     origin: Origin,
@@ -73,13 +73,13 @@ struct Running {
 
 /// Brings `tracked` in line with `snap`: adds new endpoints (due at once), refreshes changed
 /// ones, drops removed ones, and marks endpoints of unmonitored pools healthy.
-fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instant) {
+pub(crate) fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instant) {
     let mut seen = HashSet::new();
     for pool in &snap.pools {
         for e in &pool.endpoints {
             let Some(monitor) = &pool.monitor else {
-                // An unresolved endpoint keeps the re-resolver's reason (a loop) if it has one.
-                if e.addr.get().is_some() {
+                // An unresolved endpoint keeps the resolver's reason (a loop) if it has one.
+                if e.state.addresses.is_known() {
                     e.state.set_reason("its pool has no monitor");
                 }
                 if e.state.set_healthy(true) {
@@ -87,9 +87,10 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 }
                 continue;
             };
-            // A name that has not resolved has nothing to check; once the re-resolver attaches
-            // an address, the endpoint is tracked like a new one and checked at once.
-            let Some(addr) = e.addr.get() else {
+            // A name that has not resolved has nothing to check; once the resolver finds an
+            // address, the endpoint is tracked like a new one and checked at once (and again
+            // whenever its addresses change).
+            let Some(addrs) = e.state.addresses.load() else {
                 continue;
             };
             seen.insert(e.id);
@@ -106,7 +107,7 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 name: e.name.clone(),
                 label: e.label.clone(),
                 monitor: monitor.clone(),
-                addr,
+                addrs: addrs.clone(),
                 host: e.host.clone(),
                 origin: e.origin.clone(),
                 streak: Streak::default(),
@@ -114,9 +115,10 @@ fn sync(snap: &Snapshot, tracked: &mut HashMap<EndpointId, Tracked>, now: Instan
                 running: false,
                 checked: false,
             });
-            if t.monitor != *monitor || t.addr != addr || t.host != e.host || t.origin != e.origin {
+            let moved = t.addrs.list != addrs.list;
+            if t.monitor != *monitor || moved || t.host != e.host || t.origin != e.origin {
                 t.monitor = monitor.clone();
-                t.addr = addr;
+                t.addrs = addrs;
                 t.host = e.host.clone();
                 t.origin = e.origin.clone();
                 t.next_due = now;
@@ -214,15 +216,17 @@ impl BackgroundService for EndpointWatch {
                 }
                 t.running = true;
                 t.next_due = now + t.monitor.interval;
-                let (prober, spec, addr, host, origin) = (
+                let (prober, spec, addrs, host, origin) = (
                     prober.clone(),
                     t.monitor.clone(),
-                    t.addr,
+                    t.addrs.clone(),
                     t.host.clone(),
                     t.origin.clone(),
                 );
                 let handle = checks.spawn(async move {
-                    prober.check(&spec, addr, host.as_deref(), &origin).await
+                    prober
+                        .check_any(&spec, &addrs.list, host.as_deref(), &origin)
+                        .await
                 });
                 let state = t.state.clone();
                 running.insert(handle.id(), Running { id, state });

@@ -121,6 +121,25 @@ impl Prober {
             .unwrap_or(Err(CheckFailure::Timeout(spec.timeout)))
     }
 
+    /// Checks each of an endpoint's `addrs` in order, as [`Prober::check`], until one passes;
+    /// the last failure otherwise.
+    pub async fn check_any(
+        &self,
+        spec: &MonitorSpec,
+        addrs: &[SocketAddr],
+        endpoint_host: Option<&str>,
+        origin: &Origin,
+    ) -> Result<String, CheckFailure> {
+        let mut last = Err(CheckFailure::Io("no address to check".into()));
+        for &addr in addrs {
+            last = self.check(spec, addr, endpoint_host, origin).await;
+            if last.is_ok() {
+                break;
+            }
+        }
+        last
+    }
+
     /// The probe of a check type.
     fn probe_for(&self, kind: MonitorKind) -> &dyn Probe {
         match kind {

@@ -11,7 +11,13 @@ use crate::balancer::{Endpoint, Lifecycle, Snapshot};
 pub struct EndpointView {
     pub pool: String,
     pub name: String,
+    /// `address` as written (`host:port` or an IP literal).
     pub address: String,
+    /// Where it is reached now, in the order tried (SPEC §3.10); empty while a name has never
+    /// resolved.
+    pub addresses: Vec<std::net::SocketAddr>,
+    /// Unix seconds of the lookup that found `addresses`; `None` for an IP literal.
+    pub resolved_at: Option<u64>,
     pub weight: f64,
     pub healthy: bool,
     /// What the last health check found (`None` before the first check).
@@ -54,10 +60,13 @@ pub fn endpoint_view(snap: &Snapshot, pool: usize, e: &Endpoint, now: u64) -> En
         Lifecycle::Draining { remaining } => ("draining", Some(remaining)),
         Lifecycle::Drained => ("drained", None),
     };
+    let now_at = e.state.addresses.load();
     EndpointView {
         pool: snap.pools[pool].id.clone(),
         name: e.name.clone(),
-        address: e.addr.to_string(),
+        address: e.addr.as_str().to_string(),
+        addresses: now_at.as_ref().map(|a| a.list.clone()).unwrap_or_default(),
+        resolved_at: now_at.and_then(|a| a.resolved_at),
         weight: e.weight,
         healthy: e.healthy(),
         health_reason: e.state.reason(),
@@ -80,6 +89,8 @@ impl EndpointView {
             "pool": self.pool,
             "name": self.name,
             "address": self.address,
+            "addresses": self.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "resolved_at": self.resolved_at,
             "weight": self.weight,
             "healthy": self.healthy,
             "health_reason": self.health_reason,

@@ -160,11 +160,31 @@ fn endpoint_row(out: &mut String, e: &EndpointView) {
         "<tr data-endpoint=\"{pool}/{name}\"><td>{name}</td><td>{}{tls}</td><td>{health}</td>\
          <td class=state>{state}{how}</td><td class=num>{}</td><td class=num>{}</td>\
          <td class=num>{}</td><td>{chart}<span class=num>{now:.1}</span></td><td>{action}</td></tr>",
-        esc(&e.address),
+        addresses_cell(e),
         e.weight,
         e.inflight,
         e.requests,
     );
+}
+
+/// The address as written and, for a name, where it points now and since when (SPEC §3.10).
+fn addresses_cell(e: &EndpointView) -> String {
+    let written = esc(&e.address);
+    let Some(at) = e.resolved_at else {
+        if e.addresses.is_empty() {
+            return format!("{written} <span class=bad>(unresolved)</span>");
+        }
+        return written;
+    };
+    let now: Vec<String> = e.addresses.iter().map(ToString::to_string).collect();
+    let when = jiff::Timestamp::from_second(i64::try_from(at).unwrap_or(i64::MAX))
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    format!(
+        "{written} → {} <span class=muted>(resolved {})</span>",
+        esc(&now.join(", ")),
+        esc(&when)
+    )
 }
 
 /// What the address cell says about origin TLS: nothing for plain HTTP, a quiet `TLS` when the

@@ -132,7 +132,7 @@ pub fn write(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
         balancer: routed.map(|(snap, d)| snap.balancers[d.balancer].name.as_str()),
         pool: routed.map(|(snap, d)| snap.pools[d.target.pool].id.as_str()),
         endpoint: endpoint.map(|ep| ep.name.as_str()),
-        upstream: endpoint.and_then(|ep| ep.addr.get()),
+        upstream: endpoint.and(ctx.attempts.current_address()),
         outcome: routed.map(|(_, d)| d.outcome.as_str()),
         connect_ms: ctx.timing.upstream_connect.map(ms),
         reused: ctx

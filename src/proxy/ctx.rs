@@ -1,12 +1,12 @@
 //! The per-request context: the snapshot the request reads, its facts, the decision, the
 //! endpoints tried, and timings.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::balancer::{Decision, EndpointRef, EndpointState, Snapshot};
+use crate::balancer::{Addresses, Decision, EndpointRef, EndpointState, Snapshot};
 
 /// How and when the request arrived, kept for later hooks (the router's view of the request
 /// is `balancer::RequestFacts`, which borrows it and lives only while routing).
@@ -44,6 +44,55 @@ impl Drop for InFlight {
 pub struct Attempts {
     pub tried: Vec<EndpointRef>,
     pub inflight: Option<InFlight>,
+    /// The address of the current endpoint this request connects to (SPEC §3.10).
+    pub address: Option<AddressPick>,
+}
+
+/// Which of an endpoint's addresses a request uses: the list it read once (a change by the
+/// resolver mid-request does not reorder its attempts) and the position in it.
+#[derive(Debug)]
+pub struct AddressPick {
+    pub target: EndpointRef,
+    pub list: Arc<Addresses>,
+    pub index: usize,
+}
+
+impl Attempts {
+    /// The address to connect to for `target`: the one this request is at if it is already on
+    /// `target` (a retry after a connect failure moved it on), else the first current one;
+    /// `None` while the endpoint has none.
+    pub fn address_for(
+        &mut self,
+        target: EndpointRef,
+        state: &EndpointState,
+    ) -> Option<SocketAddr> {
+        if self.address.as_ref().is_none_or(|p| p.target != target) {
+            let list = state.addresses.load()?;
+            self.address = Some(AddressPick {
+                target,
+                list,
+                index: 0,
+            });
+        }
+        let pick = self.address.as_ref()?;
+        pick.list.list.get(pick.index).copied()
+    }
+
+    /// Moves on to the current endpoint's next address after a connect failure; returns the
+    /// address that failed and the next one, or `None` when every address was tried.
+    pub fn next_address(&mut self) -> Option<(SocketAddr, SocketAddr)> {
+        let pick = self.address.as_mut()?;
+        let failed = *pick.list.list.get(pick.index)?;
+        let next = *pick.list.list.get(pick.index + 1)?;
+        pick.index += 1;
+        Some((failed, next))
+    }
+
+    /// The address the current attempt connects to.
+    pub fn current_address(&self) -> Option<SocketAddr> {
+        let pick = self.address.as_ref()?;
+        pick.list.list.get(pick.index).copied()
+    }
 }
 
 /// Timings for the access log.

@@ -207,13 +207,15 @@ impl ProxyHttp for Adapter {
         // or, after a stale pooled connection broke, the same endpoint on a fresh connection.
         let target = decision.target;
         let endpoint = snap.endpoint(target);
-        // Routing never picks an endpoint whose name has not resolved (it is not healthy).
-        let Some(peer) = endpoint.origin.peer() else {
+        // Routing never picks an endpoint whose name has not resolved (it is not healthy); a
+        // connect failure may have moved the request on to the endpoint's next address.
+        let Some(addr) = ctx.attempts.address_for(target, &endpoint.state) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "routed to an endpoint with no address",
             ));
         };
+        let peer = endpoint.origin.peer_at(addr);
         ctx.attempts.tried.push(target);
         ctx.attempts.inflight = Some(InFlight::start(&endpoint.state));
         ctx.timing.upstream_started = Some(Instant::now());

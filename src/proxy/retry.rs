@@ -24,6 +24,17 @@ pub fn on_connect_failure(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error>
     let (Some(snap), Some(failed), Some(facts)) = (&ctx.snapshot, ctx.decision, &ctx.facts) else {
         return e;
     };
+    // An endpoint with several addresses is unreachable only once all of them failed (SPEC
+    // §3.10): the next one first, on the same endpoint, with no failover counted.
+    if let Some((down, next)) = ctx.attempts.next_address() {
+        log::info!(
+            "{}: {down}{}; trying its next address {next}",
+            snap.endpoint(failed.target).label,
+            Why(&e)
+        );
+        e.set_retry(true);
+        return e;
+    }
     let pick = PickFacts {
         client: HashKey::of_ip(facts.client),
         random: fastrand::u64(..),

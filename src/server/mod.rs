@@ -53,7 +53,7 @@ use pingora::services::{ServiceHandle, ServiceWithDependents};
 
 use crate::acme::AcmeService;
 use crate::config::ServerSection;
-use crate::health::resolve::Resolver;
+use crate::dns::Resolver;
 use crate::health::EndpointWatch;
 use crate::instance::Instance;
 use crate::ops::admin::AdminApi;

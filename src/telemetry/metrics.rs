@@ -39,6 +39,7 @@ struct Metrics {
     endpoint_healthy: IntGaugeVec,
     endpoint_enabled: IntGaugeVec,
     endpoint_inflight: IntGaugeVec,
+    dns_lookups: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -135,6 +136,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "tether_endpoint_inflight_requests",
             "Requests sent to the endpoint and not yet finished.",
             &["pool", "endpoint"],
+        ),
+        dns_lookups: counter(
+            &r,
+            "tether_dns_lookups_total",
+            "Lookups of endpoint host names by the resolver, by result (ok, failed).",
+            &["result"],
         ),
         registry: r,
     }
@@ -267,6 +274,12 @@ pub fn retries_by_balancer() -> std::collections::HashMap<String, u64> {
         }
     }
     out
+}
+
+/// Counts one lookup of an endpoint host name by the resolver (SPEC §3.10).
+pub fn record_dns_lookup(ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    METRICS.dns_lookups.with_label_values(&[result]).inc();
 }
 
 /// Counts a monitor verdict flip of `pool`/`endpoint` to `healthy` (true) or unhealthy.

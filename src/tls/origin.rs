@@ -1,12 +1,14 @@
-//! How tether reaches one endpoint: a Pingora peer built once per config load (address, TLS,
-//! SNI, certificate checks, CA), so that a request only clones it, and so that every request to
-//! the endpoint presents an identical peer and Pingora reuses its pooled connections.
+//! How tether reaches one endpoint: a Pingora peer built once per config load (TLS, SNI,
+//! certificate checks, CA), so that a request only clones it and sets the address it connects
+//! to, and so that every request to one address presents an identical peer and Pingora reuses
+//! its pooled connections. Pingora pools by the peer's hash, which includes the address: when
+//! the resolver moves an endpoint, connections pooled to its old address are never reused.
 //!
 //! With `verify: true` OpenSSL checks the chain and tether checks the name itself, after the
 //! handshake (`cert_name` says why): Pingora's own host-name check is turned off.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::protocols::tls::{CaType, HandshakeCompleteHook, TlsRef};
@@ -24,9 +26,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// An endpoint's connection settings, compiled.
 #[derive(Debug, Clone)]
 pub struct Origin {
-    /// The peer every proxied request clones; built once the endpoint's address is known (an
-    /// endpoint host name may resolve only after the config loaded).
-    peer: OnceLock<HttpPeer>,
+    /// The peer every proxied request clones, its address set to the one it connects to (the
+    /// endpoint's addresses are runtime state: `balancer::Addresses`).
+    template: HttpPeer,
     tls: bool,
     /// The TLS parameters, kept apart so an `https` monitor can use them on an endpoint that is
     /// proxied in plain HTTP.
@@ -41,44 +43,34 @@ impl PartialEq for Origin {
     fn eq(&self, other: &Self) -> bool {
         (self.is_tls(), &self.sni, self.verify, &self.ca_path)
             == (other.is_tls(), &other.sni, other.verify, &other.ca_path)
-            && self.peer.get().map(|p| &p._address) == other.peer.get().map(|p| &p._address)
     }
 }
 
 impl Origin {
-    /// Builds the peer for `addr` with `tls` (its CA list already read by validation); with no
-    /// address yet, [`Origin::attach`] builds it later. (`verify: false` is warned about by
-    /// validation, `config::warnings`.)
-    pub fn compile(addr: Option<SocketAddr>, tls: &OriginTls) -> Origin {
-        let origin = Origin {
-            peer: OnceLock::new(),
+    /// Builds the request peer's template with `tls` (its CA list already read by validation).
+    /// (`verify: false` is warned about by validation, `config::warnings`.)
+    pub fn compile(tls: &OriginTls) -> Origin {
+        let mut origin = Origin {
+            template: HttpPeer::new(UNSET, false, String::new()),
             tls: tls.enabled,
             sni: tls.sni.clone(),
             verify: tls.verify,
             ca: tls.ca.clone(),
             ca_path: tls.ca_path.clone(),
         };
-        if let Some(addr) = addr {
-            origin.attach(addr);
+        origin.template = origin.peer_for(UNSET, origin.tls, CONNECT_TIMEOUT);
+        if origin.tls {
+            // h2 when the origin offers it by ALPN, else HTTP/1.1.
+            origin.template.options.alpn = ALPN::H2H1;
         }
         origin
     }
 
-    /// Builds the peer for `addr`, once; later calls change nothing.
-    pub fn attach(&self, addr: SocketAddr) {
-        self.peer.get_or_init(|| {
-            let mut peer = self.peer_for(addr, self.tls, CONNECT_TIMEOUT);
-            if self.tls {
-                // h2 when the origin offers it by ALPN, else HTTP/1.1.
-                peer.options.alpn = ALPN::H2H1;
-            }
-            peer
-        });
-    }
-
-    /// The peer for one proxied request; `None` while the endpoint has no address.
-    pub fn peer(&self) -> Option<Box<HttpPeer>> {
-        self.peer.get().map(|p| Box::new(p.clone()))
+    /// The peer for one proxied request to `addr`, one of the endpoint's current addresses.
+    pub fn peer_at(&self, addr: SocketAddr) -> Box<HttpPeer> {
+        let mut peer = Box::new(self.template.clone());
+        peer._address = pingora::protocols::l4::socket::SocketAddr::Inet(addr);
+        peer
     }
 
     /// Whether requests reach the endpoint over TLS.
@@ -116,6 +108,12 @@ impl Origin {
         &self.sni
     }
 }
+
+/// The template's address until a request sets its own; never connected to.
+const UNSET: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
 
 /// A certificate OpenSSL verified that does not name the server tether meant to reach.
 #[derive(Debug)]
@@ -164,9 +162,13 @@ mod tests {
     #[test]
     fn every_request_presents_the_same_peer_so_connections_are_reused() {
         let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let o = Origin::compile(Some(addr), &tls(true, true));
-        let (a, b) = (o.peer().unwrap(), o.peer().unwrap());
+        let o = Origin::compile(&tls(true, true));
+        let (a, b) = (o.peer_at(addr), o.peer_at(addr));
         assert_eq!(a.reuse_hash(), b.reuse_hash());
+        // Another address (the resolver moved the endpoint) is another pool of connections.
+        let moved = o.peer_at("127.0.0.3:8443".parse().unwrap());
+        assert_ne!(a.reuse_hash(), moved.reuse_hash());
+        assert_eq!(moved.address().to_string(), "127.0.0.3:8443");
         assert!(a.is_tls());
         assert_eq!(a.sni(), "origin.example");
         assert!(a.verify_cert());
@@ -180,27 +182,20 @@ mod tests {
     #[test]
     fn plain_and_unverified_peers_differ_from_verified_ones() {
         let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let plain = Origin::compile(Some(addr), &tls(false, true))
-            .peer()
-            .unwrap();
+        let plain = Origin::compile(&tls(false, true)).peer_at(addr);
         assert!(!plain.is_tls());
         assert_eq!(plain.sni(), "");
         assert_eq!(plain.options.alpn, ALPN::H1);
-        let loose = Origin::compile(Some(addr), &tls(true, false))
-            .peer()
-            .unwrap();
+        let loose = Origin::compile(&tls(true, false)).peer_at(addr);
         assert!(!loose.verify_cert() && !loose.verify_hostname());
         assert!(loose.options.upstream_tls_handshake_complete_hook.is_none());
-        let strict = Origin::compile(Some(addr), &tls(true, true))
-            .peer()
-            .unwrap();
+        let strict = Origin::compile(&tls(true, true)).peer_at(addr);
         assert_ne!(loose.reuse_hash(), strict.reuse_hash());
     }
 
     #[test]
     fn a_monitor_peer_keeps_the_checks_on_another_port() {
-        let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let o = Origin::compile(Some(addr), &tls(false, true));
+        let o = Origin::compile(&tls(false, true));
         let other: SocketAddr = "127.0.0.1:9443".parse().unwrap();
         let p = o.peer_for(other, true, Duration::from_secs(2));
         assert!(p.is_tls() && p.verify_cert());

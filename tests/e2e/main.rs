@@ -33,6 +33,7 @@ mod listener_certs;
 mod origin_names;
 mod origin_tls;
 mod origin_tls_failover;
+mod resolver;
 mod tls;
 
 // Operating tether: config, reloads, upgrades, the admin API and page, logs and metrics.

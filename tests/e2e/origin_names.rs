@@ -62,8 +62,13 @@ fn unresolvable_origin_gets_no_traffic_and_others_serve() {
     let r = admin(admin_port, "POST", "/reload", None);
     assert_eq!(r.status, 200, "{}", r.body);
     let status = admin(admin_port, "GET", "/status", None).json();
-    let b = status.to_string();
-    assert!(b.contains("app-1.invalid:80 (unresolved)"), "{b}");
+    let b = &status["pools"][0]["endpoints"][1];
+    assert_eq!(b["address"], "app-1.invalid:80", "{b}");
+    assert_eq!(b["addresses"], serde_json::json!([]), "{b}");
+    assert!(
+        b["health_reason"].as_str().unwrap().contains("not used"),
+        "{b}"
+    );
     for _ in 0..30 {
         let r = get(&c, &t.url("/"), None, &[]);
         assert_eq!((r.status, r.endpoint()), (200, "a"), "{}", r.body);

@@ -35,6 +35,7 @@ pub fn validate(config: Config) -> Result<Validated, Vec<ConfigError>> {
     }
     limits(&config.limits, e);
     super::state::validate_state(&config.state, e);
+    super::resolver::validate_resolver(&config.resolver, e);
     cookie_secret(&config, e);
     let monitor_ids = unique(
         config.monitors.iter().map(|m| m.id.as_str()),

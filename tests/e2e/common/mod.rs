@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod browser;
+pub mod dns;
 pub mod h2raw;
 pub mod hostile;
 pub mod hostile_mix;
