@@ -14,8 +14,8 @@ use crate::affinity::sessions::SessionStore;
 use crate::affinity::token::CookieKeys;
 use crate::affinity::EndpointId;
 use crate::config::{
-    Affinity, Config, Failover, LoadBalancer, MonitorSpec, PoolConfig, RetryStatuses,
-    SessionHeader, SteeringPolicy, TypedBalancer, TypedPool, Validated,
+    Affinity, Config, Failover, MonitorSpec, RetryStatuses, SessionHeader, SteeringPolicy,
+    TypedBalancer, TypedPool, Validated,
 };
 use crate::telemetry::metrics::BalancerCounters;
 use crate::tls::listener_certs::ListenerCerts;
@@ -130,27 +130,20 @@ impl Snapshot {
         };
 
         let monitors: Vec<Arc<MonitorSpec>> = typed_monitors.into_iter().map(Arc::new).collect();
-        let pools: Vec<Pool> = config
-            .pools
+        let pools: Vec<Pool> = typed_pools
             .iter()
-            .zip(&typed_pools)
-            .map(|(p, typed)| compile_pool(p, typed, &monitors))
+            .map(|p| compile_pool(p, &monitors))
             .collect();
-        let mut balancers = Vec::with_capacity(config.load_balancers.len());
+        let mut balancers = Vec::with_capacity(typed_balancers.len());
         let mut exact = HashMap::new();
         let mut wildcard = None;
-        for (bi, (lb, typed)) in config
-            .load_balancers
-            .iter()
-            .zip(typed_balancers)
-            .enumerate()
-        {
+        for (bi, typed) in typed_balancers.into_iter().enumerate() {
             if typed.name == "*" {
                 wildcard = Some(bi);
             } else {
                 exact.insert(typed.name.trim_end_matches('.').to_string(), bi);
             }
-            balancers.push(compile_balancer(lb, typed, &pools));
+            balancers.push(compile_balancer(typed, &pools));
         }
         Snapshot {
             balancers,
@@ -244,37 +237,36 @@ fn seeded_state(addr: &crate::config::OriginAddr) -> Arc<EndpointState> {
 
 /// One pool of the config, compiled: its endpoints with fresh runtime state (adopted at commit),
 /// its steering policy over their weights, and its monitor.
-fn compile_pool(p: &PoolConfig, typed: &TypedPool, monitors: &[Arc<MonitorSpec>]) -> Pool {
+fn compile_pool(p: &TypedPool, monitors: &[Arc<MonitorSpec>]) -> Pool {
     let endpoints: Vec<Endpoint> = p
         .endpoints
         .iter()
-        .zip(&typed.endpoints)
-        .map(|(e, t)| Endpoint {
+        .map(|e| Endpoint {
             name: e.name.clone(),
-            id: EndpointId::of(&p.pool.id, &e.name),
-            addr: t.addr.clone(),
+            id: EndpointId::of(&p.id, &e.name),
+            addr: e.addr.clone(),
             weight: e.weight,
             enabled: e.enabled,
-            host: t.host.clone(),
-            origin: Origin::compile(&t.tls),
-            label: format!("{}/{}", p.pool.id, e.name),
-            state: seeded_state(&t.addr),
+            host: e.host.clone(),
+            origin: Origin::compile(&e.tls),
+            label: format!("{}/{}", p.id, e.name),
+            state: seeded_state(&e.addr),
         })
         .collect();
     let weights: Vec<f64> = endpoints.iter().map(|e| e.weight).collect();
     Pool {
-        id: p.pool.id.clone(),
+        id: p.id.clone(),
         endpoints,
-        minimum_origins: p.pool.minimum_origins,
-        steering: steering::policy(p.pool.origin_steering.policy, &weights),
-        monitor: typed.monitor.map(|m| monitors[m].clone()),
+        minimum_origins: p.minimum_origins,
+        steering: steering::policy(p.policy, &weights),
+        monitor: p.monitor.map(|m| monitors[m].clone()),
     }
 }
 
 /// One load balancer of the config, compiled over the compiled `pools`: its affinity policy and
 /// the endpoints its cookies may name, by id. No session store or counters yet (commit adds
 /// them).
-fn compile_balancer(lb: &LoadBalancer, typed: TypedBalancer, pools: &[Pool]) -> Balancer {
+fn compile_balancer(typed: TypedBalancer, pools: &[Pool]) -> Balancer {
     let mut by_id = HashMap::new();
     for &pi in typed.default_pools.iter().chain([&typed.fallback]) {
         for (ei, e) in pools[pi].endpoints.iter().enumerate() {
@@ -287,27 +279,26 @@ fn compile_balancer(lb: &LoadBalancer, typed: TypedBalancer, pools: &[Pool]) -> 
             );
         }
     }
-    let attrs = &lb.session_affinity_attributes;
     Balancer {
         name: typed.name,
         pools: typed.default_pools,
         fallback: typed.fallback,
-        steering: lb.steering_policy,
-        always_use_https: lb.always_use_https,
+        steering: typed.steering,
+        always_use_https: typed.always_use_https,
         affinity: AffinityPolicy {
-            mode: lb.session_affinity,
+            mode: typed.mode,
             ttl: typed.ttl,
             cookie: CookieAttributes {
-                secure: attrs.secure,
-                samesite: attrs.samesite,
-                always_use_https: lb.always_use_https,
+                secure: typed.secure,
+                samesite: typed.samesite,
+                always_use_https: typed.always_use_https,
             },
-            drain_duration: attrs.drain_duration,
-            failover: attrs.zero_downtime_failover,
-            failover_across_pools: lb.adaptive_routing.failover_across_pools,
+            drain_duration: typed.drain_duration,
+            failover: typed.failover,
+            failover_across_pools: typed.failover_across_pools,
             headers: typed.session_headers,
-            require_all_headers: attrs.require_all_headers,
-            max_sessions: lb.max_sessions,
+            require_all_headers: typed.require_all_headers,
+            max_sessions: typed.max_sessions,
         },
         retry_on: typed.retry_on,
         by_id,

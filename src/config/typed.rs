@@ -2,8 +2,11 @@
 //! that nothing downstream parses (or resolves) a string again. Compiling a snapshot from a
 //! [`Validated`] config therefore cannot fail.
 //!
-//! Each list here runs parallel to the list of the same name in the file (`pools[i]` here is
-//! `file.pools[i]` there), so a new schema field needs a line here only when it must be parsed.
+//! One tree from validation to compile: a pool, endpoint or balancer here holds every value a
+//! snapshot is compiled from, parsed or copied from the file, so compiling reads this tree alone
+//! and never zips it back together with the file's lists (`pools[i]` here was `file.pools[i]`
+//! there; the file's lists stay only as written, for display). A new schema field that the
+//! running proxy uses gets a field here, set by its section's validator.
 
 use std::net::SocketAddr;
 use std::ops::{Deref, RangeInclusive};
@@ -12,7 +15,10 @@ use std::time::Duration;
 use super::address::{lookup_all, OriginAddr, LOOKUP_BUDGET};
 use super::listener_tls::CertKey;
 use super::origin_tls::OriginTls;
-use super::schema::{Affinity, Config, Monitor, MonitorKind};
+use super::schema::{
+    Affinity, Config, Failover, Monitor, MonitorKind, OriginPolicy, SameSite, Secure,
+    SteeringPolicy,
+};
 use super::values::{ExpectedCodes, RetryStatuses, SessionHeader};
 
 /// A config that passed validation, with its parsed values.
@@ -102,18 +108,25 @@ impl MonitorSpec {
     }
 }
 
-/// A pool's parsed values.
+/// A pool, validated.
 #[derive(Debug, Clone)]
 pub struct TypedPool {
+    pub id: String,
+    pub minimum_origins: usize,
+    pub policy: OriginPolicy,
     /// The pool's monitor, as an index into `monitors`.
     pub monitor: Option<usize>,
     /// Per `endpoints[j]`.
     pub endpoints: Vec<TypedEndpoint>,
 }
 
-/// An endpoint's parsed values.
+/// An endpoint, validated.
 #[derive(Debug, Clone)]
 pub struct TypedEndpoint {
+    pub name: String,
+    /// 0..=1.
+    pub weight: f64,
+    pub enabled: bool,
     /// `address`: an IP, or a host name resolved at validation if it could be.
     pub addr: OriginAddr,
     /// The `Host` override from `header`, if any.
@@ -122,11 +135,23 @@ pub struct TypedEndpoint {
     pub tls: OriginTls,
 }
 
-/// A load balancer's parsed values, with every default applied.
+/// A load balancer, validated, with every default applied.
 #[derive(Debug, Clone)]
 pub struct TypedBalancer {
     /// `name`, lower-cased: how a `Host` is matched against it.
     pub name: String,
+    pub steering: SteeringPolicy,
+    pub always_use_https: bool,
+    pub mode: Affinity,
+    pub secure: Secure,
+    pub samesite: SameSite,
+    /// `session_affinity_attributes.drain_duration`, seconds.
+    pub drain_duration: u64,
+    pub failover: Failover,
+    /// `adaptive_routing.failover_across_pools`.
+    pub failover_across_pools: bool,
+    pub require_all_headers: bool,
+    pub max_sessions: u64,
     /// `default_pools`, as indices into `pools`.
     pub default_pools: Vec<usize>,
     /// `fallback_pool`, or the last default pool.

@@ -19,7 +19,7 @@ pub(super) fn of(valid: &Validated) -> Vec<String> {
             if ep.tls.enabled && !ep.tls.verify {
                 out.push(format!(
                     "pools[{i}].endpoints[{j}].tls.verify: {}/{}: origin TLS with verify: false accepts any certificate",
-                    valid.file.pools[i].pool.id, valid.file.pools[i].endpoints[j].name
+                    pool.id, ep.name
                 ));
             }
         }

@@ -32,8 +32,19 @@ pub(super) fn load_balancer(
         return None;
     }
     let default_ttl = session_ttl(lb.session_affinity).map_or(0, |(default, _)| default);
+    let attrs = &lb.session_affinity_attributes;
     Some(TypedBalancer {
         name: lb.name.to_ascii_lowercase(),
+        steering: lb.steering_policy,
+        always_use_https: lb.always_use_https,
+        mode: lb.session_affinity,
+        secure: attrs.secure,
+        samesite: attrs.samesite,
+        drain_duration: attrs.drain_duration,
+        failover: attrs.zero_downtime_failover,
+        failover_across_pools: lb.adaptive_routing.failover_across_pools,
+        require_all_headers: attrs.require_all_headers,
+        max_sessions: lb.max_sessions,
         default_pools,
         fallback: fallback?,
         ttl: lb.session_affinity_ttl.unwrap_or(default_ttl),

@@ -67,7 +67,13 @@ pub(super) fn pool(
         .filter_map(|(j, ep)| endpoint(p, ep, &format!("{list}[{j}]"), pool_ca.as_ref(), e))
         .collect();
     let complete = endpoints.len() == p.endpoints.len();
-    complete.then_some(TypedPool { monitor, endpoints })
+    complete.then_some(TypedPool {
+        id: p.pool.id.clone(),
+        minimum_origins: p.pool.minimum_origins,
+        policy: p.pool.origin_steering.policy,
+        monitor,
+        endpoints,
+    })
 }
 
 /// One endpoint of pool `p` at `path`: its address parsed, its origin TLS resolved over the
@@ -125,5 +131,12 @@ fn endpoint(
     );
     let own = ep.tls.as_ref().is_some_and(|t| t.ca_path.is_some());
     tls.ca = if own { own_ca } else { pool_ca.cloned() };
-    Some(TypedEndpoint { addr, host, tls })
+    Some(TypedEndpoint {
+        name: ep.name.clone(),
+        weight: ep.weight,
+        enabled: ep.enabled,
+        addr,
+        host,
+        tls,
+    })
 }
