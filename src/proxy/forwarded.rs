@@ -5,26 +5,71 @@
 //! commonly trust `X-Real-IP` for rate limits, allow-lists and audit logs.
 
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use http::HeaderName;
 
 /// Request headers by which a client could lie about its address, host, port or scheme to the
 /// upstream; removed from what an untrusted peer sends. `X-Forwarded-For` is not among them: it
 /// is kept and extended (the upstream sees the whole chain and where tether got it from), and
 /// `X-Forwarded-Proto` is always set by tether.
-pub const CLIENT_CLAIMS: [&str; 4] = [
-    "forwarded",
-    "x-real-ip",
-    "x-forwarded-host",
-    "x-forwarded-port",
+pub const CLIENT_CLAIMS: [HeaderName; 4] = [
+    http::header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-port"),
 ];
+
+/// True when `headers` holds any of [`CLIENT_CLAIMS`]: one pass over the few names a request
+/// has, cheaper than looking each claim up (a request rarely carries one).
+pub fn has_client_claims<T>(headers: &http::HeaderMap<T>) -> bool {
+    headers.keys().any(|k| CLIENT_CLAIMS.contains(k))
+}
+
+/// Appends `ip` as text: IPv4 in dotted decimal without `Ipv4Addr`'s padding-aware `Display`
+/// (which runs the formatter four times; this runs on every request), IPv6 through `Display`.
+pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let (buf, n) = dotted(v4);
+            out.extend_from_slice(&buf[..n]);
+        }
+        // Writing an address into a Vec cannot fail.
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
+/// `v4` in dotted decimal: the text is the first `n` bytes of the buffer.
+pub fn dotted(v4: Ipv4Addr) -> ([u8; 15], usize) {
+    let mut buf = [0u8; 15];
+    let mut n = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        let digits = [octet / 100, octet / 10 % 10, octet % 10];
+        let skip = match octet {
+            100.. => 0,
+            10..=99 => 1,
+            _ => 2,
+        };
+        for d in &digits[skip..] {
+            buf[n] = b'0' + d;
+            n += 1;
+        }
+    }
+    (buf, n)
+}
 
 /// The `X-Real-IP` value for `client` (the address after `trusted_proxies`), in one buffer sized
 /// for the longest address text.
 pub fn real_ip_value(client: IpAddr) -> Vec<u8> {
     // "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255" is the longest an address prints.
     let mut out = Vec::with_capacity(45);
-    // Writing an address into a Vec cannot fail.
-    let _ = write!(out, "{client}");
+    write_ip(&mut out, client);
     out
 }
 
@@ -71,8 +116,7 @@ where
             out.extend_from_slice(b", ");
         }
     }
-    // Writing an address into a Vec cannot fail.
-    let _ = write!(out, "{peer}");
+    write_ip(out, peer);
 }
 
 #[cfg(test)]
@@ -137,6 +181,31 @@ mod tests {
             assert_eq!(String::from_utf8_lossy(&v), a);
             assert!(v.len() <= 45, "{a}");
         }
+    }
+
+    #[test]
+    fn dotted_quads_print_as_display_does() {
+        for a in [
+            "0.0.0.0",
+            "10.2.30.255",
+            "192.168.100.9",
+            "255.255.255.255",
+            "1.20.3.99",
+        ] {
+            let v4: Ipv4Addr = a.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let (buf, n) = dotted(v4);
+            assert_eq!(&buf[..n], a.as_bytes());
+        }
+    }
+
+    #[test]
+    fn client_claims_are_found_by_any_case() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        h.insert("host", "a".parse().unwrap());
+        assert!(!has_client_claims(&h));
+        h.insert("X-Forwarded-Port", "1".parse().unwrap());
+        assert!(has_client_claims(&h));
     }
 
     #[test]

@@ -347,12 +347,9 @@ impl ProxyHttp for Adapter {
         };
         forwarded::upstream_value(lines, facts.peer, &mut xff);
         upstream.insert_header("x-forwarded-for", xff)?;
-        upstream.insert_header(
-            "x-forwarded-proto",
-            if facts.tls { "https" } else { "http" },
-        )?;
-        if !snap.is_trusted_proxy(facts.peer) {
-            for name in forwarded::CLIENT_CLAIMS {
+        upstream.insert_header("x-forwarded-proto", forwarded_proto(facts.tls))?;
+        if !snap.is_trusted_proxy(facts.peer) && forwarded::has_client_claims(&upstream.headers) {
+            for name in &forwarded::CLIENT_CLAIMS {
                 upstream.remove_header(name);
             }
         }
@@ -451,6 +448,11 @@ impl ProxyHttp for Adapter {
             );
         }
     }
+}
+
+/// The `X-Forwarded-Proto` value: static, so inserting it copies and checks nothing.
+fn forwarded_proto(tls: bool) -> http::HeaderValue {
+    http::HeaderValue::from_static(if tls { "https" } else { "http" })
 }
 
 /// Rewrites the upstream `Cookie` header without `__cflb`, leaving other cookies' bytes intact
