@@ -10,9 +10,33 @@ use std::fmt;
 /// recovered exactly. The one place that decides how client bytes look in a log line.
 pub struct Escaped<'a>(pub &'a [u8]);
 
+/// True for a byte written as itself; every other byte is written `\xHH`.
+fn plain(b: u8) -> bool {
+    b.is_ascii_graphic() && b != b'"' && b != b'\\'
+}
+
+impl Escaped<'_> {
+    /// Appends the escaped bytes to `out`, exactly as `Display` writes them, without the
+    /// formatter: the access log writes three such fields per request.
+    pub fn push_to(&self, out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for &b in self.0 {
+            if plain(b) {
+                out.push(b);
+            } else {
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]);
+            }
+        }
+    }
+}
+
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let plain = |b: u8| b.is_ascii_graphic() && b != b'"' && b != b'\\';
         let mut rest = self.0;
         while !rest.is_empty() {
             let run = rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len());
@@ -28,5 +52,21 @@ impl fmt::Display for Escaped<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_to_writes_what_display_writes_for_every_byte() {
+        let all: Vec<u8> = (0..=255u8).chain(*b"plain/text").collect();
+        let mut pushed = Vec::new();
+        Escaped(&all).push_to(&mut pushed);
+        assert_eq!(
+            String::from_utf8(pushed).ok(),
+            Some(Escaped(&all).to_string())
+        );
     }
 }

@@ -76,6 +76,74 @@ fn write_out(b: &mut Vec<u8>) -> io::Result<()> {
     result
 }
 
+/// Appends one `info` line of the target `access` to this thread's buffer, exactly as the
+/// env_logger format below prints it (`[2026-12-03T20:00:00Z INFO  access] message`), with
+/// `message` writing the message bytes. Written out with the other access lines. The caller
+/// checks that the target is enabled. This skips `fmt` and env_logger's own buffer: they were
+/// most of an access line's cost (bench/README.md).
+pub fn access_line(message: impl FnOnce(&mut Vec<u8>)) {
+    let _ = MINE.try_with(|b| {
+        let mut b = lock(b);
+        b.push(b'[');
+        b.extend_from_slice(&timestamp_now());
+        b.extend_from_slice(b" INFO  access] ");
+        message(&mut b);
+        b.push(b'\n');
+        if b.len() >= FLUSH_AT {
+            let _ = write_out(&mut b);
+        }
+    });
+}
+
+/// The current time as env_logger's default timestamp prints it (RFC 3339, UTC, seconds),
+/// formatted once per second per thread.
+fn timestamp_now() -> [u8; 20] {
+    thread_local! {
+        static LAST: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (secs, text) = LAST.get();
+    if secs == now {
+        return text;
+    }
+    let text = rfc3339_seconds(now);
+    LAST.set((now, text));
+    text
+}
+
+/// `secs` after the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, years 1970–9999).
+fn rfc3339_seconds(secs: u64) -> [u8; 20] {
+    // Days to civil date: Howard Hinnant's `civil_from_days`, for days since 1970-01-01.
+    let days = secs / 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = (yoe + era * 400 + u64::from(month <= 2)).min(9_999);
+    let rem = secs % 86_400;
+    let mut out = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, v: u64, width: usize| {
+        let mut v = v;
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, rem / 3_600, 2);
+    put(14, rem / 60 % 60, 2);
+    put(17, rem % 60, 2);
+    out
+}
+
 /// env_logger's writer: appends to this thread's buffer; writes out on `flush` unless the
 /// line may wait.
 struct Sink;
@@ -192,5 +260,21 @@ impl BackgroundService for AccessLogFlush {
             refusals::flush();
             let _ = flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_print_as_rfc3339_in_utc() {
+        let text = |s| String::from_utf8(rfc3339_seconds(s).to_vec()).ok();
+        assert_eq!(text(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(text(951_782_399).as_deref(), Some("2000-02-28T23:59:59Z"));
+        assert_eq!(text(951_782_400).as_deref(), Some("2000-02-29T00:00:00Z"));
+        assert_eq!(text(951_868_800).as_deref(), Some("2000-03-01T00:00:00Z"));
+        assert_eq!(text(1_796_328_546).as_deref(), Some("2026-12-03T20:09:06Z"));
+        assert_eq!(text(4_107_542_400).as_deref(), Some("2100-03-01T00:00:00Z"));
     }
 }
