@@ -53,6 +53,10 @@ pub struct ServerSection {
     pub grace_period_seconds: u64,
     #[serde(default = "ten")]
     pub graceful_shutdown_timeout_seconds: u64,
+    /// Idle upstream connections kept for reuse, per worker thread (Pingora's
+    /// `upstream_keepalive_pool_size`); the least recently used one closes beyond it.
+    #[serde(default = "default_upstream_keepalive_pool_size")]
+    pub upstream_keepalive_pool_size: usize,
 }
 
 impl Default for ServerSection {
@@ -64,6 +68,7 @@ impl Default for ServerSection {
             upgrade_sock: default_upgrade_sock(),
             grace_period_seconds: 5,
             graceful_shutdown_timeout_seconds: 10,
+            upstream_keepalive_pool_size: default_upstream_keepalive_pool_size(),
         }
     }
 }
@@ -440,6 +445,9 @@ fn default_max_header_bytes() -> usize {
 }
 fn default_max_connections() -> usize {
     10000
+}
+fn default_upstream_keepalive_pool_size() -> usize {
+    128
 }
 fn default_max_concurrent_streams() -> u32 {
     100

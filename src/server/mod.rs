@@ -91,6 +91,7 @@ pub fn server_conf(s: &ServerSection, mode: ProcessMode, base: &Path) -> ServerC
         upgrade_sock: absolute(base, &s.upgrade_sock),
         grace_period_seconds: Some(s.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
         daemon: mode.daemon,
         // Daemon mode changes directory to this; keep it where relative paths make sense.
         working_directory: Some(PathBuf::from(base)),

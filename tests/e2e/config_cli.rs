@@ -438,3 +438,18 @@ fn test_flag_prints_every_warning() {
         "{out}"
     );
 }
+
+#[test]
+fn upstream_keepalive_pool_size_range_is_enforced() {
+    let s = |v: &str| format!("server:\n  upstream_keepalive_pool_size: {v}\n{HEAD}{POOLS}{LB}");
+    refused(
+        &s("0"),
+        &["server.upstream_keepalive_pool_size: 0 is outside 1..100000"],
+    );
+    refused(
+        &s("100001"),
+        &["server.upstream_keepalive_pool_size: 100001 is outside 1..100000"],
+    );
+    let (ok, out) = config_test(&s("1000"));
+    assert!(ok, "{out}");
+}

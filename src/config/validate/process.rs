@@ -15,6 +15,13 @@ pub(super) fn server(s: &ServerSection, e: &mut Vec<ConfigError>) {
             "is outside 1..1024",
         ));
     }
+    if !(1..=100_000).contains(&s.upstream_keepalive_pool_size) {
+        e.push(ConfigError::invalid(
+            "server.upstream_keepalive_pool_size",
+            s.upstream_keepalive_pool_size,
+            "is outside 1..100000",
+        ));
+    }
     for (field, v) in [("pid_file", &s.pid_file), ("upgrade_sock", &s.upgrade_sock)] {
         if v.is_empty() {
             e.push(ConfigError::schema(
