@@ -5,7 +5,11 @@ per row, side by side. Python standard library only; no plotting server, no netw
 usage: bench/chart.py RESULTS.tsv OUT.svg [TITLE]
 
 RESULTS.tsv is what bench/proxy.sh writes: a header line, then one line per row with the
-columns row, req_s, p50_us, p99_us, cpu_us, cpu_range ("-" where a figure is missing).
+columns row, req_s, p50_us, p99_us, cpu_us, cpu_range ("-" where a figure is missing) and,
+optionally, group. With a group column each group is its own block with its own scales, and
+GROUPS says what its two panels show: in "handshake" rows cpu_us is per connection and req_s is
+connections per second; in "pool" rows cpu_us holds KiB per pooled connection and req_s the
+number of pooled connections.
 """
 
 import sys
@@ -19,6 +23,20 @@ TOP = 70            # title and panel headings
 BOTTOM = 34         # the note under the bars
 TETHER = "#1f6fb4"  # tether rows
 OTHER = "#9a9a9a"   # everything else
+GAP_Y = 26          # between two groups
+# group -> (block title, [(column, panel heading, unit), (column, panel heading, unit)])
+MICROS = [("cpu_us", "Proxy CPU µs per request (lower is better)", "µs"),
+          ("p99_us", "p99 latency, µs (lower is better)", "µs")]
+GROUPS = {
+    "http": ("HTTP/1.1 in clear, kept alive", MICROS),
+    "tls": ("TLS termination (ECDSA P-256), kept alive; HTTP/2 over TLS", MICROS),
+    "handshake": ("New TLS connections (handshake + one request each)",
+                  [("cpu_us", "Proxy CPU µs per connection (lower is better)", "µs"),
+                   ("req_s", "connections per second (client-bound)", "/s")]),
+    "pool": ("Upstream connection pool",
+             [("cpu_us", "KiB of RSS per pooled connection (lower is better)", "KiB"),
+              ("req_s", "pooled upstream connections", "")]),
+}
 FONT = "font-family=\"system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif\""
 
 
@@ -50,29 +68,74 @@ def nice_max(v):
     return 10 * step
 
 
-def panel(out, rows, key, x0, heading, unit):
+def is_tether(row):
+    return row.startswith("tether") or row.endswith(", tether")
+
+
+def panel(out, rows, key, x0, heading, unit, y0=TOP):
+    """Bars of column `key` for `rows`, the first at y0, on a scale of their own."""
     values = [r[key] for r in rows if r[key] is not None]
     top = nice_max(max(values) if values else 0)
-    out.append(f'<text x="{x0}" y="{TOP - 16}" font-size="13" font-weight="600" {FONT}>{escape(heading)}</text>')
+    out.append(f'<text x="{x0}" y="{y0 - 16}" font-size="13" font-weight="600" {FONT}>{escape(heading)}</text>')
     for i in range(5):
         x = x0 + PANEL_W * i / 4
-        out.append(f'<line x1="{x:.1f}" y1="{TOP - 6}" x2="{x:.1f}" y2="{TOP + ROW_H * len(rows)}" stroke="#e4e4e4"/>')
+        out.append(f'<line x1="{x:.1f}" y1="{y0 - 6}" x2="{x:.1f}" y2="{y0 + ROW_H * len(rows)}" stroke="#e4e4e4"/>')
         label = f"{top * i / 4:g}"
-        out.append(f'<text x="{x:.1f}" y="{TOP + ROW_H * len(rows) + 14}" font-size="10" fill="#777" text-anchor="middle" {FONT}>{label}</text>')
+        out.append(f'<text x="{x:.1f}" y="{y0 + ROW_H * len(rows) + 14}" font-size="10" fill="#777" text-anchor="middle" {FONT}>{label}</text>')
     for i, r in enumerate(rows):
-        y = TOP + ROW_H * i
+        y = y0 + ROW_H * i
         v = r[key]
         if v is None:
             out.append(f'<text x="{x0 + 4}" y="{y + ROW_H * 0.68:.1f}" font-size="11" fill="#999" {FONT}>not measured</text>')
             continue
         w = PANEL_W * v / top
-        colour = TETHER if r["row"].startswith("tether") else OTHER
+        colour = TETHER if is_tether(r["row"]) else OTHER
         out.append(f'<rect x="{x0}" y="{y + 4}" width="{w:.1f}" height="{ROW_H - 8}" fill="{colour}" rx="2">'
-                   f'<title>{escape(r["row"])}: {v:g} {unit}</title></rect>')
+                   f'<title>{escape(r["row"])}: {f"{v:g} {unit}".rstrip()}</title></rect>')
         out.append(f'<text x="{x0 + w + 4:.1f}" y="{y + ROW_H * 0.68:.1f}" font-size="11" {FONT}>{v:g}</text>')
 
 
+def labels(out, rows, y0):
+    for i, r in enumerate(rows):
+        y = y0 + ROW_H * i + ROW_H * 0.68
+        weight = ' font-weight="600"' if is_tether(r["row"]) else ""
+        out.append(f'<text x="{LABEL_W - 8}" y="{y:.1f}" font-size="12" text-anchor="end"{weight} {FONT}>{escape(r["row"])}</text>')
+
+
+def grouped_svg(rows, title):
+    """One block per group, in the order groups first appear, each with its own two panels."""
+    order = []
+    for r in rows:
+        if r["group"] not in order:
+            order.append(r["group"])
+    width = LABEL_W + 2 * PANEL_W + 2 * GAP
+    blocks, y = [], 40
+    for g in order:
+        members = [r for r in rows if r["group"] == g]
+        blocks.append((g, members, y))
+        y += 22 + (TOP - 40) + ROW_H * len(members) + 14 + GAP_Y
+    height = y - GAP_Y + BOTTOM
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img">',
+           f'<title>{escape(title)}</title>',
+           f'<rect width="{width}" height="{height}" fill="#fff"/>',
+           f'<text x="10" y="22" font-size="15" font-weight="600" {FONT}>{escape(title)}</text>']
+    for g, members, y in blocks:
+        name, panels = GROUPS.get(g, (g, MICROS))
+        out.append(f'<text x="10" y="{y + 14}" font-size="13" font-weight="600" fill="#444" {FONT}>{escape(name)}</text>')
+        y0 = y + 22 + (TOP - 40)
+        labels(out, members, y0)
+        for j, (key, heading, unit) in enumerate(panels):
+            panel(out, members, key, LABEL_W + j * (PANEL_W + GAP), heading, unit, y0)
+    note = "Median of the rounds; one proxy core. bench/README.md says how to read it."
+    out.append(f'<text x="10" y="{height - 8}" font-size="10" fill="#777" {FONT}>{escape(note)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 def svg(rows, title):
+    if rows and "group" in rows[0]:
+        return grouped_svg(rows, title)
     width = LABEL_W + 2 * PANEL_W + 2 * GAP
     height = TOP + ROW_H * len(rows) + BOTTOM
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -80,10 +143,7 @@ def svg(rows, title):
            f'<title>{escape(title)}</title>',
            f'<rect width="{width}" height="{height}" fill="#fff"/>',
            f'<text x="10" y="22" font-size="15" font-weight="600" {FONT}>{escape(title)}</text>']
-    for i, r in enumerate(rows):
-        y = TOP + ROW_H * i + ROW_H * 0.68
-        weight = ' font-weight="600"' if r["row"].startswith("tether") else ""
-        out.append(f'<text x="{LABEL_W - 8}" y="{y:.1f}" font-size="12" text-anchor="end"{weight} {FONT}>{escape(r["row"])}</text>')
+    labels(out, rows, TOP)
     panel(out, rows, "cpu_us", LABEL_W, "Proxy CPU µs per request (lower is better)", "µs")
     panel(out, rows, "p99_us", LABEL_W + PANEL_W + GAP, "p99 latency, µs (lower is better)", "µs")
     note = "Median of the rounds; one proxy core, keep-alive. bench/README.md says how to read it."

@@ -11,7 +11,8 @@
 # BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_ROWS (a regex over row names; all by default),
 # BENCH_SCALING (1; 0 skips the scaling section), BENCH_SKIP_BUILD (0), BENCH_BIN_DIR (target/release),
 # BENCH_TETHER (the tether binary to measure, for A/B runs; $BENCH_BIN_DIR/tether),
-# BENCH_OUT (target/bench: results.tsv and the chart proxies.svg).
+# BENCH_OUT (target/bench: results.tsv and the chart proxies.svg); the TLS, HTTP/2 and pool rows
+# (bench/tls.sh) add BENCH_H2_CONNECTIONS, BENCH_H2_STREAMS and BENCH_POOL.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +61,7 @@ need() {
 export PATH="$PATH:/usr/sbin"
 
 need wrk wrk || { say "wrk cannot be installed: no benchmark"; exit 1; }
+HAVE_H2LOAD=1; need h2load nghttp2-client || { HAVE_H2LOAD=0; say "nghttp2-client cannot be installed: HTTP/2 rows skipped"; }
 HAVE_NGINX=1; need nginx nginx-light || { HAVE_NGINX=0; say "nginx-light cannot be installed: nginx rows skipped"; }
 HAVE_HAPROXY=1; need haproxy haproxy || { HAVE_HAPROXY=0; say "haproxy cannot be installed: HAProxy row skipped"; }
 command -v taskset >/dev/null || { say "taskset (util-linux) is missing"; exit 1; }
@@ -163,22 +165,37 @@ table() {
   for r in "${ORDER[@]}"; do
     [[ $r =~ $filter ]] || continue
     summarise "$r"
-    printf '| %-30s | %9.0f | %8.0f | %8.0f | %10s | %9s |\n' "$r" "${RPS[$r]}" "${P50[$r]}" "${P99[$r]}" "${CPU[$r]}" "$SPREAD"
+    printf '| %-30s | %9s | %8s | %8s | %10s | %9s |\n' "$r" "$(int "${RPS[$r]}")" "$(int "${P50[$r]}")" \
+      "$(int "${P99[$r]}")" "${CPU[$r]}" "$SPREAD"
   done
 }
 
 want() { [[ $1 =~ $ROWS ]]; }
 
-# Writes the rows in ORDER as a results file (`row req_s p50_us p99_us cpu_us cpu_range`, tab
+# A figure rounded to an integer, or "-" as it is.
+int() { [ "$1" = - ] && echo - || awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
+
+# The chart block of a row (bench/chart.py's GROUPS).
+group_of() {
+  case $1 in
+    "tls new"* | "tls resumed"*) echo handshake ;;
+    "tls keep-alive"* | "h2 "*) echo tls ;;
+    "pool "*) echo pool ;;
+    *) echo http ;;
+  esac
+}
+
+# Writes the rows in ORDER as a results file (`row req_s p50_us p99_us cpu_us cpu_range group`, tab
 # separated) and draws it with bench/chart.py: the table at a glance.
 results_and_chart() {
   local r
   mkdir -p "$OUT"
-  printf 'row\treq_s\tp50_us\tp99_us\tcpu_us\tcpu_range\n' >"$OUT/results.tsv"
+  printf 'row\treq_s\tp50_us\tp99_us\tcpu_us\tcpu_range\tgroup\n' >"$OUT/results.tsv"
   for r in "${ORDER[@]}"; do
     [[ $r =~ endpoints ]] && continue
     summarise "$r"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "${RPS[$r]}" "${P50[$r]}" "${P99[$r]}" "${CPU[$r]}" "$SPREAD" >>"$OUT/results.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "${RPS[$r]}" "${P50[$r]}" "${P99[$r]}" "${CPU[$r]}" "$SPREAD" \
+      "$(group_of "$r")" >>"$OUT/results.tsv"
   done
   if python3 bench/chart.py "$OUT/results.tsv" "$OUT/proxies.svg" \
     "make bench, $(date -u +%Y-%m-%d): proxies head to head"; then
@@ -329,12 +346,16 @@ ratio() {
   awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'
 }
 
+# shellcheck source=bench/tls.sh
+. bench/tls.sh
+
 say "upstreams on cpu $LOAD_CPU, proxy on cpu $PROXY_CPU; ${DUR}s per row after ${WARM}s warm-up, $CONNS connections; logs in $WORK"
 say "load average now: $(cut -d' ' -f1-3 /proc/loadavg) (figures are only comparable on an idle machine)"
 # The TLS upstreams' certificate, which tether trusts as its own CA (verify on, as by default).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.origin \
   -addext subjectAltName=DNS:bench.origin -keyout "$WORK/origin.key" -out "$WORK/origin.crt" \
   >"$WORK/openssl.log" 2>&1 || { say "openssl could not make the origin certificate; see $WORK/openssl.log"; exit 1; }
+tls_certs || { say "openssl could not make the listener certificates; see $WORK/openssl.log"; exit 1; }
 TLS_ARGS=()
 for u in "${TLS_UPSTREAMS[@]}"; do TLS_ARGS+=("tls:$u"); done
 taskset -c "$LOAD_CPU" "$REL/examples/bench_upstream" --cert "$WORK/origin.crt" --key "$WORK/origin.key" \
@@ -361,6 +382,8 @@ for round in $(seq "$ROUNDS"); do
   nginx_row "nginx" off
   nginx_row "nginx + access log" "$WORK/nginx-access.log"
   haproxy_row "haproxy"
+  tls_rows
+  pool_row
 done
 
 echo
@@ -368,7 +391,7 @@ echo "## Proxies, one core, keep-alive, $CONNS connections, 3-byte body"
 echo
 echo "Median of $ROUNDS rounds of ${DUR}s (rows interleaved, so drift hits every row alike); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo
-table .
+table "$PLAIN_ROWS"
 
 echo
 echo "### Proxy CPU per request, tether rows relative to the others (lower is better)"
@@ -377,9 +400,11 @@ echo "| tether row                     | / nginx | / haproxy | / bare pingora | 
 echo "|--------------------------------|---------|-----------|----------------|-------------------|"
 for r in "${ORDER[@]}"; do
   [[ $r == tether* ]] || continue
+  [[ $r =~ $PLAIN_ROWS ]] || continue
   printf '| %-30s | %7s | %9s | %14s | %17s |\n' "$r" "$(ratio "$r" nginx)" "$(ratio "$r" haproxy)" \
     "$(ratio "$r" "bare pingora")" "$(ratio "$r" "bare pingora + mimalloc")"
 done
+tls_report
 results_and_chart
 
 if [ -n "${CPU[tether cookie, TLS origin]:-}" ]; then

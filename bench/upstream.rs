@@ -1,5 +1,6 @@
-//! The benchmark's upstreams: `bench_upstream [--cert FILE --key FILE] ADDR [tls:ADDR ...]`
-//! answers every request on every address with the 3-byte body `ok\n`, keep-alive, on one
+//! The benchmark's upstreams: `bench_upstream [--cert FILE --key FILE] [--delay-ms N] ADDR
+//! [tls:ADDR ...]` answers every request on every address with the 3-byte body `ok\n` (after N
+//! ms: the pool row's upstream, so that many requests are in flight at once), keep-alive, on one
 //! thread; a `tls:` address serves HTTP/1.1 over TLS with the given certificate (OpenSSL, as
 //! tether's own TLS). It is deliberately minimal so that the proxy, not the upstream, is what the
 //! benchmark measures.
@@ -8,6 +9,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -19,7 +21,7 @@ use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-async fn serve(listener: TcpListener, tls: Option<Arc<SslAcceptor>>) {
+async fn serve(listener: TcpListener, tls: Option<Arc<SslAcceptor>>, delay: Duration) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -28,7 +30,7 @@ async fn serve(listener: TcpListener, tls: Option<Arc<SslAcceptor>>) {
         let tls = tls.clone();
         tokio::spawn(async move {
             let Some(acceptor) = tls else {
-                return answer(stream).await;
+                return answer(stream, delay).await;
             };
             let Ok(ssl) = Ssl::new(acceptor.context()) else {
                 return;
@@ -37,14 +39,17 @@ async fn serve(listener: TcpListener, tls: Option<Arc<SslAcceptor>>) {
                 return;
             };
             if Pin::new(&mut stream).accept().await.is_ok() {
-                answer(stream).await;
+                answer(stream, delay).await;
             }
         });
     }
 }
 
-async fn answer<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) {
-    let svc = service_fn(|_req| async {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, delay: Duration) {
+    let svc = service_fn(move |_req| async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
     });
     let _ = http1::Builder::new()
@@ -60,7 +65,7 @@ fn fail(msg: String) -> ! {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1).peekable();
-    let (mut cert, mut key) = (None, None);
+    let (mut cert, mut key, mut delay) = (None, None, Duration::ZERO);
     while let Some(flag) = args.next_if(|a| a.starts_with("--")) {
         let value = args
             .next()
@@ -68,6 +73,12 @@ async fn main() {
         match flag.as_str() {
             "--cert" => cert = Some(value),
             "--key" => key = Some(value),
+            "--delay-ms" => {
+                let ms = value
+                    .parse()
+                    .unwrap_or_else(|e| fail(format!("--delay-ms {value}: {e}")));
+                delay = Duration::from_millis(ms);
+            }
             _ => fail(format!("unknown option {flag}")),
         }
     }
@@ -84,7 +95,10 @@ async fn main() {
         })
         .collect();
     if addrs.is_empty() {
-        fail("usage: bench_upstream [--cert FILE --key FILE] ADDR [tls:ADDR ...]".into());
+        fail(
+            "usage: bench_upstream [--cert FILE --key FILE] [--delay-ms N] ADDR [tls:ADDR ...]"
+                .into(),
+        );
     }
     let acceptor = match (cert, key) {
         (Some(cert), Some(key)) => {
@@ -107,7 +121,7 @@ async fn main() {
             .await
             .unwrap_or_else(|e| fail(format!("cannot listen on {addr}: {e}")));
         let acceptor = if tls { acceptor.clone() } else { None };
-        tasks.push(tokio::spawn(serve(listener, acceptor)));
+        tasks.push(tokio::spawn(serve(listener, acceptor, delay)));
     }
     for t in tasks {
         let _ = t.await;
