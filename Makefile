@@ -47,7 +47,8 @@ run: build
 	./target/debug/tether --config conf/example.yaml
 
 # Proxy CPU per request against nginx, HAProxy and bare Pingora, then scaling (bench/README.md).
-# Installs wrk, nginx-light and haproxy when missing; loopback only; ends what it started.
+# Installs wrk, nginx-light, haproxy and nghttp2-client when missing; loopback only; ends what it
+# started. TLS termination, new handshakes, HTTP/2 and the upstream pool are rows too (bench/tls.sh).
 bench: deps
 	bash bench/proxy.sh
 
