@@ -237,7 +237,10 @@ fn section<T: Serialize>(
     if items.is_empty() {
         return Ok(());
     }
-    let _ = write!(out, "\n{key}:\n");
+    // A comment line, not a blank one, between sections: a value serde_yaml writes as a block
+    // scalar that keeps its trailing line breaks (`|2+`, e.g. a Host of "\n") would take a blank
+    // line that follows it into its value.
+    let _ = write!(out, "#\n{key}:\n");
     for item in items {
         for c in &item.comments {
             comment(out, "  ", c);
