@@ -113,16 +113,8 @@ mod tests {
     use super::*;
     use crate::config::{Listener, ListenerTls};
     use crate::tls::listener_certs::ListenerCerts;
+    use crate::tls::slot::tests::cert;
     use pingora::tls::ssl::{SslConnector, SslVerifyMode, SslVersion};
-
-    fn cert(names: &[&str]) -> CertKey {
-        let c = rcgen::generate_simple_self_signed(
-            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        let pem = format!("{}{}", c.signing_key.serialize_pem(), c.cert.pem());
-        CertKey::from_pem(pem.as_bytes()).unwrap()
-    }
 
     /// A slot serving `shop.test` from its files, with a TLS-ALPN-01 challenge for it pending.
     fn slot() -> Arc<CertSlot> {

@@ -134,12 +134,13 @@ impl CertSlots {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::config::{Listener, ListenerTls};
 
-    fn cert(names: &[&str]) -> CertKey {
+    /// A self-signed certificate for `names`, made now (also for the acceptor's tests).
+    pub(crate) fn cert(names: &[&str]) -> CertKey {
         let c = rcgen::generate_simple_self_signed(
             names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
         )
