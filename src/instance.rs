@@ -31,7 +31,7 @@ pub struct Instance {
     /// reload, and given the certificates the ACME service issues.
     pub cert_slots: CertSlots,
     /// The ACME service's HTTP-01 answers and reports (SPEC §3.11).
-    pub acme: crate::acme::Acme,
+    pub acme: crate::state::acme::Acme,
     path: PathBuf,
     /// Reloads started (each takes the next number before it reads the file).
     reads: AtomicU64,
@@ -64,7 +64,7 @@ impl Instance {
         Instance {
             state: StateStore::new(&snapshot.config.state),
             cert_slots: CertSlots::new(snapshot.all_listener_certs()),
-            acme: crate::acme::Acme::new(&snapshot.config.listeners),
+            acme: crate::state::acme::Acme::new(&snapshot.config.listeners),
             started_with: snapshot.config.clone(),
             id: InstanceId::random(),
             own: OwnAddrs::of(&snapshot.config),

@@ -15,9 +15,9 @@ use instant_acme::{
 };
 use rcgen::{CertificateParams, CustomExtension, DistinguishedName, KeyPair};
 
-use super::store::CertStore;
 use super::{AcmeError, Answers};
 use crate::config::{AcmeConfig, CertKey};
+use crate::state::certs::CertStore;
 use crate::tls::slot::CertSlot;
 
 /// How this instance proves control of the names.

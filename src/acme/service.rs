@@ -15,11 +15,11 @@ use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
 
 use super::order::{self, Answering, Proof};
-use super::store::CertStore;
 use super::{AcmeError, Report};
 use crate::clock::unix_now;
 use crate::config::{AcmeConfig, CertKey};
 use crate::instance::Instance;
+use crate::state::certs::CertStore;
 use crate::telemetry::certs as metrics;
 use crate::tls::cert_info::CertInfo;
 use crate::tls::slot::CertSlot;

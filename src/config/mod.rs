@@ -7,6 +7,7 @@ mod address;
 mod error;
 mod listener_tls;
 mod load;
+pub mod lookup;
 mod origin_tls;
 mod own_addrs;
 pub mod printable;

@@ -194,7 +194,7 @@ impl Validated {
         let found: Vec<Result<Vec<SocketAddr>, String>> = if servers.is_empty() {
             lookup_all(&names, LOOKUP_BUDGET)
         } else {
-            crate::dns::lookup::lookup_blocking(&servers, &names, LOOKUP_BUDGET)
+            super::lookup::lookup_blocking(&servers, &names, LOOKUP_BUDGET)
         };
         let mut warnings = Vec::new();
         for ((path, addr), found) in unresolved.into_iter().zip(found) {

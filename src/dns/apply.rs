@@ -233,4 +233,31 @@ load_balancers:
         resolved(&snap, "app-2.invalid:18090", &[ours], &own, 3);
         assert!(!looped.takes_new());
     }
+
+    #[test]
+    fn origins_imported_by_name_keep_their_names_and_follow_dns() {
+        let pool = r#"[{"id":"p","name":"p","origins":[{"name":"a","address":"app-1.origin.invalid","port":8443}]}]"#;
+        let lb = r#"[{"id":"l","name":"x.example.com","default_pools":["p"],"fallback_pool":"p"}]"#;
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<std::path::PathBuf> = [pool, lb]
+            .iter()
+            .enumerate()
+            .map(|(i, doc)| {
+                let path = dir.path().join(format!("f{i}.json"));
+                std::fs::write(&path, doc).unwrap();
+                path
+            })
+            .collect();
+        let out = crate::import::cloudflare(&files, Default::default()).unwrap();
+        assert!(
+            out.yaml.contains("address: app-1.origin.invalid:8443"),
+            "{}",
+            out.yaml
+        );
+        let valid =
+            Config::from_yaml_with_env(&out.yaml, "imported", &|_| Some("s".repeat(32))).unwrap();
+        let snap = Snapshot::build(valid, &RuntimeState::default(), 0);
+        // The name, not an address found at import, is what the resolver looks up while tether runs.
+        assert_eq!(names(&snap), ["app-1.origin.invalid:8443"]);
+    }
 }

@@ -8,7 +8,6 @@
 //! `lookup` is the DNS client (hickory-resolver) and `apply` what an answer does to endpoints.
 
 pub mod apply;
-pub mod lookup;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,8 +19,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::time::Instant;
 
+use crate::config::lookup::{self, Dns};
 use crate::instance::Instance;
-use lookup::Dns;
 
 /// How often the service wakes to see which names are due (and which a reload added).
 const TICK: Duration = Duration::from_secs(1);

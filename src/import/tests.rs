@@ -384,23 +384,3 @@ fn two_balancers_for_one_hostname_keep_the_first_and_report_the_second() {
 }
 
 mod untrusted;
-
-#[test]
-fn origins_given_by_name_keep_their_names_and_follow_dns() {
-    let pool = r#"[{"id":"p","name":"p","origins":[{"name":"a","address":"app-1.origin.invalid","port":8443}]}]"#;
-    let lb = r#"[{"id":"l","name":"x.example.com","default_pools":["p"],"fallback_pool":"p"}]"#;
-    let out = import_text(&[pool, lb]).unwrap();
-    assert!(
-        out.yaml.contains("address: app-1.origin.invalid:8443"),
-        "{}",
-        out.yaml
-    );
-    let valid =
-        Config::from_yaml_with_env(&out.yaml, "imported", &|_| Some("s".repeat(32))).unwrap();
-    let snap = crate::balancer::Snapshot::build(valid, &Default::default(), 0);
-    // The name, not an address found at import, is what the resolver looks up while tether runs.
-    assert_eq!(
-        crate::dns::apply::names(&snap),
-        ["app-1.origin.invalid:8443"]
-    );
-}

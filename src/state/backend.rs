@@ -67,7 +67,7 @@ pub trait Backend: Send + Sync + Debug {
 
     /// Where ACME accounts and certificates are kept when the backend shares them with the
     /// other instances (with the order lock); `None`: in each listener's `storage` directory.
-    fn cert_store(&self) -> Option<Arc<dyn crate::acme::store::CertStore>> {
+    fn cert_store(&self) -> Option<Arc<dyn crate::state::certs::CertStore>> {
         None
     }
 }

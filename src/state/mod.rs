@@ -13,7 +13,9 @@
 //! start (state file, upgrade hand-over), the backend's polls (whose drains it applies with
 //! reloads held off), state-file writes.
 
+pub mod acme;
 pub mod backend;
+pub mod certs;
 pub mod file;
 pub mod handover;
 pub mod image;
@@ -139,14 +141,14 @@ impl StateStore {
 
     /// Where the ACME service keeps accounts and certificates: the shared backend's store, or
     /// files in `storage` (SPEC §3.11).
-    pub fn cert_store(&self, storage: &str) -> Arc<dyn crate::acme::store::CertStore> {
+    pub fn cert_store(&self, storage: &str) -> Arc<dyn certs::CertStore> {
         self.backend
             .cert_store()
-            .unwrap_or_else(|| Arc::new(crate::acme::store::DirStore::new(storage)))
+            .unwrap_or_else(|| Arc::new(certs::DirStore::new(storage)))
     }
 
     /// The shared certificate store, when the backend has one (HTTP-01 answers made elsewhere).
-    pub fn shared_cert_store(&self) -> Option<Arc<dyn crate::acme::store::CertStore>> {
+    pub fn shared_cert_store(&self) -> Option<Arc<dyn certs::CertStore>> {
         self.backend.cert_store()
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{RedisStore, POLL_TIMEOUT};
-use crate::acme::store::{CertStore, CertStoreError};
+use crate::state::certs::{CertStore, CertStoreError};
 
 /// Gives a lock back only when it still holds `ARGV[1]`: a lock that expired and was taken by
 /// another instance stays theirs.

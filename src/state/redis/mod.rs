@@ -358,7 +358,7 @@ impl crate::state::backend::Backend for RedisBackend {
         self.0.timeout()
     }
 
-    fn cert_store(&self) -> Option<Arc<dyn crate::acme::store::CertStore>> {
+    fn cert_store(&self) -> Option<Arc<dyn crate::state::certs::CertStore>> {
         Some(Arc::new(certs::RedisCerts(self.0.clone())))
     }
 

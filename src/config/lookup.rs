@@ -3,7 +3,8 @@
 //! of the system's `resolv.conf` (and its hosts file). Unlike the C library's `getaddrinfo`, an
 //! answer carries its TTL, which tells the resolver service when to ask again.
 //!
-//! A leaf: it knows nothing of endpoints or snapshots, so validation uses it too.
+//! A leaf: it knows nothing of endpoints or snapshots, so validation uses it at load and the
+//! resolver service (`dns`) while tether runs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
