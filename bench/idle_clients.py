@@ -15,7 +15,7 @@ import sys
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: tether-bench-idle\r\nAccept: */*\r\n\r\n"
 PARTIAL = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: tether-bench-idle\r\nX-Unfinished: "
-BATCH = 200
+BATCH = 50
 
 
 def answer_done(buf):

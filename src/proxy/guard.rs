@@ -8,13 +8,14 @@
 //! requests of a connection inside one `process_new`: so the guard accepts TLS listeners as TCP,
 //! handshakes itself, and runs the HTTP/1 keep-alive loop itself to see where each request ends.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
@@ -205,6 +206,25 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
         let Some(stream) = self.next_request(stream).await else {
             return;
         };
+        let mut reused = self.first_request(stream, limits, shutdown).await;
+        while let Some((stream, settings)) = reused.map(|r| r.consume()) {
+            signals.request_over();
+            let Some(stream) = self.next_request(stream).await else {
+                return;
+            };
+            reused = self.next_session(stream, settings, shutdown).await;
+        }
+    }
+
+    /// The first request's session, set up as Pingora's own loop does, handed to the app. Built
+    /// outside `serve_http1`: a session (680 bytes) held in its state would stay in every
+    /// connection's task for the connection's life, idle or not.
+    fn first_request<'a>(
+        &'a self,
+        stream: Stream,
+        limits: ConnLimits,
+        shutdown: &'a ShutdownWatch,
+    ) -> impl Future<Output = Option<ReusedHttpStream>> + Send + 'a {
         let mut session = ServerSession::new_http1(stream);
         if *shutdown.borrow() {
             session.set_keepalive(None);
@@ -217,18 +237,21 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
             .server_options()
             .and_then(|o| o.keepalive_request_limit);
         session.set_keepalive_reuses_remaining(request_limit);
-        let mut reused = self.inner.process_new_http(session, shutdown).await;
-        while let Some((stream, settings)) = reused.map(|r| r.consume()) {
-            signals.request_over();
-            let Some(stream) = self.next_request(stream).await else {
-                return;
-            };
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
-            reused = self.inner.process_new_http(session, shutdown).await;
+        self.inner.process_new_http(session, shutdown)
+    }
+
+    /// A later request's session, with what the previous one carried over.
+    fn next_session<'a>(
+        &'a self,
+        stream: Stream,
+        settings: Option<HttpPersistentSettings>,
+        shutdown: &'a ShutdownWatch,
+    ) -> impl Future<Output = Option<ReusedHttpStream>> + Send + 'a {
+        let mut session = ServerSession::new_http1(stream);
+        if let Some(settings) = settings {
+            settings.apply_to_session(&mut session);
         }
+        self.inner.process_new_http(session, shutdown)
     }
 
     /// Waits until the next request's header is in (`Watched::next_request`), holding only the
