@@ -242,7 +242,8 @@ fi
 echo
 echo "## Memory: what a waiting client costs (one worker thread, RSS from /proc)"
 echo
-echo "| proxy          | idle kept-alive conn (KiB) | unfinished header (KiB) | $CROWD idle conns (MiB RSS) | header session (B) |"
+printf '| %-14s | %26s | %23s | %27s | %18s |\n' proxy "idle kept-alive conn (KiB)" "unfinished header (KiB)" \
+  "$CROWD idle conns, RSS (MiB)" "header session (B)"
 echo "|----------------|----------------------------|-------------------------|-----------------------------|--------------------|"
 for r in "${ORDER[@]}"; do
   s=-

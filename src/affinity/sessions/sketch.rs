@@ -9,6 +9,8 @@
 const DEPTH: u32 = 4;
 /// A counter saturates at the largest 4-bit value.
 const MAX: u64 = 15;
+/// Words per block: a key's counters share one cache line.
+const BLOCK: usize = 8;
 /// Halves each 4-bit counter of a word at once.
 const HALF_MASK: u64 = 0x7777_7777_7777_7777;
 
@@ -24,7 +26,7 @@ pub(super) struct Sketch {
 impl Sketch {
     /// A sketch for about `entries` keys (one word, sixteen counters, per key).
     pub fn new(entries: usize) -> Self {
-        let words = entries.max(8).next_power_of_two();
+        let words = entries.max(BLOCK).next_power_of_two();
         Sketch {
             words: vec![0; words],
             added: 0,
@@ -62,19 +64,17 @@ impl Sketch {
             .unwrap_or(0)
     }
 
-    /// The word and bit offset of the key's `i`-th counter: a different word per row, and one
-    /// of the word's sixteen counters.
+    /// The word and bit offset of the key's `i`-th counter: all four in one 64-byte block of
+    /// eight words (one cache line per access, as Caffeine's sketch does), each in its own pair
+    /// of words and at its own place in the word.
     fn counter(&self, h: u64, i: u32) -> (usize, u32) {
-        let seed = [
-            0x9E37_79B9_7F4A_7C15,
-            0xC2B2_AE3D_27D4_EB4F,
-            0x1656_67B1_9E37_79F9,
-            0xD6E8_FEB8_6659_FD93,
-        ][i as usize];
-        let x = h.wrapping_mul(seed);
-        let x = x ^ (x >> 29);
-        let word = (x as usize) & (self.words.len() - 1);
-        let shift = ((x >> 60) as u32) * 4;
+        let blocks = self.words.len() / BLOCK;
+        let m = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let m = m ^ (m >> 29);
+        let block = ((m >> 40) as usize) & (blocks - 1);
+        let x = m >> (8 * i);
+        let word = block * BLOCK + (i as usize) * 2 + (x & 1) as usize;
+        let shift = (((x >> 1) & 15) as u32) * 4;
         (word, shift)
     }
 
@@ -104,12 +104,12 @@ mod tests {
 
     #[test]
     fn old_frequencies_fade() {
-        let mut s = Sketch::new(8);
+        let mut s = Sketch::new(64);
         for _ in 0..15 {
             s.increment(1);
         }
         // Ten times the capacity of other accesses halves the counters at least once.
-        for k in 100..180 {
+        for k in 1_000..1_700 {
             s.increment(k);
         }
         assert!(s.frequency(1) < 15, "{}", s.frequency(1));
