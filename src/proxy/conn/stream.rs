@@ -381,3 +381,20 @@ const _: fn() = || {
     fn is_io<T: pingora::protocols::IO>() {}
     is_io::<Watched>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::header_ends;
+
+    #[test]
+    fn a_header_ends_at_its_empty_line_with_or_without_carriage_returns() {
+        assert!(header_ends(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(header_ends(b"GET / HTTP/1.1\nHost: a\n\n"));
+        assert!(header_ends(b"GET / HTTP/1.1\r\nHost: a\n\r\n"));
+        assert!(header_ends(b"\r\n\r\nbody"));
+        assert!(!header_ends(b"GET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(!header_ends(b"GET / HTTP/1.1\r\nHost: a\r\n\r"));
+        assert!(!header_ends(b"\r\r\n"));
+        assert!(!header_ends(b""));
+    }
+}
