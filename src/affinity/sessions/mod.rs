@@ -143,10 +143,12 @@ impl SessionStore {
         (ticks as u32).wrapping_add(1).max(1)
     }
 
-    /// The idle TTL in ticks, rounded up (at least one).
+    /// The idle TTL in ticks, rounded up (at least one, at most half the clock's range: 6 years).
     fn ttl_ticks(&self) -> u32 {
         let ticks = self.ttl.as_millis().div_ceil(u128::from(TICK_MS));
-        u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+        u32::try_from(ticks)
+            .unwrap_or(u32::MAX)
+            .clamp(1, u32::MAX / 2 - 1)
     }
 }
 

@@ -63,9 +63,12 @@ impl Slot {
             synced_ms: u64::from(self.synced) * TICK_MS,
         }
     }
-    /// Idle for at least `ttl` ticks at `now` (ticks wrap after 13 years).
+    /// Idle for at least `ttl` ticks at `now` (ticks wrap after 13 years). A use stamped after
+    /// `now` is fresh: `entries` and `sync` read the clock once and then meet sessions that
+    /// requests on other threads touched since.
     fn expired(&self, now: u32, ttl: u32) -> bool {
-        now.wrapping_sub(self.used) >= ttl
+        let age = now.wrapping_sub(self.used);
+        age < u32::MAX / 2 && age >= ttl
     }
 }
 
@@ -292,4 +295,32 @@ pub(super) fn hash_of(id: u128) -> u64 {
 /// The home slot of hash `h` in a table of `n` slots (the high bits, by multiplication).
 fn home(h: u64, n: usize) -> usize {
     ((u128::from(h) * n as u128) >> 64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_use_stamped_after_the_readers_clock_is_fresh() {
+        let s = Slot {
+            used: 1_001,
+            ..Slot::default()
+        };
+        assert!(
+            !s.expired(1_000, 10),
+            "touched by another thread after `now` was read"
+        );
+        assert!(!s.expired(1_010, 10));
+        assert!(s.expired(1_011, 10));
+        let wrapped = Slot {
+            used: u32::MAX - 2,
+            ..Slot::default()
+        };
+        assert!(
+            wrapped.expired(8, 10),
+            "ages across the wrap of the tick counter"
+        );
+        assert!(!wrapped.expired(5, 10));
+    }
 }
