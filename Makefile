@@ -46,11 +46,13 @@ run: build
 	echo; \
 	./target/debug/tether --config conf/example.yaml
 
-# Proxy CPU per request against nginx, HAProxy and bare Pingora, then scaling (bench/README.md).
+# Proxy CPU per request against nginx, HAProxy and bare Pingora, then scaling, then what an idle
+# connection and a header session cost in memory (bench/README.md).
 # Installs wrk, nginx-light, haproxy and nghttp2-client when missing; loopback only; ends what it
 # started. TLS termination, new handshakes, HTTP/2 and the upstream pool are rows too (bench/tls.sh).
 bench: deps
 	bash bench/proxy.sh
+	bash bench/memory.sh
 
 # Criterion micro-benchmarks of the routing core: cookie verify + pick, in ns per request.
 bench-route:

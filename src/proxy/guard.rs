@@ -8,16 +8,18 @@
 //! requests of a connection inside one `process_new`: so the guard accepts TLS listeners as TCP,
 //! handshakes itself, and runs the HTTP/1 keep-alive loop itself to see where each request ends.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
+use tokio::sync::Notify;
 
 use super::conn::{ConnLimits, Signals, Watch, Watched};
 use super::tls_accept::TlsAcceptor;
@@ -57,6 +59,10 @@ pub struct Guarded<A> {
     listeners: Vec<Listener>,
     /// Connections whose local address matches no listener (not expected; counted apart).
     other: AtomicUsize,
+    /// Set, and `closing` notified, when the app is cleaned up: kept-alive connections waiting
+    /// for their next request close then, as Pingora's own wait would.
+    closed: AtomicBool,
+    closing: Notify,
 }
 
 impl<A> Guarded<A> {
@@ -66,6 +72,8 @@ impl<A> Guarded<A> {
             live,
             listeners: Vec::new(),
             other: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            closing: Notify::new(),
         }
     }
 
@@ -138,7 +146,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let stream = match listener.and_then(|l| l.tls.as_ref()) {
             None => stream,
             Some(tls) => {
-                match tokio::time::timeout(limits.header_timeout, tls.handshake(stream)).await {
+                // Boxed: the handshake's state is large and must not stay in this future's
+                // allocation for the whole life of the connection.
+                let handshake = Box::pin(tls.handshake(stream));
+                match tokio::time::timeout(limits.header_timeout, handshake).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         log::debug!("TLS handshake failed: {e}");
@@ -175,13 +186,16 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     }
 
     async fn cleanup(&self) {
+        self.closed.store(true, Relaxed);
+        self.closing.notify_waiters();
         self.inner.http_cleanup().await
     }
 }
 
 impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
     /// Pingora's HTTP/1 keep-alive loop (as in its `ServerApp` impl for HTTP apps), plus the
-    /// signal to the stream that a request is over, so the next byte starts a new header clock.
+    /// signal to the stream that a request is over, so the next byte starts a new header clock;
+    /// each request's header is read before its Pingora session exists.
     async fn serve_http1(
         &self,
         stream: Stream,
@@ -189,6 +203,28 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
         limits: ConnLimits,
         shutdown: &ShutdownWatch,
     ) {
+        let Some(stream) = self.next_request(stream).await else {
+            return;
+        };
+        let mut reused = self.first_request(stream, limits, shutdown).await;
+        while let Some((stream, settings)) = reused.map(|r| r.consume()) {
+            signals.request_over();
+            let Some(stream) = self.next_request(stream).await else {
+                return;
+            };
+            reused = self.next_session(stream, settings, shutdown).await;
+        }
+    }
+
+    /// The first request's session, set up as Pingora's own loop does, handed to the app. Built
+    /// outside `serve_http1`: a session (680 bytes) held in its state would stay in every
+    /// connection's task for the connection's life, idle or not.
+    fn first_request<'a>(
+        &'a self,
+        stream: Stream,
+        limits: ConnLimits,
+        shutdown: &'a ShutdownWatch,
+    ) -> impl Future<Output = Option<ReusedHttpStream>> + Send + 'a {
         let mut session = ServerSession::new_http1(stream);
         if *shutdown.borrow() {
             session.set_keepalive(None);
@@ -201,14 +237,41 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
             .server_options()
             .and_then(|o| o.keepalive_request_limit);
         session.set_keepalive_reuses_remaining(request_limit);
-        let mut reused = self.inner.process_new_http(session, shutdown).await;
-        while let Some((stream, settings)) = reused.map(|r| r.consume()) {
-            signals.request_over();
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
-            reused = self.inner.process_new_http(session, shutdown).await;
+        self.inner.process_new_http(session, shutdown)
+    }
+
+    /// A later request's session, with what the previous one carried over.
+    fn next_session<'a>(
+        &'a self,
+        stream: Stream,
+        settings: Option<HttpPersistentSettings>,
+        shutdown: &'a ShutdownWatch,
+    ) -> impl Future<Output = Option<ReusedHttpStream>> + Send + 'a {
+        let mut session = ServerSession::new_http1(stream);
+        if let Some(settings) = settings {
+            settings.apply_to_session(&mut session);
+        }
+        self.inner.process_new_http(session, shutdown)
+    }
+
+    /// Waits until the next request's header is in (`Watched::next_request`), holding only the
+    /// stream and the header's bytes: Pingora would wait inside a new session with its header
+    /// buffer and its proxy task allocated (nginx, too, frees its buffers while a connection
+    /// waits). None when the connection ends before any byte, or the app is cleaned up while it
+    /// waits.
+    async fn next_request(&self, stream: Stream) -> Option<Stream> {
+        if !stream.as_any().is::<Watched>() {
+            return Some(stream);
+        }
+        let mut watched = stream.into_any().downcast::<Watched>().ok()?;
+        let closing = self.closing.notified();
+        if self.closed.load(Relaxed) {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            next = watched.next_request() => next.then_some(watched as Stream),
+            _ = closing => None,
         }
     }
 }

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use pingora::tls::ssl::{
-    select_next_proto, AlpnError, NameType, SniError, SslAcceptor, SslMethod, SslRef,
+    select_next_proto, AlpnError, NameType, SniError, SslAcceptor, SslMethod, SslMode, SslRef,
 };
 
 use super::slot::CertSlot;
@@ -60,6 +60,11 @@ pub fn build(
         answer_acme(ssl, &slot, &address)?;
         Ok(acme)
     });
+    // The listener's socket reads are unbuffered (server::listener_config): OpenSSL reads ahead
+    // itself, a whole record per read, into buffers it frees while the connection is idle (the
+    // nginx setting), so an idle TLS connection holds no 16 KiB record buffer.
+    b.set_read_ahead(true);
+    b.set_mode(SslMode::RELEASE_BUFFERS);
     Ok(b.build())
 }
 

@@ -8,6 +8,7 @@
 //! 1 MiB; only a wrapper around the stream sees each request's bytes as they arrive.
 
 mod answer;
+mod coalesce;
 pub(crate) mod delegate;
 mod line;
 mod stream;

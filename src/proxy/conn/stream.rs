@@ -1,8 +1,9 @@
 //! [`Watched`]: the client stream as Pingora reads it, with the header deadline and byte budget
 //! of [`Watch`] enforced at every read, and Pingora's own refusals seen as they are written.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -12,6 +13,7 @@ use pingora::protocols::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+use super::coalesce::Coalesce;
 use super::delegate::delegate_io_but_read_write;
 use super::line::RequestLine;
 use super::watch::{Cut, Phase, Signals, Watch};
@@ -22,6 +24,10 @@ use crate::telemetry::refusals;
 /// sends a reset, which can destroy the response before the client reads it.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
+
+/// The most bytes read at once while a request header comes in: Pingora's first header read is
+/// as large (`INIT_HEADER_BUF_SIZE`), so a usual header still takes one read.
+const FIRST_READ: usize = 4096;
 
 /// A client stream whose reads obey a [`Watch`]: past the deadline, or past the header byte
 /// budget, a read fails (after a 408/431 where the client sent part of a request) instead of
@@ -37,6 +43,11 @@ pub struct Watched {
     cut: Option<Cutting>,
     /// The scan of the current request line for a bare CR.
     line: RequestLine,
+    /// The first bytes of the next request, read by [`Watched::next_request`] (and already
+    /// watched), not yet handed to Pingora. Empty, without an allocation, otherwise.
+    early: Vec<u8>,
+    /// Response bytes not yet sent: one send per response, no buffer while idle.
+    out: Coalesce,
 }
 
 /// A connection being cut (logged and counted once): its response, if any, is written, then
@@ -62,6 +73,8 @@ impl Watched {
             timer: Box::pin(tokio::time::sleep_until(first.into())),
             cut: None,
             line: RequestLine::default(),
+            early: Vec::new(),
+            out: Coalesce::default(),
         }
     }
 
@@ -187,6 +200,15 @@ impl AsyncRead for Watched {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.early.is_empty() {
+            let n = this.early.len().min(buf.remaining());
+            buf.put_slice(&this.early[..n]);
+            this.early.drain(..n);
+            if this.early.is_empty() {
+                this.early = Vec::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
         if this.cut.is_some() {
             return this.poll_cut(cx);
         }
@@ -230,7 +252,7 @@ impl AsyncWrite for Watched {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let n = ready!(Pin::new(&mut *this.inner).poll_write(cx, buf))?;
+        let n = ready!(this.out.poll_write(&mut this.inner, cx, buf))?;
         if this.before_header() {
             this.on_written(&buf[..n]);
         }
@@ -243,7 +265,7 @@ impl AsyncWrite for Watched {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let n = ready!(Pin::new(&mut *this.inner).poll_write_vectored(cx, bufs))?;
+        let n = ready!(this.out.poll_write_vectored(&mut this.inner, cx, bufs))?;
         if this.before_header() {
             let mut left = n;
             for b in bufs {
@@ -255,12 +277,15 @@ impl AsyncWrite for Watched {
         Poll::Ready(Ok(n))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.out.poll_flush(&mut this.inner, cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.out.poll_flush(&mut this.inner, cx))?;
+        Pin::new(&mut *this.inner).poll_shutdown(cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -305,10 +330,50 @@ impl Watched {
         );
     }
 
+    /// Reads the next request's header, holding only its bytes meanwhile (the reads go to the
+    /// stack): so a connection that waits for a request, or sends its header slowly, holds no
+    /// Pingora session, no header buffer and no proxy task state. Pingora's next reads return
+    /// these bytes first. True once the header is complete, or the stream ended or failed after
+    /// some bytes (Pingora then meets the same end and answers as it always does); false when
+    /// it ended before any byte. The watch applies to every read, deadlines and budget included.
+    pub async fn next_request(&mut self) -> bool {
+        poll_fn(|cx| loop {
+            let mut stack = [MaybeUninit::<u8>::uninit(); FIRST_READ];
+            let mut buf = ReadBuf::uninit(&mut stack);
+            let read = ready!(self.read_more(cx, &mut buf));
+            let n = buf.filled().len();
+            if read.is_err() || n == 0 {
+                return Poll::Ready(!self.early.is_empty());
+            }
+            let from = self.early.len().saturating_sub(2);
+            self.early.extend_from_slice(buf.filled());
+            if header_ends(&self.early[from..]) {
+                return Poll::Ready(true);
+            }
+        })
+        .await
+    }
+
+    /// A read from the stream itself, past the bytes already held.
+    fn read_more(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let early = std::mem::take(&mut self.early);
+        let read = Pin::new(&mut *self).poll_read(cx, buf);
+        self.early = early;
+        read
+    }
+
     /// Where the connection is in its request cycle.
     pub fn phase(&self) -> Phase {
         self.watch.phase()
     }
+}
+
+/// Whether `bytes` hold the empty line that ends an HTTP/1 header: a line feed followed by
+/// another, with or without a carriage return between (the parser accepts bare LF lines).
+fn header_ends(bytes: &[u8]) -> bool {
+    bytes.windows(2).enumerate().any(|(i, w)| {
+        w[0] == b'\n' && (w[1] == b'\n' || (w[1] == b'\r' && bytes.get(i + 2) == Some(&b'\n')))
+    })
 }
 
 // The wrapper must stay a valid Pingora stream.
@@ -316,3 +381,20 @@ const _: fn() = || {
     fn is_io<T: pingora::protocols::IO>() {}
     is_io::<Watched>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::header_ends;
+
+    #[test]
+    fn a_header_ends_at_its_empty_line_with_or_without_carriage_returns() {
+        assert!(header_ends(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(header_ends(b"GET / HTTP/1.1\nHost: a\n\n"));
+        assert!(header_ends(b"GET / HTTP/1.1\r\nHost: a\n\r\n"));
+        assert!(header_ends(b"\r\n\r\nbody"));
+        assert!(!header_ends(b"GET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(!header_ends(b"GET / HTTP/1.1\r\nHost: a\r\n\r"));
+        assert!(!header_ends(b"\r\r\n"));
+        assert!(!header_ends(b""));
+    }
+}
