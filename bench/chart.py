@@ -9,7 +9,9 @@ columns row, req_s, p50_us, p99_us, cpu_us, cpu_range ("-" where a figure is mis
 optionally, group. With a group column each group is its own block with its own scales, and
 GROUPS says what its two panels show: in "handshake" rows cpu_us is per connection and req_s is
 connections per second; in "pool" rows cpu_us holds KiB per pooled connection and req_s the
-number of pooled connections.
+number of pooled connections; in "memory" rows (added by bench/memory.sh) cpu_us is KiB per
+idle connection and p99_us KiB per unfinished header; in "crowd" rows cpu_us is the whole RSS in
+MiB and req_s the connections held.
 """
 
 import sys
@@ -33,6 +35,12 @@ GROUPS = {
     "handshake": ("New TLS connections (handshake + one request each)",
                   [("cpu_us", "Proxy CPU µs per connection (lower is better)", "µs"),
                    ("req_s", "connections per second (client-bound)", "/s")]),
+    "memory": ("Memory per waiting client connection (bench/memory.sh)",
+               [("cpu_us", "KiB of RSS per idle kept-alive connection (lower is better)", "KiB"),
+                ("p99_us", "KiB of RSS per unfinished request header (lower is better)", "KiB")]),
+    "crowd": ("Many idle clients at once (bench/memory.sh)",
+              [("cpu_us", "the proxy's whole RSS, MiB (lower is better)", "MiB"),
+               ("req_s", "idle kept-alive connections held", "")]),
     "pool": ("Upstream connection pool",
              [("cpu_us", "KiB of RSS per pooled connection (lower is better)", "KiB"),
               ("req_s", "pooled upstream connections", "")]),

@@ -252,3 +252,20 @@ for r in "${ORDER[@]}"; do
 done
 echo
 echo "Targets (issue 20): idle ≤ 4 KiB, unfinished header ≤ 16 KiB, $CROWD connections < 100 MiB, header session ≤ 64 B."
+
+# The same figures as rows of make bench's chart (bench/chart.py's "memory" and "crowd" blocks),
+# added to the results bench/proxy.sh wrote, and the chart drawn again with them.
+OUT=${BENCH_OUT:-target/bench}
+if [ -s "$OUT/results.tsv" ]; then
+  grep -v -P '\t(memory|crowd)$' "$OUT/results.tsv" >"$WORK/results.tsv"
+  for r in "${ORDER[@]}"; do
+    printf '%s idle\t-\t-\t%s\t%s\t-\tmemory\n' "$r" "${HEADER[$r]}" "${IDLE[$r]}" >>"$WORK/results.tsv"
+  done
+  for r in "${ORDER[@]}"; do
+    printf '%s, %s idle\t%s\t-\t-\t%s\t-\tcrowd\n' "$r" "$CROWD" "$CROWD" "${CROWD_MIB[$r]}" >>"$WORK/results.tsv"
+  done
+  cp "$WORK/results.tsv" "$OUT/results.tsv"
+  python3 bench/chart.py "$OUT/results.tsv" "$OUT/proxies.svg" \
+    "make bench, $(date -u +%Y-%m-%d): proxies head to head, and memory" &&
+    echo "Chart with the memory rows: $OUT/proxies.svg."
+fi

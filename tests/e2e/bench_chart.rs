@@ -68,7 +68,40 @@ fn bench_chart_draws_cpu_and_p99_bars_for_every_row_of_the_readme_figures() {
         bars += 1;
     }
     assert_eq!(svg.matches("<rect x=").count(), bars);
-    // The committed chart is this script's drawing of these figures.
+}
+
+/// The committed chart (docs/benchmarks.md shows it) is this script's drawing of the latest run
+/// bench/README.md records, memory rows included.
+#[test]
+fn committed_chart_is_the_drawing_of_the_latest_recorded_run_with_its_memory_rows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().unwrap();
+    let svg_path = out.path().join("chart.svg");
+    let Ok(run) = Command::new("python3")
+        .arg(root.join("bench/chart.py"))
+        .arg(root.join("bench/results-2026-12-03.tsv"))
+        .arg(&svg_path)
+        .arg("make bench, 2026-12-03: proxies head to head, and memory")
+        .output()
+    else {
+        eprintln!("SKIPPED: python3 cannot be run; `make deps` installs it");
+        return;
+    };
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    for label in [
+        "tether idle",
+        "haproxy idle",
+        "tether, 15000 idle",
+        "tls keep-alive, tether",
+    ] {
+        assert!(svg.contains(&format!(">{label}</text>")), "no row {label}");
+    }
+    assert!(svg.contains("<title>tether idle: 5.5 KiB</title>"), "{svg}");
     let committed = std::fs::read_to_string(root.join("bench/chart.svg")).unwrap();
     assert_eq!(
         svg, committed,
