@@ -28,15 +28,8 @@ TETHER=${BENCH_TETHER:-$REL/tether}
 WORK=$(mktemp -d /tmp/tether-mem.XXXXXX)
 SECRET="make-bench-cookie-secret-0123456789abcdef"
 
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say() { printf '%s\n' "$*" >&2; }
+# PIDS, the exit trap, say, wait_http, stop, forget.
+source bench/lib.sh
 export PATH="$PATH:/usr/sbin"
 
 # Every connection is a file descriptor in the proxy and in the client: raise the soft limit.
@@ -51,31 +44,6 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release --quiet --bin tether --example bench_upstream --example bare_pingora \
     --example bench_sessions || exit 1
 fi
-
-wait_http() {
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --max-time 1 "$1" && return 0
-    sleep 0.1
-  done
-  say "no answer from $1"
-  return 1
-}
-
-forget() {
-  local kept=() p
-  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done
-  PIDS=("${kept[@]}")
-  return 0
-}
-
-stop() {
-  local pid=$1 sig=${2:-TERM}
-  kill "-$sig" "$pid" 2>/dev/null
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  forget "$pid"
-}
 
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 

@@ -36,15 +36,8 @@ TETHER=${BENCH_TETHER:-$REL/tether}
 WORK=$(mktemp -d /tmp/tether-bench.XXXXXX)
 OUT=${BENCH_OUT:-target/bench}
 
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say() { printf '%s\n' "$*" >&2; }
+# PIDS, the exit trap, say, wait_http, stop, forget.
+source bench/lib.sh
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -73,35 +66,6 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     --example bare_pingora_mimalloc --example bench_reload || exit 1
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-# Blocks until `url` answers (any HTTP status), for at most 10 s.
-wait_http() {
-  local url=$1
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --max-time 1 "$url" && return 0
-    sleep 0.1
-  done
-  say "no answer from $url"
-  return 1
-}
-
-# Ends one process this script started, by pid.
-stop() {
-  local pid=$1 sig=${2:-TERM}
-  kill "-$sig" "$pid" 2>/dev/null
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  forget "$pid"
-}
-
-# Drops a finished pid from PIDS, so that the exit trap never signals a pid the system reused.
-forget() {
-  local kept=() p
-  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done
-  PIDS=("${kept[@]}")
-  return 0
-}
 
 # utime + stime of a process (all its threads), in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
