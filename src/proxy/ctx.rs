@@ -48,6 +48,11 @@ pub struct Attempts {
     pub address: Option<AddressPick>,
 }
 
+/// At most this many of one endpoint's addresses are tried by one request before failover
+/// decides (SPEC §3.10): a name answering with many unreachable addresses would otherwise hold
+/// the request for one connect timeout each (up to Pingora's 16 retries, 80 s).
+pub const MAX_ADDRESSES_TRIED: usize = 4;
+
 /// Which of an endpoint's addresses a request uses: the list it read once (a change by the
 /// resolver mid-request does not reorder its attempts) and the position in it.
 #[derive(Debug)]
@@ -79,9 +84,13 @@ impl Attempts {
     }
 
     /// Moves on to the current endpoint's next address after a connect failure; returns the
-    /// address that failed and the next one, or `None` when every address was tried.
+    /// address that failed and the next one, or `None` when every address was tried, or
+    /// [`MAX_ADDRESSES_TRIED`] of them.
     pub fn next_address(&mut self) -> Option<(SocketAddr, SocketAddr)> {
         let pick = self.address.as_mut()?;
+        if pick.index + 1 >= MAX_ADDRESSES_TRIED {
+            return None;
+        }
         let failed = *pick.list.list.get(pick.index)?;
         let next = *pick.list.list.get(pick.index + 1)?;
         pick.index += 1;
@@ -138,5 +147,36 @@ impl Default for RequestCtx {
                 upstream: None,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_tries_at_most_four_addresses_of_an_endpoint() {
+        let list: Vec<SocketAddr> = (1..=10)
+            .map(|i| SocketAddr::from(([127, 0, 0, i], 80)))
+            .collect();
+        let mut attempts = Attempts::default();
+        attempts.address = Some(AddressPick {
+            target: EndpointRef {
+                pool: 0,
+                endpoint: 0,
+            },
+            list: Arc::new(Addresses {
+                written: "many.test:80".into(),
+                list: list.clone(),
+                resolved_at: Some(0),
+            }),
+            index: 0,
+        });
+        let mut tried = vec![attempts.current_address().unwrap()];
+        while let Some((failed, next)) = attempts.next_address() {
+            assert_eq!(Some(&failed), tried.last());
+            tried.push(next);
+        }
+        assert_eq!(tried, list[..MAX_ADDRESSES_TRIED]);
     }
 }
