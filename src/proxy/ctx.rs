@@ -159,19 +159,21 @@ mod tests {
         let list: Vec<SocketAddr> = (1..=10)
             .map(|i| SocketAddr::from(([127, 0, 0, i], 80)))
             .collect();
-        let mut attempts = Attempts::default();
-        attempts.address = Some(AddressPick {
-            target: EndpointRef {
-                pool: 0,
-                endpoint: 0,
-            },
-            list: Arc::new(Addresses {
-                written: "many.test:80".into(),
-                list: list.clone(),
-                resolved_at: Some(0),
+        let mut attempts = Attempts {
+            address: Some(AddressPick {
+                target: EndpointRef {
+                    pool: 0,
+                    endpoint: 0,
+                },
+                list: Arc::new(Addresses {
+                    written: "many.test:80".into(),
+                    list: list.clone(),
+                    resolved_at: Some(0),
+                }),
+                index: 0,
             }),
-            index: 0,
-        });
+            ..Attempts::default()
+        };
         let mut tried = vec![attempts.current_address().unwrap()];
         while let Some((failed, next)) = attempts.next_address() {
             assert_eq!(Some(&failed), tried.last());
